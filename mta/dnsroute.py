@@ -207,7 +207,8 @@ class MxResolver:
             exchange = record.exchange.to_text(omit_final_dot=True)
             name = exchange_host_name(exchange)
             if name is None:
-                skipped.append(f"{exchange or '.'}: not a host name")
+                # "." next to real MXs is a broken null MX: nothing to connect to, so ignore it.
+                skipped.append(f"{exchange}: not a host name")
                 continue
             # A host listed twice keeps its best preference.
             preference_of[name] = min(record.preference, preference_of.get(name, record.preference))
@@ -282,8 +283,13 @@ class MxResolver:
         return [b"".join(record.strings).decode("utf-8", "replace") for record in answer.records]
 
     async def query_ptr(self, ip: str) -> list[str]:
-        """Reverse DNS names of an IPv4/IPv6 address (lower case, no trailing dot); [] if none."""
-        reverse = dns.reversename.from_address(ip).to_text()
+        """Reverse DNS names of an IPv4/IPv6 address (lower case, no trailing dot); [] if none.
+
+        Raises ValueError when `ip` is not an address."""
+        try:
+            reverse = dns.reversename.from_address(ip).to_text()
+        except dns.exception.SyntaxError:
+            raise ValueError(f"not an IP address: {ip!r}") from None
         answer = await self._query(reverse, dns.rdatatype.PTR)
         return [record.target.to_text(omit_final_dot=True).lower() for record in answer.records]
 

@@ -203,6 +203,16 @@ async def test_ip_literal_mx_is_skipped(dns_server, resolver):
     assert ("192.0.2.1", "A") not in dns_server.queries
 
 
+async def test_null_mx_next_to_real_mx_is_ignored(dns_server, resolver):
+    dns_server.set("example.com", "MX", "0 .", "10 mx.example.net.")
+    dns_server.address("mx.example.net", "127.0.0.13")
+
+    route = await resolver.resolve("example.com")
+
+    assert route.host_names == ("mx.example.net",)
+    assert route.site_key == "mx.example.net"
+
+
 async def test_domains_served_by_one_mx_set_share_a_site_key(dns_server, resolver):
     dns_server.mx("gmail.example", (5, "mx1.google.example"), (10, "mx2.google.example"))
     dns_server.mx("googlemail.example", (10, "MX2.google.example"), (40, "mx1.google.example"))
@@ -368,6 +378,11 @@ async def test_query_a_and_aaaa(dns_server, resolver):
     assert await resolver.query_a("mail.example.com") == ["192.0.2.7"]
     assert await resolver.query_aaaa("mail.example.com") == ["2001:db8::7"]
     assert await resolver.query_a("nothing.example.com") == []
+
+
+async def test_query_ptr_rejects_what_is_not_an_address(resolver):
+    with pytest.raises(ValueError, match="not an IP address"):
+        await resolver.query_ptr("mail.example.com")
 
 
 async def test_generic_query_failure_is_a_temporary_route_error(dns_server, resolver):
