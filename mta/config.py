@@ -1,0 +1,313 @@
+"""The MTA's configuration: typed dataclasses loaded once from TOML and validated at start-up.
+
+Keys listed in shared/interfaces.md are promises to operators: they may be added to, never
+renamed. Relative paths are resolved against the directory of the config file, so a config works
+the same whether it is started from a shell or by systemd (whose working directory is /).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from mta.configload import ByteSize, ConfigError, Duration, build
+from mta.limits import SiteLimits
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_hostport"]
+
+
+@dataclass
+class MtaSection:
+    hostname: str = "localhost"
+    spool_dir: str = "/var/spool/warmup-mta"
+    log_level: str = "info"
+
+
+@dataclass
+class SubmissionSection:
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:2525"])
+    trusted_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8"])
+    max_message_size: ByteSize = ByteSize(25 * 1024 * 1024)
+    max_recipients: int = 1000
+    max_line_length: int = 998          # octets without CRLF (RFC 5321 4.5.3.1.6)
+    max_connections: int = 1000
+    max_connections_per_ip: int = 100
+    command_timeout: Duration = Duration(300)
+    data_timeout: Duration = Duration(600)
+    tls_cert: str = ""
+    tls_key: str = ""
+    users_file: str = ""
+    stream_header: str = "X-Stream"     # header an app may set to choose its stream
+    default_stream: str = "transactional"
+    group_commit_delay: Duration = Duration(0.002)
+
+
+@dataclass
+class InboundSection:
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1:2526"])
+    bounce_domain: str = "bounces.localhost"
+    verp_secret: str = ""               # HMAC key for VERP return paths; or verp_secret_file
+    verp_secret_file: str = ""
+    feedback_addresses: list[str] = field(default_factory=list)
+    max_message_size: ByteSize = ByteSize(10 * 1024 * 1024)
+
+
+@dataclass
+class DnsSection:
+    nameservers: list[str] = field(default_factory=list)
+    timeout: Duration = Duration(5)
+
+
+@dataclass
+class SiteLimitRule:
+    """Static shaping for sites whose MX host (or recipient domain) matches `match` (a glob)."""
+    match: str
+    max_connections: int = 10
+    messages_per_connection: int = 100
+    rate_per_minute: float = 0.0
+    burst: int = 0
+
+
+@dataclass
+class DeliverySection:
+    port: int = 25
+    connect_timeout: Duration = Duration(30)
+    command_timeout: Duration = Duration(300)
+    idle_timeout: Duration = Duration(5)
+    starttls: bool = True               # use STARTTLS when the MX offers it
+    max_connections: int = 10           # default per (site, source)
+    messages_per_connection: int = 100
+    rate_per_minute: float = 0.0        # default per (site, source); 0 = unlimited
+    site: list[SiteLimitRule] = field(default_factory=list)
+
+
+@dataclass
+class QueueSection:
+    retry_base: Duration = Duration(60)
+    retry_factor: float = 2.0
+    retry_max: Duration = Duration(4 * 3600)
+    retry_jitter: float = 0.2
+    max_age: Duration = Duration(5 * 86400)
+    delay_warning: Duration = Duration(0)   # 0 = no "delayed" DSN
+    domain_window: int = 2000           # jobs per recipient domain held in memory
+    body_cache: ByteSize = ByteSize(64 * 1024 * 1024)
+
+
+@dataclass
+class StreamSection:
+    priority: int = 5                   # lower goes first
+    pool: str = "default"
+
+
+@dataclass
+class EgressSource:
+    name: str
+    address: str
+    ehlo: str = ""
+    weight: int = 1
+
+
+@dataclass
+class EgressPool:
+    sources: list[str]
+
+
+@dataclass
+class EgressSection:
+    sources: list[EgressSource] = field(default_factory=list)
+    pools: dict[str, EgressPool] = field(default_factory=dict)
+
+
+@dataclass
+class EventsSection:
+    path: str = ""                      # JSON Lines; default <spool_dir>/events.jsonl
+
+
+@dataclass
+class PolicySection:
+    address: str = ""                   # "host:port" or "unix:/path"; empty = static limits
+    transactional_floor: int = 0        # messages/minute per site when policyd is unreachable
+
+
+@dataclass
+class MetricsSection:
+    listen: str = ""
+
+
+@dataclass
+class Config:
+    mta: MtaSection = field(default_factory=MtaSection)
+    submission: SubmissionSection = field(default_factory=SubmissionSection)
+    inbound: InboundSection = field(default_factory=InboundSection)
+    dns: DnsSection = field(default_factory=DnsSection)
+    delivery: DeliverySection = field(default_factory=DeliverySection)
+    queue: QueueSection = field(default_factory=QueueSection)
+    streams: dict[str, StreamSection] = field(default_factory=dict)
+    egress: EgressSection = field(default_factory=EgressSection)
+    events: EventsSection = field(default_factory=EventsSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    path: str = ""                      # the file this came from
+
+    # ---- derived views used by the daemon
+    @property
+    def spool_path(self) -> str:
+        return self.mta.spool_dir
+
+    @property
+    def events_path(self) -> str:
+        return self.events.path or os.path.join(self.mta.spool_dir, "events.jsonl")
+
+    def stream(self, name: str) -> StreamSection:
+        return self.streams.get(name) or self.streams[self.submission.default_stream]
+
+    def pool_sources(self, pool: str) -> list[EgressSource]:
+        by_name = {s.name: s for s in self.egress.sources}
+        return [by_name[n] for n in self.egress.pools[pool].sources]
+
+    def site_limits(self, site_key: str, mx_hosts: tuple[str, ...]) -> SiteLimits:
+        d = self.delivery
+        for rule in d.site:
+            if any(fnmatch.fnmatch(h, rule.match) for h in mx_hosts) or fnmatch.fnmatch(site_key, rule.match):
+                return SiteLimits(rule.max_connections, rule.messages_per_connection,
+                                  rule.rate_per_minute, rule.burst)
+        return SiteLimits(d.max_connections, d.messages_per_connection, d.rate_per_minute)
+
+    def verp_key(self) -> bytes:
+        if self.inbound.verp_secret:
+            return self.inbound.verp_secret.encode()
+        if self.inbound.verp_secret_file:
+            with open(self.inbound.verp_secret_file, "rb") as f:
+                return f.read().strip()
+        # No secret configured: derive a stable one kept in the spool, created on first start.
+        return b""
+
+
+def parse_hostport(value: str, key: str, default_port: int | None = None) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        if default_port is None:
+            raise ConfigError(f"{key}: expected host:port, got {value!r}")
+        host, port = value, str(default_port)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: expected host:port, got {value!r}")
+    return host, int(port)
+
+
+def load_config(path: str) -> Config:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    cfg = build(Config, raw, "")
+    cfg.path = os.path.abspath(path)
+    _resolve_paths(cfg, os.path.dirname(cfg.path))
+    _apply_defaults(cfg)
+    validate(cfg)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base: str) -> None:
+    def absolute(p: str) -> str:
+        return p if not p or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+
+    cfg.mta.spool_dir = absolute(cfg.mta.spool_dir)
+    cfg.submission.tls_cert = absolute(cfg.submission.tls_cert)
+    cfg.submission.tls_key = absolute(cfg.submission.tls_key)
+    cfg.submission.users_file = absolute(cfg.submission.users_file)
+    cfg.inbound.verp_secret_file = absolute(cfg.inbound.verp_secret_file)
+    cfg.events.path = absolute(cfg.events.path)
+    if cfg.policy.address.startswith("unix:"):
+        cfg.policy.address = "unix:" + absolute(cfg.policy.address[5:])
+
+
+def _apply_defaults(cfg: Config) -> None:
+    """Fills what an empty config leaves open: the two usual streams and one default pool."""
+    cfg.streams.setdefault("transactional", StreamSection(priority=0))
+    cfg.streams.setdefault("marketing", StreamSection(priority=5))
+    if not cfg.egress.sources:
+        # No source IP configured: let the kernel choose, greet with the MTA hostname.
+        cfg.egress.sources.append(EgressSource(name="default", address="", ehlo=cfg.mta.hostname))
+    for s in cfg.egress.sources:
+        s.ehlo = s.ehlo or cfg.mta.hostname
+    if not cfg.egress.pools:
+        cfg.egress.pools["default"] = EgressPool(sources=[s.name for s in cfg.egress.sources])
+
+
+def validate(cfg: Config) -> None:
+    for i, addr in enumerate(cfg.submission.listen):
+        parse_hostport(addr, f"submission.listen[{i}]")
+    for i, addr in enumerate(cfg.inbound.listen):
+        parse_hostport(addr, f"inbound.listen[{i}]")
+    for i, net in enumerate(cfg.submission.trusted_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"submission.trusted_networks[{i}]: not a network: {net!r}") from None
+    for i, ns in enumerate(cfg.dns.nameservers):
+        host, _port = parse_hostport(ns, f"dns.nameservers[{i}]", default_port=53)
+        _require_ip(host, f"dns.nameservers[{i}]")
+    if cfg.metrics.listen:
+        parse_hostport(cfg.metrics.listen, "metrics.listen")
+    if cfg.policy.address and not cfg.policy.address.startswith("unix:"):
+        parse_hostport(cfg.policy.address, "policy.address")
+    if not 0 < cfg.delivery.port <= 65535:
+        raise ConfigError(f"delivery.port: not a port number: {cfg.delivery.port}")
+    if bool(cfg.submission.tls_cert) != bool(cfg.submission.tls_key):
+        raise ConfigError("submission.tls_cert / submission.tls_key: give both or neither")
+    for key in ("tls_cert", "tls_key", "users_file"):
+        p = getattr(cfg.submission, key)
+        if p and not os.path.isfile(p):
+            raise ConfigError(f"submission.{key}: no such file: {p}")
+    for key, value in (("submission.max_recipients", cfg.submission.max_recipients),
+                       ("submission.max_connections", cfg.submission.max_connections),
+                       ("submission.max_connections_per_ip", cfg.submission.max_connections_per_ip),
+                       ("delivery.max_connections", cfg.delivery.max_connections),
+                       ("delivery.messages_per_connection", cfg.delivery.messages_per_connection),
+                       ("queue.domain_window", cfg.queue.domain_window)):
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if cfg.submission.max_line_length < 78:
+        raise ConfigError("submission.max_line_length: must be at least 78")
+    if cfg.queue.retry_factor < 1.0:
+        raise ConfigError("queue.retry_factor: must be at least 1.0")
+    if not 0.0 <= cfg.queue.retry_jitter < 1.0:
+        raise ConfigError("queue.retry_jitter: must be between 0 and 1")
+    if cfg.queue.max_age <= 0:
+        raise ConfigError("queue.max_age: must be positive")
+    if cfg.submission.default_stream not in cfg.streams:
+        raise ConfigError(f"submission.default_stream: no stream named {cfg.submission.default_stream!r}")
+    names = set()
+    for i, src in enumerate(cfg.egress.sources):
+        if src.name in names:
+            raise ConfigError(f"egress.sources[{i}].name: duplicate source name {src.name!r}")
+        names.add(src.name)
+        if src.address:
+            _require_ip(src.address, f"egress.sources[{i}].address")
+        if src.weight < 1:
+            raise ConfigError(f"egress.sources[{i}].weight: must be at least 1")
+    for pname, pool in cfg.egress.pools.items():
+        if not pool.sources:
+            raise ConfigError(f"egress.pools.{pname}.sources: a pool needs at least one source")
+        for j, sname in enumerate(pool.sources):
+            if sname not in names:
+                raise ConfigError(f"egress.pools.{pname}.sources[{j}]: no source named {sname!r}")
+    for sname, stream in cfg.streams.items():
+        if stream.pool not in cfg.egress.pools:
+            raise ConfigError(f"streams.{sname}.pool: no egress pool named {stream.pool!r}")
+    if not cfg.inbound.bounce_domain or "." not in cfg.inbound.bounce_domain:
+        raise ConfigError("inbound.bounce_domain: must be a domain name")
+
+
+def _require_ip(value: str, key: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{key}: not an IP address: {value!r}") from None

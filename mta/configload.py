@@ -1,0 +1,131 @@
+"""Turns TOML tables into typed dataclasses, with errors that name the bad key.
+
+Shared by the MTA's config and anything else that loads TOML into dataclasses. Unknown keys are
+errors too: a typo in a key name must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or of the wrong type; the message names the key."""
+
+
+class Duration(float):
+    """Seconds; TOML may give a number or a string such as "90s", "15m", "4h", "5d"."""
+
+
+class ByteSize(int):
+    """Bytes; TOML may give a number or a string such as "512K", "25M", "1G"."""
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_duration(value: Any, key: str) -> Duration:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration such as 30 or \"5m\", got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value.lower())
+        if not m:
+            raise ConfigError(f"{key}: expected a duration such as 30s, 15m, 4h or 5d, got {value!r}")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise ConfigError(f"{key}: expected a duration, got {type(value).__name__}")
+    if seconds < 0:
+        raise ConfigError(f"{key}: must not be negative")
+    return Duration(seconds)
+
+
+def parse_size(value: Any, key: str) -> ByteSize:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a size such as 1048576 or \"25M\", got {value!r}")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)b?\s*", value.lower())
+        if not m:
+            raise ConfigError(f"{key}: expected a size such as 512K, 25M or 1G, got {value!r}")
+        size = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    else:
+        raise ConfigError(f"{key}: expected a size, got {type(value).__name__}")
+    if size < 0:
+        raise ConfigError(f"{key}: must not be negative")
+    return ByteSize(size)
+
+
+def build(cls: type[T], table: Any, key: str) -> T:
+    """Builds dataclass `cls` from a TOML table; `key` is the dotted path used in errors."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{key or 'config'}: expected a table, got {type(table).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for name in table:
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{_join(key, name)}: unknown key (known keys: {known})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in table:
+            values[name] = convert(hints[name], table[name], _join(key, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{_join(key, name)}: required key is missing")
+    return cls(**values)
+
+
+def convert(tp: Any, value: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return convert(args[0], value, key)
+    if tp is Duration:
+        return parse_duration(value, key)
+    if tp is ByteSize:
+        return parse_size(value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        (item_tp, *_rest) = get_args(tp)
+        items = [convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        _k, item_tp = get_args(tp)
+        return {k: convert(item_tp, v, _join(key, k)) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)  # type: ignore[arg-type]
+    raise TypeError(f"unsupported config type {tp!r} for {key}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name

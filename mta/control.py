@@ -1,0 +1,98 @@
+"""The daemon's control socket (a Unix socket in the spool directory, JSON Lines).
+
+`mta queue flush|retry|delete|hold|release` talk to a running daemon through it, so the change
+reaches the in-memory queues too (Postfix's postqueue/postsuper talk to the master the same way).
+When no daemon runs, the CLI edits the spool directly instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from mta.events import Event
+
+if TYPE_CHECKING:
+    from mta.daemon import MtaDaemon
+
+log = logging.getLogger("mta.control")
+
+
+class ControlServer:
+    def __init__(self, path: str, daemon: MtaDaemon) -> None:
+        self.path = path
+        self.daemon = daemon
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)   # left over from a process that did not stop cleanly
+        self.server = await asyncio.start_unix_server(self._handle, self.path)
+        os.chmod(self.path, 0o600)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=30)
+            try:
+                request = json.loads(line)
+                reply = await self.dispatch(request)
+            except (ValueError, KeyError, TypeError) as exc:
+                reply = {"ok": False, "error": f"bad request: {exc}"}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        sched = self.daemon.scheduler
+        spool = self.daemon.spool
+        assert sched is not None and spool is not None
+        cmd = request["cmd"]
+        ids = [str(q) for q in request.get("queue_ids", [])]
+        now = sched.clock()
+        if cmd == "flush":
+            return {"ok": True, "rescheduled": await sched.flush()}
+        if cmd in ("retry", "release"):
+            if cmd == "retry":
+                domains = await spool.call(lambda s: s.retry_messages(ids, now))
+            else:
+                domains = await spool.call(lambda s: s.release_held(ids, now))
+            for d in domains:
+                sched.mark_due(d, now)
+            return {"ok": True, "domains": domains}
+        if cmd == "hold":
+            return {"ok": True, "held": await spool.call(lambda s: s.hold(ids))}
+        if cmd == "delete":
+            removed = await spool.call(lambda s: s.delete_messages(ids))
+            for mid, qid, sender, rcpts in removed:
+                sched.cancelled.add(mid)
+                for r in rcpts:
+                    sched.events.emit(Event("dropped", qid, r, sender, reason="admin", text="deleted by operator"))
+            return {"ok": True, "deleted": [r[1] for r in removed]}
+        if cmd == "stats":
+            return {"ok": True, "memory": sched.stats()}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+async def request(path: str, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
+    try:
+        writer.write(json.dumps(payload).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        return json.loads(line)
+    finally:
+        writer.close()

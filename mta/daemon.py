@@ -1,0 +1,172 @@
+"""`mta serve`: wires the spool, scheduler, listeners, metrics and control socket together, and
+handles signals (SIGTERM: graceful drain and exit 0; SIGHUP: reload) and systemd notification."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mta.config import Config, parse_hostport
+from mta.control import ControlServer
+from mta.dnsroute import MxResolver, ResolverConfig
+from mta.events import EventLog
+from mta.inbound import InboundHandler
+from mta.limits import Limiter, StaticLimiter
+from mta.metrics import Metrics, serve_metrics
+from mta.queue.scheduler import Scheduler
+from mta.spool import Spool
+from mta.submission.auth import Authenticator, load_users
+from mta.submission.handler import SubmissionHandler
+from mta.submission.protocol import ConnectionLimits
+from mta.submission.server import protocol_factory, server_tls_context, start_listeners
+
+log = logging.getLogger("mta")
+
+
+def sd_notify(state: str) -> None:
+    """systemd's notify protocol: one datagram to $NOTIFY_SOCKET, if set."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(path)
+            s.sendall(state.encode())
+    except OSError as exc:
+        log.warning("sd_notify failed: %s", exc)
+
+
+def make_limiter(cfg: Config, clock: Callable[[], float]) -> Limiter:
+    if cfg.policy.address:
+        from policy.client import PolicyClient  # the policy daemon's client implements Limiter
+
+        return PolicyClient.from_mta_config(cfg, clock)   # type: ignore[attr-defined,no-any-return]
+    weights = {s.name: s.weight for s in cfg.egress.sources}
+    return StaticLimiter(limits_for=cfg.site_limits, weights=weights, clock=clock)
+
+
+class MtaDaemon:
+    def __init__(self, cfg: Config, clock: Callable[[], float] = time.time, limiter: Limiter | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.metrics = Metrics()
+        self.events = EventLog(cfg.events_path, clock)
+        self.events.subscribe(self.metrics.on_event)
+        self.limiter = limiter
+        self.servers: list[asyncio.AbstractServer] = []
+        self.spool: Spool | None = None
+        self.scheduler: Scheduler | None = None
+        self.control: ControlServer | None = None
+        self.auth: Authenticator | None = None
+        self._stopped = asyncio.Event()
+        self._stopping = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        cfg = self.cfg
+        self.spool = Spool(cfg.mta.spool_dir, on_commit=self.metrics.on_commit)
+        self.spool.start()
+        verp_key = cfg.verp_key() or await self.spool.call(_spool_verp_key)
+        resolver = MxResolver(ResolverConfig(nameservers=cfg.dns.nameservers, timeout=cfg.dns.timeout,
+                                             lifetime=max(cfg.dns.timeout * 2, 1.0)))
+        limiter = self.limiter or make_limiter(cfg, self.clock)
+        self.scheduler = Scheduler(cfg, self.spool, resolver, limiter, self.events, self.metrics, self.clock,
+                                   verp_key)
+        await self.scheduler.start()
+        self.metrics.add_gauges("mta_queue_state", "In-memory queue state", lambda: {
+            k: float(v) for k, v in self.scheduler.stats().items()} if self.scheduler else {}, "what")
+        self.auth = Authenticator(load_users(cfg.submission.users_file)) if cfg.submission.users_file else None
+        await self._start_listeners(verp_key)
+        if cfg.metrics.listen:
+            host, port = parse_hostport(cfg.metrics.listen, "metrics.listen")
+            self.servers.append(await serve_metrics(host, port, self.metrics.registry))
+        self.control = ControlServer(os.path.join(cfg.mta.spool_dir, "control.sock"), self)
+        await self.control.start()
+        log.info("mta ready: submission on %s, inbound on %s", ", ".join(cfg.submission.listen),
+                 ", ".join(cfg.inbound.listen))
+        sd_notify("READY=1\nSTATUS=accepting mail")
+
+    async def _start_listeners(self, verp_key: bytes) -> None:
+        cfg = self.cfg
+        sub = cfg.submission
+        assert self.scheduler is not None
+        tls = server_tls_context(sub.tls_cert, sub.tls_key)
+        handler = SubmissionHandler(cfg, self.scheduler.accept, self.metrics, self.clock)
+        check = self._check_password if self.auth is not None else None
+        limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip)
+        refused = self._count_refusal
+        make = protocol_factory(handler, hostname=cfg.mta.hostname, limits=limits, max_size=sub.max_message_size,
+                                max_line_length=sub.max_line_length, command_timeout=sub.command_timeout,
+                                data_timeout=sub.data_timeout, tls=tls, check_password=check, on_refused=refused)
+        self.servers += await start_listeners(sub.listen, "submission.listen", make)
+        if cfg.inbound.listen:
+            inbound = InboundHandler(cfg, verp_key, self.metrics, self.clock)
+            in_limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip)
+            make_in = protocol_factory(inbound, hostname=cfg.mta.hostname, limits=in_limits,
+                                       max_size=cfg.inbound.max_message_size, max_line_length=sub.max_line_length,
+                                       command_timeout=sub.command_timeout, data_timeout=sub.data_timeout,
+                                       tls=tls, check_password=None, on_refused=refused)
+            self.servers += await start_listeners(cfg.inbound.listen, "inbound.listen", make_in)
+
+    def _count_refusal(self, reason: str) -> None:
+        self.metrics.refusals.labels(reason).inc()
+
+    async def _check_password(self, name: str, password: str) -> Any:
+        assert self.auth is not None
+        return await asyncio.get_running_loop().run_in_executor(None, self.auth.check, name, password)
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        sd_notify("STOPPING=1")
+        log.info("stopping: closing listeners, draining deliveries")
+        for server in self.servers:
+            server.close()
+        if self.control is not None:
+            await self.control.stop()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        if self.spool is not None:
+            await self.spool.close()
+        self.events.close()
+        self._stopped.set()
+
+    def reload(self) -> None:
+        """SIGHUP: reopen the event log (log rotation) and reload the users file."""
+        sd_notify("RELOADING=1")
+        self.events.reopen()
+        if self.auth is not None and self.cfg.submission.users_file:
+            try:
+                self.auth.users = load_users(self.cfg.submission.users_file)
+                log.info("users file reloaded: %d users", len(self.auth.users))
+            except (OSError, ValueError) as exc:
+                log.error("users file not reloaded, keeping the old one: %s", exc)
+        sd_notify("READY=1")
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self._stopped.wait()
+        return 0
+
+
+def _spool_verp_key(store: Any) -> bytes:
+    """A VERP key kept in the spool, made on first start, when the config names none."""
+    key = store.get_meta("verp_key")
+    if key is None:
+        key = secrets.token_hex(32)
+        store.set_meta("verp_key", key)
+    return bytes(key, "ascii")

@@ -1,0 +1,1 @@
+"""Outbound SMTP: connections bound to source addresses, transactions, reply handling."""

@@ -1,0 +1,110 @@
+"""One event type for every recipient outcome; the JSON Lines log and the metrics derive from it.
+
+Event names: accepted, delivered, deferred, bounced, expired, dropped, delayed (a "delayed" DSN
+was sent), recovered (found in flight after a crash: it may be delivered twice).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+log = logging.getLogger("mta.events")
+
+
+@dataclass(slots=True)
+class Event:
+    event: str
+    queue_id: str
+    recipient: str
+    sender: str = ""
+    time: float = 0.0
+    queued_at: float = 0.0
+    site: str = ""
+    mx: str = ""
+    source: str = ""            # egress source name
+    source_ip: str = ""
+    code: int = 0
+    status: str = ""            # enhanced status code
+    text: str = ""
+    reason: str = ""            # bounce_parser taxonomy
+    attempt: int = 0
+    stream: str = ""
+    tenant: str = ""
+    sending_domain: str = ""
+    message_id: str = ""        # the message's Message-ID header
+    dsn_queue_id: str = ""      # queue id of the DSN this outcome produced
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["time"] = _iso(self.time)
+        d["queued_at"] = _iso(self.queued_at) if self.queued_at else ""
+        return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventLog:
+    """Appends events to a JSON Lines file, buffered; flush() is called by the daemon's timer.
+
+    Subscribers (metrics, policy feedback) see every event synchronously, before it is written.
+    The file is reopened by reopen() (SIGHUP), so logrotate can move it away.
+    """
+
+    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self._buffer: list[str] = []
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._file = self._open()
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        if not self.path:
+            return None
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        return open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+
+    def subscribe(self, fn: Callable[[Event], None]) -> None:
+        self._subscribers.append(fn)
+
+    def emit(self, event: Event) -> None:
+        if not event.time:
+            event.time = self.clock()
+        for fn in self._subscribers:
+            try:
+                fn(event)
+            except Exception:
+                log.exception("event subscriber failed")
+        if self._file is not None:
+            self._buffer.append(event.to_json())
+            if len(self._buffer) >= 2000:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer or self._file is None:
+            return
+        try:
+            self._file.write("\n".join(self._buffer) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            log.error("cannot write event log %s: %s", self.path, exc)
+        self._buffer.clear()
+
+    def reopen(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+        self._file = self._open()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,89 @@
+"""The inbound listener's policy: accept only our own VERP return paths (valid HMAC) and the
+configured feedback-loop addresses; everything else is refused, nothing is relayed.
+
+Accepted reports are written durably (file + fsync + rename) into `<spool>/inbound/new/` before
+the 250, Maildir-style, where the bounce processor picks them up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mta.config import Config
+from mta.ids import new_queue_id
+from mta.metrics import Metrics
+from mta.verp import decode as verp_decode
+
+log = logging.getLogger("mta.inbound")
+
+
+class InboundHandler:
+    def __init__(self, cfg: Config, verp_key: bytes, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.verp_key = verp_key
+        self.metrics = metrics
+        self.clock = clock
+        self.bounce_domain = cfg.inbound.bounce_domain.lower()
+        self.feedback = {a.lower() for a in cfg.inbound.feedback_addresses}
+        self.dir = os.path.join(cfg.mta.spool_dir, "inbound")
+        for sub in ("tmp", "new"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+
+    def acceptable(self, address: str) -> bool:
+        lower = address.lower()
+        if lower in self.feedback:
+            return True
+        return verp_decode(self.verp_key, lower, self.bounce_domain) is not None
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        lines = [r for r in responses[:-1] if not r.startswith("250-AUTH")]
+        return [*lines, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250 HELP"]
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if not self.acceptable(address):
+            self.metrics.refusals.labels("inbound_unknown_recipient").inc()
+            return "550 5.1.1 No such recipient here"
+        if len(envelope.rcpt_tos) >= 100:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        qid = new_queue_id()
+        peer = session.peer[0] if isinstance(session.peer, tuple) else "unknown"
+        head = (f"X-Warmup-Envelope-From: <{'' if envelope.mail_from == '<>' else envelope.mail_from}>\r\n"
+                f"X-Warmup-Envelope-To: {', '.join('<' + r + '>' for r in envelope.rcpt_tos)}\r\n"
+                f"X-Warmup-Client: {peer}\r\n").encode("utf-8", "surrogateescape")
+        try:
+            self._store(qid, head + envelope.content)
+        except OSError as exc:
+            log.error("cannot store inbound report: %s", exc)
+            return "451 4.3.0 Temporary failure writing the message, try again later"
+        self.metrics.accepted_messages.labels("inbound").inc()
+        return f"250 2.0.0 Ok: queued as {qid}"
+
+    def _store(self, qid: str, data: bytes) -> None:
+        name = f"{int(self.clock())}.{qid}.eml"
+        tmp = os.path.join(self.dir, "tmp", name)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, os.path.join(self.dir, "new", name))
+        fd = os.open(os.path.join(self.dir, "new"), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,87 @@
+"""Plain data that flows between the MTA's rooms: messages, recipients and delivery jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Recipient states in the spool. Only WAITING rows are picked up by the scheduler's scan; the
+# others are owned by the running daemon and go back to WAITING when it starts.
+WAITING = 0      # on disk, waiting for its next attempt time
+CLAIMED = 1      # loaded into the daemon's memory (a job), not yet attempted
+ATTEMPTING = 2   # a delivery attempt has started: after a crash this may be a duplicate
+HELD = 3         # put on hold by an operator; never scheduled until released
+
+
+@dataclass(slots=True)
+class MessageInfo:
+    """What delivery needs to know of a queued message (the body stays on disk)."""
+
+    id: int                    # spool row id
+    queue_id: str
+    sender: str                # envelope sender, "" for the null sender
+    created: float             # wall-clock time of acceptance
+    size: int
+    stream: str
+    priority: int              # lower is sent first
+    tenant: str
+    pool: str
+    sending_domain: str
+    header_message_id: str
+    smtputf8: bool = False
+    warned: bool = False       # a "delayed" DSN was sent already
+
+
+@dataclass(slots=True)
+class Recipient:
+    id: int
+    address: str
+    domain: str
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class Job:
+    """Recipients of one message that go to one destination domain in one transaction."""
+
+    message: MessageInfo
+    domain: str
+    recipients: list[Recipient]
+    site: str = ""
+    seq: int = 0               # FIFO order among equal priorities
+    resumes: int = 0           # times the job went back to its queue without an attempt
+
+    @property
+    def priority(self) -> int:
+        return self.message.priority
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A message accepted by a listener, before it has a spool id."""
+
+    queue_id: str
+    sender: str
+    recipients: list[str]
+    body: bytes
+    created: float
+    stream: str
+    priority: int
+    tenant: str
+    pool: str
+    sending_domain: str
+    header_message_id: str
+    smtputf8: bool = False
+    client: str = ""
+    auth_user: str = ""
+    # domains whose recipients go straight to the daemon's memory (state CLAIMED)
+    claimed_domains: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Deferral:
+    recipient_id: int
+    attempts: int
+    next_attempt: float
+    code: int
+    text: str
+    site: str = ""

@@ -1,0 +1,1 @@
+"""Scheduling: per-domain disk backlog, per-site ready queues, outcomes."""

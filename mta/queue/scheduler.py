@@ -1,0 +1,554 @@
+"""The scheduler: from an accepted message (or a due row on disk) to a job in a site's queue, and
+from a delivery attempt's replies back to the spool.
+
+Memory stays bounded however large the backlog: per recipient domain at most `domain_window`
+jobs live in memory; the rest waits on disk and is claimed in batches (highest priority, oldest
+due first) as room frees up. Fresh mail for a domain with room goes straight to memory, marked
+CLAIMED in the same insert, so the hot path never reads back what it just wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from mta.bodycache import BodyCache
+from mta.config import Config
+from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
+from mta.dnsroute import MxResolver, Route, RouteError
+from mta.events import Event, EventLog
+from mta.limits import GrantRequest, Lease, Limiter, Outcome
+from mta.metrics import Metrics
+from mta.model import Deferral, Job, MessageInfo, NewMessage, Recipient
+from mta.queue import outcomes as oc
+from mta.queue.backoff import RetryPolicy
+from mta.queue.site import Lane, Site
+from mta.spool import Spool, SpoolStore
+from mta.submission.headers import split_headers
+from mta.verp import encode as verp_encode
+
+log = logging.getLogger("mta.queue")
+
+SITE_IDLE_GC = 300.0
+
+
+class DomainState:
+    __slots__ = ("claiming", "due", "in_memory", "name", "pending", "routing")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.in_memory = 0          # jobs of this domain in memory (routing, queued, in flight)
+        self.due: float | None = None   # earliest next attempt among its rows waiting on disk
+        self.claiming = False
+        self.pending: list[Job] = []    # jobs waiting for the domain's route
+        self.routing = False
+
+
+class Scheduler:
+    def __init__(self, cfg: Config, spool: Spool, resolver: MxResolver, limiter: Limiter, events: EventLog,
+                 metrics: Metrics, clock: Callable[[], float], verp_key: bytes,
+                 rng: random.Random | None = None) -> None:
+        self.cfg = cfg
+        self.spool = spool
+        self.resolver = resolver
+        self.limiter = limiter
+        self.events = events
+        self.metrics = metrics
+        self.clock = clock
+        self.verp_key = verp_key
+        self.rng = rng or random.Random()
+        q = cfg.queue
+        self.retry = RetryPolicy(q.retry_base, q.retry_factor, q.retry_max, q.retry_jitter, q.max_age)
+        self.window = q.domain_window
+        self.idle_timeout = cfg.delivery.idle_timeout
+        self.client_settings = ClientSettings(cfg.delivery.port, cfg.delivery.connect_timeout,
+                                              cfg.delivery.command_timeout, cfg.delivery.starttls)
+        self.sources = {s.name: Source(s.name, s.address, s.ehlo) for s in cfg.egress.sources}
+        self.bodies = BodyCache(q.body_cache)
+        self.domains: dict[str, DomainState] = {}
+        self.sites: dict[str, Site] = {}
+        self._due: list[tuple[float, str]] = []
+        self._wake = asyncio.Event()
+        self._seq = 0
+        self._grant_sites: set[Site] = set()
+        self._grant_scheduled = False
+        self._feedback: list[Outcome] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.cancelled: set[int] = set()       # message ids deleted by an operator while in memory
+        self.stopping = False
+        self.in_flight = 0
+
+    # ------------------------------------------------------------------ start / stop
+    async def start(self) -> None:
+        report = await self.spool.call(lambda s: s.recover())
+        now = self.clock()
+        for backlog in report.domains:
+            ds = self._domain(backlog.domain)
+            ds.due = backlog.next_due
+            heapq.heappush(self._due, (backlog.next_due, backlog.domain))
+        if report.possible_duplicates:
+            self.metrics.possible_duplicates.inc(report.possible_duplicates)
+            log.warning("recovered %d recipients whose delivery was in progress at the last stop: "
+                        "they may be delivered twice", report.possible_duplicates)
+        log.info("queue recovered: %d recipients re-queued, %d domains with backlog",
+                 report.recovered_recipients, len(report.domains))
+        self._spawn(self._scan_loop())
+        self._spawn(self._housekeeping_loop())
+        del now
+
+    async def stop(self, grace: float = 20.0) -> None:
+        """Graceful drain: no new claims, in-flight transactions finish, queued jobs go back."""
+        self.stopping = True
+        self._wake.set()
+        workers = [t for site in self.sites.values() for t in site.workers]
+        for site in self.sites.values():
+            site.cancel_idle()
+        if workers:
+            await asyncio.wait(workers, timeout=grace)
+        for site in self.sites.values():
+            site.cancel()
+        leftover: list[int] = []
+        for site in self.sites.values():
+            for job in site.drain_all():
+                leftover.extend(r.id for r in job.recipients)
+        for ds in self.domains.values():
+            for job in ds.pending:
+                leftover.extend(r.id for r in job.recipients)
+            ds.pending = []
+        if leftover:
+            await self.spool.call(lambda s: s.release(leftover))
+        await self._flush_feedback()
+        for task in list(self._tasks):
+            task.cancel()
+        self.events.flush()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------------ acceptance
+    async def accept(self, msg: NewMessage, also: Callable[[SpoolStore], Any] | None = None) -> MessageInfo:
+        """Writes a message durably (with `also` in the same transaction) and queues it."""
+        now = self.clock()
+        by_domain: dict[str, int] = {}
+        for address in msg.recipients:
+            d = address.rpartition("@")[2].lower()
+            by_domain[d] = by_domain.get(d, 0) + 1
+        claimed = set()
+        if not self.stopping:
+            for d in by_domain:
+                ds = self._domain(d)
+                if ds.in_memory < self.window:
+                    claimed.add(d)
+                    ds.in_memory += 1
+        msg.claimed_domains = claimed
+
+        def write(store: SpoolStore) -> tuple[int, list[Recipient]]:
+            result = store.insert(msg, now)
+            if also is not None:
+                also(store)
+            return result
+
+        try:
+            mid, rcpts = await self.spool.call(write)
+        except BaseException:
+            for d in claimed:
+                self.domains[d].in_memory -= 1
+            raise
+        info = MessageInfo(mid, msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority,
+                           msg.tenant, msg.pool, msg.sending_domain, msg.header_message_id, msg.smtputf8)
+        groups: dict[str, list[Recipient]] = {}
+        for r in rcpts:
+            groups.setdefault(r.domain, []).append(r)
+            self.events.emit(Event("accepted", msg.queue_id, r.address, msg.sender, now, msg.created,
+                                   stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
+                                   message_id=msg.header_message_id))
+        if claimed:
+            self.bodies.put(mid, msg.body, refs=len(claimed))
+        for d, group in groups.items():
+            if d in claimed:
+                self._route(self._job(info, d, group))
+            else:
+                self.mark_due(d, now)
+        return info
+
+    def _job(self, info: MessageInfo, domain: str, rcpts: list[Recipient]) -> Job:
+        self._seq += 1
+        return Job(info, domain, rcpts, seq=self._seq)
+
+    def _domain(self, name: str) -> DomainState:
+        ds = self.domains.get(name)
+        if ds is None:
+            ds = self.domains[name] = DomainState(name)
+        return ds
+
+    def mark_due(self, domain: str, when: float) -> None:
+        ds = self._domain(domain)
+        if ds.due is None or when < ds.due:
+            ds.due = when
+            heapq.heappush(self._due, (when, domain))
+            self._wake.set()
+
+    def _release(self, job: Job) -> None:
+        """The job left memory (done, deferred to disk, or failed)."""
+        ds = self.domains.get(job.domain)
+        self.bodies.release(job.message.id)
+        if ds is None:
+            return
+        ds.in_memory -= 1
+        if ds.due is not None and ds.in_memory <= self.window // 2 and not ds.claiming:
+            heapq.heappush(self._due, (ds.due, ds.name))
+            self._wake.set()
+
+    # ------------------------------------------------------------------ disk backlog
+    async def _scan_loop(self) -> None:
+        while not self.stopping:
+            now = self.clock()
+            while self._due and self._due[0][0] <= now:
+                due, name = heapq.heappop(self._due)
+                ds = self.domains.get(name)
+                if ds is None or ds.due is None or ds.due != due or ds.claiming:
+                    continue
+                if ds.in_memory >= self.window:
+                    continue   # _release() pushes it again when room frees up
+                self._spawn(self._claim(ds))
+            timeout = min(1.0, self._due[0][0] - now) if self._due else 1.0
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.001, timeout))
+
+    async def _claim(self, ds: DomainState) -> None:
+        ds.claiming = True
+        ds.due = None
+        now = self.clock()
+        room = self.window - ds.in_memory
+        name = ds.name
+        try:
+            rows, next_due = await self.spool.call(lambda s: (s.claim(name, now, room), s.next_due(name)))
+        except Exception:
+            log.exception("claiming due recipients of %s failed", name)
+            rows, next_due = [], now + 5.0
+        finally:
+            ds.claiming = False
+        if next_due is not None:
+            self.mark_due(name, next_due)
+        jobs: dict[int, Job] = {}
+        for info, rcpt in rows:
+            job = jobs.get(info.id)
+            if job is None:
+                job = jobs[info.id] = self._job(info, name, [])
+            job.recipients.append(rcpt)
+        ds.in_memory += len(jobs)
+        for job in jobs.values():
+            self.bodies.add_ref(job.message.id)
+            if self.retry.expired(now, job.message.created):
+                await self._finish_job(job, oc.expired_outcomes(job.recipients), site="", source=None, mx="")
+            else:
+                self._route(job)
+
+    # ------------------------------------------------------------------ routing
+    def _route(self, job: Job) -> None:
+        ds = self._domain(job.domain)
+        ds.pending.append(job)
+        if not ds.routing:
+            ds.routing = True
+            self._spawn(self._route_domain(ds))
+
+    async def _route_domain(self, ds: DomainState) -> None:
+        try:
+            while ds.pending and not self.stopping:
+                try:
+                    route = await self.resolver.resolve(ds.name)
+                except RouteError as err:
+                    jobs, ds.pending = ds.pending, []
+                    self.metrics.dns_failures.labels("permanent" if err.permanent else "temporary").inc()
+                    await self._route_failed(jobs, err)
+                    continue
+                jobs, ds.pending = ds.pending, []
+                site = self._site_for(route)
+                now = self.clock()
+                if site.in_backoff(now):
+                    self.defer_site_jobs(site, jobs, None)
+                    continue
+                for job in jobs:
+                    site.enqueue(job)
+                site.pump()
+        finally:
+            ds.routing = False
+
+    async def _route_failed(self, jobs: list[Job], err: RouteError) -> None:
+        now = self.clock()
+        text = f"{err.status} {err.text}"
+        for job in jobs:
+            results = [oc.RecipientOutcome(r, "bounced" if err.permanent else "deferred", 0, err.status, text,
+                                           oc.Classification(err.reason, err.permanent and err.reason == "hostunknown",
+                                                             "hard" if err.permanent else "soft"))
+                       for r in job.recipients]
+            if not err.permanent:
+                expired = self.retry.expired(now, job.message.created)
+                for o in results:
+                    if expired:
+                        o.event = "expired"
+                    else:
+                        o.next_attempt = self.retry.next_attempt(now, job.message.created, o.recipient.attempts + 1,
+                                                                 self.rng)
+            await self._finish_job(job, results, site="", source=None, mx="")
+
+    def _site_for(self, route: Route) -> Site:
+        site = self.sites.get(route.site_key)
+        if site is None:
+            site = self.sites[route.site_key] = Site(route.site_key, route, self, self.sources, self.clock)
+        else:
+            site.route = route
+        return site
+
+    def pool_source_names(self, pool: str) -> tuple[str, ...]:
+        return tuple(self.cfg.egress.pools[pool].sources) if pool in self.cfg.egress.pools else tuple(self.sources)
+
+    # ------------------------------------------------------------------ grants
+    def want_grants(self, site: Site) -> None:
+        self._grant_sites.add(site)
+        if not self._grant_scheduled:
+            self._grant_scheduled = True
+            self._spawn(self._request_grants())
+
+    async def _request_grants(self) -> None:
+        await asyncio.sleep(0)   # let this loop iteration's sites join the batch
+        self._grant_scheduled = False
+        sites, self._grant_sites = self._grant_sites, set()
+        now = self.clock()
+        asked: list[tuple[Site, Lane, GrantRequest]] = []
+        for site in sites:
+            for lane, wanted in site.grant_requests(now):
+                lane.requesting = True
+                k = lane.key
+                asked.append((site, lane, GrantRequest(site.key, site.route.host_names, k.pool, lane.sources,
+                                                       k.stream, k.sending_domain, k.tenant, wanted)))
+        if not asked:
+            return
+        try:
+            leases = await self.limiter.request([a[2] for a in asked])
+        except Exception as exc:
+            log.warning("grant request failed: %s", exc)
+            leases = []
+        by_key: dict[tuple[str, str, str, str], list[Lease]] = {}
+        for lease in leases:
+            by_key.setdefault((lease.site, lease.stream, lease.sending_domain, lease.tenant), []).append(lease)
+        now = self.clock()
+        for site, lane, req in asked:
+            got = by_key.pop((req.site, req.stream, req.sending_domain, req.tenant), [])
+            if not got:
+                got = [Lease(req.site, req.sources[0] if req.sources else "", 0, 0, 0, now, retry_after=now + 1.0)]
+            site.add_leases(lane, got, now)
+        for site in sites:
+            site.pump()
+
+    # ------------------------------------------------------------------ delivery
+    async def open_connection(self, route: Route, source: Source) -> Connection:
+        self.metrics.connections_opened.labels(source.name).inc()
+        return await connect(route, source, self.client_settings, self.rng)
+
+    def return_path(self, job: Job) -> str:
+        sender = job.message.sender
+        if not sender:
+            return ""
+        rcpt = job.recipients[0].address if len(job.recipients) == 1 else None
+        return verp_encode(self.verp_key, job.message.queue_id, rcpt, self.cfg.inbound.bounce_domain)
+
+    async def deliver(self, site: Site, job: Job, conn: Connection) -> None:
+        """One transaction for `job` over `conn`; the outcome goes to the spool and the events."""
+        msg = job.message
+        if msg.id in self.cancelled:
+            self._release(job)
+            return
+        now = self.clock()
+        if self.retry.expired(now, msg.created):
+            await self._finish_job(job, oc.expired_outcomes(job.recipients), site=site.key,
+                                   source=conn.source, mx="")
+            return
+        ids = [r.id for r in job.recipients]
+        self.spool.post(lambda s: s.mark_attempting(ids))
+        body = await self._body(job)
+        if body is None:   # deleted by an operator meanwhile
+            self._release(job)
+            return
+        self.in_flight += 1
+        try:
+            results = await conn.send(job, body, self.return_path(job))
+        finally:
+            self.in_flight -= 1
+        plan = oc.plan(msg, results, self.clock(), self.retry, self.rng)
+        await self._finish_job(job, plan.outcomes, site=site.key, source=conn.source,
+                               mx=f"{conn.mx_name}[{conn.address}]")
+
+    async def _body(self, job: Job) -> bytes | None:
+        body = self.bodies.get(job.message.id)
+        if body is None:
+            mid = job.message.id
+            body = await self.spool.read(lambda s: s.body(mid))
+            if body is not None:
+                self.bodies.fill(mid, body)
+        return body
+
+    def defer_site_jobs(self, site: Site, jobs: list[Job], failure: ConnectFailure | None) -> None:
+        """Site-wide deferral (no MX reachable, or the site is backing off): no reply was had."""
+        if not jobs:
+            return
+        now = self.clock()
+        text = failure.text if failure else f"delivery to {site.key} temporarily suspended"
+        code = failure.code if failure else 0
+        status = failure.status if failure else "4.4.1"
+        for job in jobs:
+            results = []
+            expired = self.retry.expired(now, job.message.created)
+            for r in job.recipients:
+                cls = oc.classify(code, status, text) if code else oc.Classification("networkerror", False, "soft")
+                o = oc.RecipientOutcome(r, "expired" if expired else "deferred", code, status, text, cls)
+                if not expired:
+                    o.next_attempt = self.retry.next_attempt(now, job.message.created, r.attempts + 1, self.rng,
+                                                             site.backoff_until)
+                results.append(o)
+            self._spawn(self._finish_job(job, results, site=site.key, source=None, mx=""))
+
+    # ------------------------------------------------------------------ outcomes
+    async def _finish_job(self, job: Job, outcomes: list[oc.RecipientOutcome], *, site: str,
+                          source: Source | None, mx: str) -> None:
+        msg = job.message
+        now = self.clock()
+        done_ids: list[int] = []
+        deferrals: list[Deferral] = []
+        failed: list[oc.RecipientOutcome] = []
+        deferred: list[oc.RecipientOutcome] = []
+        for o in outcomes:
+            r = o.recipient
+            attempt = r.attempts + 1
+            if o.event == "deferred":
+                deferrals.append(Deferral(r.id, attempt, o.next_attempt, o.code, o.text, site))
+                deferred.append(o)
+            else:
+                done_ids.append(r.id)
+                if o.event in ("bounced", "expired"):
+                    failed.append(o)
+            self.events.emit(Event(o.event, msg.queue_id, r.address, msg.sender, now, msg.created, site,
+                                   mx, source.name if source else "", source.address if source else "",
+                                   o.code, o.status, o.text, o.cls.reason, attempt, msg.stream, msg.tenant,
+                                   msg.sending_domain, msg.header_message_id))
+            if source is not None and o.code:
+                self._feedback.append(Outcome(site, self.sites[site].route.host_names if site in self.sites else (),
+                                              source.name, msg.sending_domain, msg.tenant, msg.stream,
+                                              _feedback_class(o), o.cls.reason, o.code, o.status))
+        dsn: NewMessage | None = None
+        delay_dsn: NewMessage | None = None
+        if failed or (deferred and self._wants_delay_warning(msg, now)):
+            headers = split_headers(await self._body(job) or b"")[0]
+            remote = mx.partition("[")[0]
+            stream = self.cfg.streams.get("transactional")
+            common = dict(now=now, hostname=self.cfg.mta.hostname, remote_mta=remote,
+                          stream="transactional", pool=stream.pool if stream else "default",
+                          priority=stream.priority if stream else 0)
+            if failed:
+                dsn = oc.dsn_for(msg, failed, headers, action="failed", **common)  # type: ignore[arg-type]
+            if deferred and self._wants_delay_warning(msg, now):
+                delay_dsn = oc.dsn_for(msg, deferred, headers, action="delayed",
+                                       will_retry_until=self.retry.expires_at(msg.created),
+                                       **common)  # type: ignore[arg-type]
+                msg.warned = True
+        self._release(job)
+        warned_id = msg.id if delay_dsn is not None else None
+
+        def record(store: SpoolStore) -> None:
+            if deferrals:
+                store.defer(deferrals)
+            if done_ids:
+                store.finish(done_ids)
+            if warned_id is not None:
+                store.set_warned(warned_id)
+
+        if dsn is None and delay_dsn is None:
+            self.spool.post(record)
+        else:
+            try:
+                if dsn is not None:
+                    info = await self.accept(dsn, also=record)
+                    self.metrics.dsns.labels("failed").inc()
+                    self._note_dsn(failed, info.queue_id)
+                    if delay_dsn is not None:
+                        await self.accept(delay_dsn)
+                        self.metrics.dsns.labels("delayed").inc()
+                else:
+                    assert delay_dsn is not None
+                    await self.accept(delay_dsn, also=record)
+                    self.metrics.dsns.labels("delayed").inc()
+            except Exception:
+                # Could not queue the DSN: keep the recipients queued rather than lose the news.
+                log.exception("queueing a DSN for %s failed; recipients stay queued", msg.queue_id)
+                return
+        for d in deferrals:
+            self.mark_due(job.domain, d.next_attempt)
+
+    def _note_dsn(self, failed: list[oc.RecipientOutcome], dsn_qid: str) -> None:
+        log.info("DSN %s queued for %d failed recipient(s)", dsn_qid, len(failed))
+
+    def _wants_delay_warning(self, msg: MessageInfo, now: float) -> bool:
+        warn_after = self.cfg.queue.delay_warning
+        return bool(warn_after) and not msg.warned and bool(msg.sender) and now - msg.created >= warn_after
+
+    # ------------------------------------------------------------------ housekeeping
+    async def _housekeeping_loop(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(1.0)
+            self.events.flush()
+            await self._flush_feedback()
+            now = self.clock()
+            for key in [k for k, s in self.sites.items() if s.idle_for(now) > SITE_IDLE_GC]:
+                del self.sites[key]
+            if len(self.domains) > 10000:
+                for name in [n for n, d in self.domains.items()
+                             if d.in_memory == 0 and d.due is None and not d.routing and not d.claiming]:
+                    del self.domains[name]
+
+    async def _flush_feedback(self) -> None:
+        if not self._feedback:
+            return
+        batch, self._feedback = self._feedback, []
+        try:
+            await self.limiter.feedback(batch)
+        except Exception as exc:
+            log.warning("policy feedback failed (%d outcomes dropped): %s", len(batch), exc)
+
+    # ------------------------------------------------------------------ operator actions
+    async def flush(self) -> int:
+        """Everything waiting is due now (postqueue -f)."""
+        now = self.clock()
+        n = await self.spool.call(lambda s: s.retry_all(now))
+        for site in self.sites.values():
+            site.backoff_until = 0.0
+        for name in list(self.domains):
+            self.mark_due(name, now)
+        for backlog in await self.spool.read(lambda s: s.domain_backlog()):
+            self.mark_due(backlog.domain, now)
+        return n
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "in_memory_jobs": sum(d.in_memory for d in self.domains.values()),
+            "sites": len(self.sites),
+            "connections": sum(s.connections for s in self.sites.values()),
+            "in_flight": self.in_flight,
+        }
+
+
+def _feedback_class(o: oc.RecipientOutcome) -> str:
+    if o.event == "delivered":
+        return "delivered"
+    kind = o.cls.kind
+    if kind in ("throttled", "blocked", "auth"):
+        return kind
+    return "bounced" if o.event in ("bounced", "expired") else "deferred"

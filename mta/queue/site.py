@@ -1,0 +1,334 @@
+"""A site: the destinations that share one MX host set, with their ready queues and connections.
+
+Jobs wait in *lanes* (one per stream x pool x sending domain x tenant, because limits and leases
+apply per lane); lanes are served in priority order. Connections are per (site, source): a
+connection worker takes the best job its source holds a lease for, sends it, and goes on until
+its message budget or idle time is used up. New connections open while jobs wait and no
+connection of an eligible source is idle, up to the lease's connection limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mta.delivery.client import ConnectFailure, Source, StaleConnection
+from mta.dnsroute import Route
+from mta.limits import Lease
+from mta.model import Job
+
+if TYPE_CHECKING:
+    from mta.queue.scheduler import Scheduler
+
+log = logging.getLogger("mta.site")
+
+MAX_PARALLEL_CONNECTS = 4        # per (site, source): slow-start instead of a thundering herd
+SITE_BACKOFF_BASE = 5.0
+SITE_BACKOFF_CAP = 300.0
+MAX_RESUMES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class LaneKey:
+    stream: str
+    pool: str
+    sending_domain: str
+    tenant: str
+
+
+@dataclass(slots=True)
+class LeaseState:
+    remaining: int
+    valid_until: float
+    max_connections: int
+    messages_per_connection: int
+
+
+@dataclass(slots=True)
+class Lane:
+    key: LaneKey
+    priority: int
+    sources: tuple[str, ...]
+    jobs: deque[Job] = field(default_factory=deque)
+    leases: dict[str, LeaseState] = field(default_factory=dict)
+    retry_after: float = 0.0
+    requesting: bool = False
+
+    def usable_lease(self, source: str, now: float) -> LeaseState | None:
+        lease = self.leases.get(source)
+        if lease is None or lease.remaining <= 0 or lease.valid_until <= now:
+            return None
+        return lease
+
+    def granted(self, now: float) -> int:
+        return sum(lease.remaining for lease in self.leases.values() if lease.valid_until > now)
+
+
+class Site:
+    def __init__(self, key: str, route: Route, owner: Scheduler, sources: dict[str, Source],
+                 clock: Callable[[], float]) -> None:
+        self.key = key
+        self.route = route
+        self.owner = owner
+        self.sources = sources
+        self.clock = clock
+        self.lanes: dict[LaneKey, Lane] = {}
+        self._lane_order: list[Lane] = []
+        self.open_conns: dict[str, int] = {}
+        self.connecting: dict[str, int] = {}
+        self.idle: dict[str, list[asyncio.Future[None]]] = {}
+        self.backoff_until = 0.0
+        self.connect_failures = 0
+        self.source_hold: dict[str, float] = {}   # no new connections from this source until then
+        self.source_cap: dict[str, int] = {}      # lowered connection limit after refusals
+        self.workers: set[asyncio.Task[None]] = set()
+        self.last_active = clock()
+        self._pump_timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ queueing
+    @property
+    def queued(self) -> int:
+        return sum(len(lane.jobs) for lane in self._lane_order)
+
+    @property
+    def connections(self) -> int:
+        return sum(self.open_conns.values())
+
+    def enqueue(self, job: Job, front: bool = False) -> None:
+        msg = job.message
+        key = LaneKey(msg.stream, msg.pool, msg.sending_domain, msg.tenant)
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = Lane(key, msg.priority, self.owner.pool_source_names(msg.pool))
+            self.lanes[key] = lane
+            self._lane_order.append(lane)
+            self._lane_order.sort(key=lambda ln: ln.priority)
+        job.site = self.key
+        if front:
+            lane.jobs.appendleft(job)
+        else:
+            lane.jobs.append(job)
+        self.last_active = self.clock()
+
+    def drain_all(self) -> list[Job]:
+        """Removes and returns every queued job (for a site-wide deferral or shutdown)."""
+        jobs: list[Job] = []
+        for lane in self._lane_order:
+            jobs.extend(lane.jobs)
+            lane.jobs.clear()
+        return jobs
+
+    def in_backoff(self, now: float) -> bool:
+        return now < self.backoff_until
+
+    # ------------------------------------------------------------------ leases
+    def grant_requests(self, now: float) -> list[tuple[Lane, int]]:
+        """Lanes that need more leases, with how many messages each would like."""
+        out = []
+        for lane in self._lane_order:
+            if not lane.jobs or lane.requesting or now < lane.retry_after:
+                continue
+            shortfall = len(lane.jobs) - lane.granted(now)
+            if shortfall > 0:
+                out.append((lane, shortfall))
+        return out
+
+    def add_leases(self, lane: Lane, leases: list[Lease], now: float) -> None:
+        lane.requesting = False
+        retry_after = 0.0
+        for lease in leases:
+            if lease.count <= 0:
+                retry_after = max(retry_after, lease.retry_after or now + 1.0)
+                continue
+            current = lane.usable_lease(lease.source, now)
+            if current is not None:
+                current.remaining += lease.count
+                current.valid_until = max(current.valid_until, lease.valid_until)
+                current.max_connections = lease.max_connections
+                current.messages_per_connection = lease.messages_per_connection
+            else:
+                lane.leases[lease.source] = LeaseState(lease.count, lease.valid_until, lease.max_connections,
+                                                       lease.messages_per_connection)
+        if retry_after and not any(lane.usable_lease(s, now) for s in lane.leases):
+            lane.retry_after = retry_after
+            self._schedule_pump(retry_after - now)
+
+    def _schedule_pump(self, delay: float) -> None:
+        if self._pump_timer is not None:
+            self._pump_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._pump_timer = loop.call_later(max(0.01, min(delay, 60.0)), self.pump)
+
+    # ------------------------------------------------------------------ dispatch
+    def pump(self) -> None:
+        """Wakes idle connections, asks for leases, opens connections where jobs wait."""
+        self._pump_timer = None
+        now = self.clock()
+        if self.queued == 0:
+            return
+        if self.in_backoff(now):
+            self.owner.defer_site_jobs(self, self.drain_all(), None)
+            return
+        if self.grant_requests(now):
+            self.owner.want_grants(self)
+        for source in self.sources:
+            eligible = self._eligible(source, now)
+            if eligible <= 0:
+                continue
+            waiters = self.idle.get(source)
+            while waiters and eligible > 0:
+                fut = waiters.pop()
+                if not fut.done():
+                    fut.set_result(None)
+                    eligible -= 1
+            if self.source_hold.get(source, 0.0) > now:
+                self._schedule_pump(self.source_hold[source] - now)
+                continue
+            limit = self._connection_limit(source, now)
+            if source in self.source_cap:
+                limit = min(limit, self.source_cap[source])
+            busy = self.open_conns.get(source, 0)
+            while eligible > 0 and busy < limit and self.connecting.get(source, 0) < MAX_PARALLEL_CONNECTS:
+                self._start_worker(source)
+                busy += 1
+                # One new connection per few waiting jobs: a connection carries many messages.
+                eligible -= max(1, math.ceil(self._per_connection(source, now) / 4))
+
+    def _eligible(self, source: str, now: float) -> int:
+        total = 0
+        for lane in self._lane_order:
+            if lane.jobs:
+                lease = lane.usable_lease(source, now)
+                if lease is not None:
+                    total += min(len(lane.jobs), lease.remaining)
+        return total
+
+    def _connection_limit(self, source: str, now: float) -> int:
+        limits = [lane.leases[source].max_connections for lane in self._lane_order
+                  if lane.jobs and lane.usable_lease(source, now)]
+        return min(limits) if limits else 0
+
+    def _per_connection(self, source: str, now: float) -> int:
+        values = [lane.leases[source].messages_per_connection for lane in self._lane_order
+                  if source in lane.leases and lane.leases[source].valid_until > now]
+        return min(values) if values else 1
+
+    def take(self, source: str) -> Job | None:
+        now = self.clock()
+        for lane in self._lane_order:
+            if not lane.jobs:
+                continue
+            lease = lane.usable_lease(source, now)
+            if lease is None:
+                continue
+            job = lane.jobs.popleft()
+            lease.remaining -= len(job.recipients)
+            self.last_active = now
+            return job
+        return None
+
+    async def wait_for_job(self, source: str, timeout: float) -> Job | None:
+        job = self.take(source)
+        if job is not None:
+            return job
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.idle.setdefault(source, []).append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self.idle.get(source)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+        return self.take(source)
+
+    # ------------------------------------------------------------------ connections
+    def _start_worker(self, source: str) -> None:
+        self.open_conns[source] = self.open_conns.get(source, 0) + 1
+        self.connecting[source] = self.connecting.get(source, 0) + 1
+        task = asyncio.get_running_loop().create_task(self._worker(source))
+        self.workers.add(task)
+        task.add_done_callback(self.workers.discard)
+
+    async def _worker(self, source_name: str) -> None:
+        source = self.sources[source_name]
+        owner = self.owner
+        try:
+            try:
+                conn = await owner.open_connection(self.route, source)
+            except ConnectFailure as failure:
+                self.connecting[source_name] -= 1
+                self._connect_failed(source_name, failure)
+                return
+            self.connecting[source_name] -= 1
+            self.connect_failures = 0
+            try:
+                budget = self._per_connection(source_name, self.clock())
+                sent = 0
+                while sent < budget and conn.usable and not owner.stopping:
+                    job = await self.wait_for_job(source_name, owner.idle_timeout)
+                    if job is None:
+                        break
+                    try:
+                        await owner.deliver(self, job, conn)
+                    except StaleConnection:
+                        self._resume(job)
+                        break
+                    sent += 1
+            finally:
+                await conn.close()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery worker for %s via %s failed", self.key, source_name)
+        finally:
+            self.open_conns[source_name] -= 1
+            if not owner.stopping:
+                self.pump()
+
+    def _resume(self, job: Job) -> None:
+        job.resumes += 1
+        if job.resumes > MAX_RESUMES:
+            self.owner.defer_site_jobs(self, [job], ConnectFailure("connection closed before any reply"))
+        else:
+            self.enqueue(job, front=True)
+
+    def _connect_failed(self, source: str, failure: ConnectFailure) -> None:
+        self.owner.metrics.connection_failures.labels(source).inc()
+        log.info("site %s via %s: %s", self.key, source, failure.text)
+        if self.connections > 1:
+            # Other connections work: the MX probably limits concurrency. Keep the jobs for the
+            # working connections and open fewer from now on.
+            self.source_cap[source] = max(1, self.open_conns.get(source, 1) - 1)
+            self.source_hold[source] = self.clock() + 1.0
+            return
+        self.connect_failures += 1
+        delay = min(SITE_BACKOFF_CAP, SITE_BACKOFF_BASE * 2 ** (self.connect_failures - 1))
+        self.backoff_until = self.clock() + delay
+        self.owner.defer_site_jobs(self, self.drain_all(), failure)
+
+    def idle_for(self, now: float) -> float:
+        if self.queued or self.workers:
+            return 0.0
+        return now - self.last_active
+
+    def cancel_idle(self) -> None:
+        """Idle connections stop waiting for work (shutdown)."""
+        for waiters in self.idle.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def cancel(self) -> None:
+        for task in list(self.workers):
+            task.cancel()
+        for waiters in self.idle.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.cancel()

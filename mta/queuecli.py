@@ -1,0 +1,234 @@
+"""`mta queue ...`: what operators know from mailq, postqueue and postsuper.
+
+Read-only commands (stats, list, show) read the spool directly, which WAL mode allows while the
+daemon writes. Commands that change the queue go through the daemon's control socket when it
+runs, so its in-memory queues follow; otherwise they edit the spool directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from mta.config import Config
+from mta.control import request as control_request
+from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING
+from mta.spool.store import SpoolStore
+
+STATE_NAMES = {WAITING: "waiting", CLAIMED: "active", ATTEMPTING: "active", HELD: "held"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    q = sub.add_parser("queue", help="inspect and manage the queue")
+    qs = q.add_subparsers(dest="queue_cmd", required=True)
+    p = qs.add_parser("stats", help="queued/deferred/active counts, per site")
+    p.add_argument("--json", action="store_true")
+    p = qs.add_parser("list", help="queued messages, oldest first (like mailq)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--domain", help="only messages with recipients at this domain")
+    p.add_argument("--deferred", action="store_true", help="only messages with a failed attempt")
+    p = qs.add_parser("show", help="one message: envelope, recipients, headers")
+    p.add_argument("queue_id")
+    p.add_argument("--body", action="store_true", help="print the whole message")
+    p.add_argument("--json", action="store_true")
+    qs.add_parser("flush", help="attempt everything now (postqueue -f)")
+    for name, what in (("delete", "remove messages (postsuper -d)"), ("retry", "attempt these messages now"),
+                       ("hold", "keep messages from delivery (postsuper -h)"),
+                       ("release", "release held messages (postsuper -H)")):
+        p = qs.add_parser(name, help=what)
+        p.add_argument("queue_ids", nargs="+", metavar="QUEUE_ID")
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    cmd = args.queue_cmd
+    if cmd in ("stats", "list", "show"):
+        try:
+            store = SpoolStore(cfg.mta.spool_dir, readonly=True)
+        except FileNotFoundError:
+            if cmd == "stats":
+                return _print_stats(_empty_stats(), args.json)
+            print(f"mta: no queue at {cfg.mta.spool_dir}", file=sys.stderr)
+            return 1
+        try:
+            if cmd == "stats":
+                return _print_stats(stats(store), args.json)
+            if cmd == "list":
+                return _list(store, args)
+            return _show(store, args)
+        finally:
+            store.close()
+    return _change(cfg, cmd, getattr(args, "queue_ids", []))
+
+
+# ---------------------------------------------------------------------- stats
+def _empty_stats() -> dict[str, Any]:
+    return {"messages": 0, "recipients": 0, "queued": 0, "deferred": 0, "active": 0, "held": 0,
+            "oldest": None, "possible_duplicates": 0, "sites": {}}
+
+
+def stats(store: SpoolStore) -> dict[str, Any]:
+    out = _empty_stats()
+    out["messages"] = store.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    oldest = store.db.execute("SELECT MIN(created) FROM messages").fetchone()[0]
+    out["oldest"] = _iso(oldest) if oldest else None
+    out["possible_duplicates"] = int(store.get_meta("possible_duplicates") or 0)
+    rows = store.db.execute(
+        "SELECT CASE WHEN last_site <> '' THEN last_site ELSE domain END, state, attempts > 0, COUNT(*)"
+        " FROM recipients GROUP BY 1, 2, 3")
+    for site, state, tried, n in rows:
+        key = _bucket(state, bool(tried))
+        out[key] += n
+        out["recipients"] += n
+        per = out["sites"].setdefault(site, {"queued": 0, "deferred": 0, "active": 0, "held": 0})
+        per[key] += n
+    return out
+
+
+def _bucket(state: int, tried: bool) -> str:
+    if state == HELD:
+        return "held"
+    if state in (CLAIMED, ATTEMPTING):
+        return "active"
+    return "deferred" if tried else "queued"
+
+
+def _print_stats(s: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(s, indent=None, sort_keys=True))
+        return 0
+    print(f"messages {s['messages']}  recipients {s['recipients']}  queued {s['queued']}  "
+          f"deferred {s['deferred']}  active {s['active']}  held {s['held']}")
+    if s["oldest"]:
+        print(f"oldest message: {s['oldest']}")
+    if s["possible_duplicates"]:
+        print(f"recipients re-queued after a crash (possible duplicates): {s['possible_duplicates']}")
+    if s["sites"]:
+        print(f"\n{'site':50} {'queued':>8} {'deferred':>8} {'active':>8} {'held':>6}")
+        for site, c in sorted(s["sites"].items(), key=lambda kv: -sum(kv[1].values())):
+            print(f"{site[:50]:50} {c['queued']:>8} {c['deferred']:>8} {c['active']:>8} {c['held']:>6}")
+    return 0
+
+
+# ---------------------------------------------------------------------- list / show
+def _list(store: SpoolStore, args: argparse.Namespace) -> int:
+    where, params = [], []
+    if args.domain:
+        where.append("m.id IN (SELECT message FROM recipients WHERE domain = ?)")
+        params.append(args.domain.lower())
+    if args.deferred:
+        where.append("m.id IN (SELECT message FROM recipients WHERE attempts > 0)")
+    sql = ("SELECT m.id, m.queue_id, m.size, m.created, m.sender, m.stream FROM messages m"
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY m.created LIMIT ?")
+    messages = store.db.execute(sql, [*params, args.limit]).fetchall()
+    out = []
+    for mid, qid, size, created, sender, stream in messages:
+        rcpts = [{"recipient": a, "state": STATE_NAMES.get(st, "?"), "attempts": n, "next_attempt": _iso(na),
+                  "last_reply": txt}
+                 for a, st, n, na, txt in store.db.execute(
+                     "SELECT address, state, attempts, next_attempt, last_text FROM recipients WHERE message = ?"
+                     " ORDER BY id", (mid,))]
+        out.append({"queue_id": qid, "size": size, "arrival": _iso(created), "sender": sender, "stream": stream,
+                    "recipients": rcpts})
+    if args.json:
+        for item in out:
+            print(json.dumps(item))
+        return 0
+    if not out:
+        print("Mail queue is empty")
+        return 0
+    print(f"{'-Queue ID-':20} {'--Size--':>9} {'----Arrival Time----':24} -Sender/Recipient-------")
+    for item in out:
+        print(f"{item['queue_id']:20} {item['size']:>9} {item['arrival']:24} {item['sender'] or 'MAILER-DAEMON'}")
+        for r in item["recipients"]:
+            if r["last_reply"]:
+                print(f"{'':56}({r['last_reply'][:70]})")
+            print(f"{'':56}{r['recipient']}  [{r['state']}, {r['attempts']} attempts]")
+        print()
+    return 0
+
+
+def _show(store: SpoolStore, args: argparse.Namespace) -> int:
+    row = store.db.execute("SELECT id, queue_id, sender, created, size, stream, tenant, pool, sending_domain,"
+                           " client, auth_user FROM messages WHERE queue_id = ?", (args.queue_id.upper(),)).fetchone()
+    if row is None:
+        print(f"mta: no message {args.queue_id} in the queue", file=sys.stderr)
+        return 1
+    mid = row[0]
+    body = store.body(mid) or b""
+    info = dict(zip(("queue_id", "sender", "arrival", "size", "stream", "tenant", "pool", "sending_domain",
+                     "client", "auth_user"), row[1:], strict=True))
+    info["arrival"] = _iso(info["arrival"])
+    info["recipients"] = [
+        {"recipient": a, "state": STATE_NAMES.get(st, "?"), "attempts": n, "next_attempt": _iso(na),
+         "last_code": c, "last_reply": t, "last_site": site}
+        for a, st, n, na, c, t, site in store.db.execute(
+            "SELECT address, state, attempts, next_attempt, last_code, last_text, last_site FROM recipients"
+            " WHERE message = ? ORDER BY id", (mid,))]
+    head = body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    if args.json:
+        info["headers"] = head
+        if args.body:
+            info["body"] = body.decode("utf-8", "replace")
+        print(json.dumps(info))
+        return 0
+    for k in ("queue_id", "sender", "arrival", "size", "stream", "tenant", "pool", "sending_domain", "client",
+              "auth_user"):
+        print(f"{k}: {info[k]}")
+    for r in info["recipients"]:
+        print(f"recipient: {r['recipient']} [{r['state']}, {r['attempts']} attempts, next {r['next_attempt']}]"
+              + (f" last reply: {r['last_reply']}" if r["last_reply"] else ""))
+    print()
+    print(body.decode("utf-8", "replace") if args.body else head)
+    return 0
+
+
+# ---------------------------------------------------------------------- changes
+def _change(cfg: Config, cmd: str, queue_ids: list[str]) -> int:
+    sock = os.path.join(cfg.mta.spool_dir, "control.sock")
+    payload: dict[str, Any] = {"cmd": cmd, "queue_ids": queue_ids}
+    if os.path.exists(sock):
+        try:
+            reply = asyncio.run(control_request(sock, payload))
+        except (OSError, TimeoutError) as exc:
+            print(f"mta: daemon control socket {sock} did not answer ({exc}); is `mta serve` running?",
+                  file=sys.stderr)
+            return 1
+        if not reply.get("ok"):
+            print(f"mta: {reply.get('error')}", file=sys.stderr)
+            return 1
+        print(json.dumps({k: v for k, v in reply.items() if k != "ok"}))
+        return 0
+    store = SpoolStore(cfg.mta.spool_dir)
+    now = time.time()
+    try:
+        store.begin()
+        result: Any
+        if cmd == "flush":
+            result = {"rescheduled": store.retry_all(now)}
+        elif cmd == "retry":
+            result = {"domains": store.retry_messages(queue_ids, now)}
+        elif cmd == "release":
+            result = {"domains": store.release_held(queue_ids, now)}
+        elif cmd == "hold":
+            result = {"held": store.hold(queue_ids)}
+        else:
+            result = {"deleted": [r[1] for r in store.delete_messages(queue_ids)]}
+        store.commit()
+    finally:
+        store.rollback()
+        store.close()
+    print(json.dumps(result))
+    return 0
+
+
+def _iso(t: float | None) -> str:
+    if not t:
+        return ""
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,298 @@
+"""The durable queue: one SQLite database in WAL mode with synchronous=FULL.
+
+Every method here is synchronous and runs on the spool's writer thread (or in a CLI process).
+The store is the single source of truth: the daemon's in-memory queues can be rebuilt from it at
+any time, which is what `recover()` does at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING, Deferral, MessageInfo, NewMessage, Recipient
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue_id TEXT NOT NULL UNIQUE,
+    sender TEXT NOT NULL,
+    created REAL NOT NULL,
+    size INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    sending_domain TEXT NOT NULL,
+    header_message_id TEXT NOT NULL,
+    smtputf8 INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    auth_user TEXT NOT NULL,
+    warned INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS bodies (
+    id INTEGER PRIMARY KEY,            -- = messages.id
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recipients (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_code INTEGER NOT NULL DEFAULT 0,
+    last_text TEXT NOT NULL DEFAULT '',
+    last_site TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS recipients_by_message ON recipients(message);
+CREATE INDEX IF NOT EXISTS recipients_due ON recipients(domain, priority, next_attempt) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+_MESSAGE_COLUMNS = ("m.id, m.queue_id, m.sender, m.created, m.size, m.stream, m.priority, m.tenant, m.pool, "
+                    "m.sending_domain, m.header_message_id, m.smtputf8, m.warned")
+
+
+@dataclass(slots=True)
+class DomainBacklog:
+    domain: str
+    waiting: int
+    next_due: float
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    recovered_recipients: int       # rows that were owned by the previous process
+    possible_duplicates: int        # rows whose attempt had started: the MX may have them already
+    domains: list[DomainBacklog]
+
+
+class SpoolStore:
+    def __init__(self, spool_dir: str, readonly: bool = False) -> None:
+        self.spool_dir = spool_dir
+        self.path = os.path.join(spool_dir, "queue.db")
+        if readonly:
+            if not os.path.exists(self.path):
+                raise FileNotFoundError(f"no spool at {self.path}")
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
+                                      check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA query_only = ON")
+            return
+        os.makedirs(spool_dir, mode=0o750, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")
+        # Bodies are written once and read at most a few times: a modest page cache suffices.
+        self.db.execute("PRAGMA cache_size = -16384")
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.executescript(SCHEMA)
+        _fsync_dir(spool_dir)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ transactions
+    def begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    # ------------------------------------------------------------------ writes
+    def insert(self, msg: NewMessage, now: float) -> tuple[int, list[Recipient]]:
+        cur = self.db.execute(
+            "INSERT INTO messages (queue_id, sender, created, size, stream, priority, tenant, pool,"
+            " sending_domain, header_message_id, smtputf8, client, auth_user)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority, msg.tenant,
+             msg.pool, msg.sending_domain, msg.header_message_id, int(msg.smtputf8), msg.client,
+             msg.auth_user))
+        mid = cur.lastrowid
+        assert mid is not None
+        self.db.execute("INSERT INTO bodies (id, data) VALUES (?, ?)", (mid, msg.body))
+        rcpts = []
+        for address in msg.recipients:
+            domain = address.rpartition("@")[2].lower()
+            state = CLAIMED if domain in msg.claimed_domains else WAITING
+            cur = self.db.execute(
+                "INSERT INTO recipients (message, address, domain, priority, state, next_attempt)"
+                " VALUES (?,?,?,?,?,?)", (mid, address, domain, msg.priority, state, now))
+            rid = cur.lastrowid
+            assert rid is not None
+            rcpts.append(Recipient(rid, address, domain))
+        return mid, rcpts
+
+    def mark_attempting(self, recipient_ids: Sequence[int]) -> None:
+        self.db.executemany("UPDATE recipients SET state = ? WHERE id = ?",
+                            [(ATTEMPTING, r) for r in recipient_ids])
+
+    def finish(self, recipient_ids: Sequence[int]) -> list[int]:
+        """Removes recipients that reached a final state; returns ids of messages now complete."""
+        if not recipient_ids:
+            return []
+        messages = {row[0] for row in self._select_in(
+            "SELECT DISTINCT message FROM recipients WHERE id IN ({})", recipient_ids)}
+        self.db.executemany("DELETE FROM recipients WHERE id = ?", [(r,) for r in recipient_ids])
+        done = []
+        for mid in messages:
+            if self.db.execute("SELECT 1 FROM recipients WHERE message = ? LIMIT 1", (mid,)).fetchone() is None:
+                self.db.execute("DELETE FROM messages WHERE id = ?", (mid,))
+                self.db.execute("DELETE FROM bodies WHERE id = ?", (mid,))
+                done.append(mid)
+        return done
+
+    def defer(self, deferrals: Iterable[Deferral]) -> None:
+        self.db.executemany(
+            "UPDATE recipients SET state = ?, attempts = ?, next_attempt = ?, last_code = ?, last_text = ?,"
+            " last_site = ? WHERE id = ?",
+            [(WAITING, d.attempts, d.next_attempt, d.code, d.text[:1000], d.site, d.recipient_id)
+             for d in deferrals])
+
+    def release(self, recipient_ids: Sequence[int]) -> None:
+        """Gives claimed rows back to the on-disk queue without counting an attempt."""
+        self.db.executemany("UPDATE recipients SET state = ? WHERE id = ? AND state <> ?",
+                            [(WAITING, r, HELD) for r in recipient_ids])
+
+    def set_warned(self, message_id: int) -> None:
+        self.db.execute("UPDATE messages SET warned = 1 WHERE id = ?", (message_id,))
+
+    def claim(self, domain: str, now: float, limit: int) -> list[tuple[MessageInfo, Recipient]]:
+        """Takes up to `limit` due recipients of `domain` (highest priority first) into memory."""
+        out: list[tuple[MessageInfo, Recipient]] = []
+        priorities = [r[0] for r in self.db.execute(
+            "SELECT DISTINCT priority FROM recipients WHERE domain = ? AND state = 0 ORDER BY priority",
+            (domain,))]
+        for prio in priorities:
+            if len(out) >= limit:
+                break
+            rows = self.db.execute(
+                f"SELECT r.id, r.address, r.domain, r.attempts, {_MESSAGE_COLUMNS}"
+                " FROM recipients r INDEXED BY recipients_due JOIN messages m ON m.id = r.message"
+                " WHERE r.domain = ? AND r.priority = ? AND r.state = 0 AND r.next_attempt <= ?"
+                " ORDER BY r.next_attempt LIMIT ?", (domain, prio, now, limit - len(out))).fetchall()
+            for row in rows:
+                out.append((_message_from_row(row[4:]), Recipient(row[0], row[1], row[2], row[3])))
+        if out:
+            self.db.executemany("UPDATE recipients SET state = ? WHERE id = ?",
+                                [(CLAIMED, r.id) for _m, r in out])
+        return out
+
+    def next_due(self, domain: str) -> float | None:
+        row = self.db.execute("SELECT MIN(next_attempt) FROM recipients WHERE domain = ? AND state = 0",
+                              (domain,)).fetchone()
+        return row[0] if row else None
+
+    def recover(self) -> RecoveryReport:
+        """Start-up: everything the previous process owned goes back to WAITING."""
+        duplicates = self.db.execute("SELECT COUNT(*) FROM recipients WHERE state = ?", (ATTEMPTING,)).fetchone()[0]
+        recovered = self.db.execute("UPDATE recipients SET state = ? WHERE state IN (?, ?)",
+                                    (WAITING, CLAIMED, ATTEMPTING)).rowcount
+        if duplicates:
+            total = int(self.get_meta("possible_duplicates") or 0) + duplicates
+            self.set_meta("possible_duplicates", str(total))
+        return RecoveryReport(recovered, duplicates, self.domain_backlog())
+
+    def retry_all(self, now: float) -> int:
+        """Makes every waiting recipient due now; returns how many."""
+        return self.db.execute("UPDATE recipients SET next_attempt = ? WHERE state = ? AND next_attempt > ?",
+                               (now, WAITING, now)).rowcount
+
+    def domain_backlog(self) -> list[DomainBacklog]:
+        return [DomainBacklog(d, n, due) for d, n, due in self.db.execute(
+            "SELECT domain, COUNT(*), MIN(next_attempt) FROM recipients WHERE state = 0 GROUP BY domain")]
+
+    # ------------------------------------------------------------------ operator actions
+    def _message_ids(self, queue_ids: Sequence[str]) -> list[int]:
+        return [row[0] for row in self._select_in("SELECT id FROM messages WHERE queue_id IN ({})",
+                                                  [q.upper() for q in queue_ids])]  # type: ignore[list-item]
+
+    def delete_messages(self, queue_ids: Sequence[str]) -> list[tuple[int, str, str, list[str]]]:
+        """Removes messages whatever their state: (id, queue id, sender, recipients) of each."""
+        out = []
+        for mid in self._message_ids(queue_ids):
+            qid, sender = self.db.execute("SELECT queue_id, sender FROM messages WHERE id = ?", (mid,)).fetchone()
+            rcpts = [r[0] for r in self.db.execute("SELECT address FROM recipients WHERE message = ?", (mid,))]
+            self.db.execute("DELETE FROM recipients WHERE message = ?", (mid,))
+            self.db.execute("DELETE FROM messages WHERE id = ?", (mid,))
+            self.db.execute("DELETE FROM bodies WHERE id = ?", (mid,))
+            out.append((mid, qid, sender, rcpts))
+        return out
+
+    def retry_messages(self, queue_ids: Sequence[str], now: float) -> list[str]:
+        """Makes the waiting recipients of these messages due now; returns their domains."""
+        domains: set[str] = set()
+        for mid in self._message_ids(queue_ids):
+            domains.update(r[0] for r in self.db.execute(
+                "SELECT DISTINCT domain FROM recipients WHERE message = ? AND state = ?", (mid, WAITING)))
+            self.db.execute("UPDATE recipients SET next_attempt = ? WHERE message = ? AND state = ?",
+                            (now, mid, WAITING))
+        return sorted(domains)
+
+    def hold(self, queue_ids: Sequence[str]) -> int:
+        n = 0
+        for mid in self._message_ids(queue_ids):
+            n += self.db.execute("UPDATE recipients SET state = ? WHERE message = ? AND state = ?",
+                                 (HELD, mid, WAITING)).rowcount
+        return n
+
+    def release_held(self, queue_ids: Sequence[str], now: float) -> list[str]:
+        domains: set[str] = set()
+        for mid in self._message_ids(queue_ids):
+            domains.update(r[0] for r in self.db.execute(
+                "SELECT DISTINCT domain FROM recipients WHERE message = ? AND state = ?", (mid, HELD)))
+            self.db.execute("UPDATE recipients SET state = ?, next_attempt = ? WHERE message = ? AND state = ?",
+                            (WAITING, now, mid, HELD))
+        return sorted(domains)
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
+                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # ------------------------------------------------------------------ reads
+    def body(self, message_id: int) -> bytes | None:
+        row = self.db.execute("SELECT data FROM bodies WHERE id = ?", (message_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def message(self, message_id: int) -> MessageInfo | None:
+        row = self.db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?",
+                              (message_id,)).fetchone()
+        return _message_from_row(row) if row else None
+
+    def _select_in(self, sql: str, ids: Sequence[int]) -> list[tuple]:
+        out: list[tuple] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out += self.db.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+        return out
+
+
+def _message_from_row(row: Sequence) -> MessageInfo:
+    return MessageInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+                       row[10], bool(row[11]), bool(row[12]))
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["HELD", "DomainBacklog", "RecoveryReport", "SpoolStore"]

@@ -1,0 +1,98 @@
+"""Header work at acceptance, on raw bytes: read a few headers, add Received / Message-ID / Date,
+strip the internal routing headers. Pure functions; the body is never parsed as MIME here."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from dataclasses import dataclass
+
+_HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFacts:
+    stream: str
+    tenant: str
+    from_domain: str
+    message_id: str
+    has_date: bool
+
+
+def split_headers(data: bytes) -> tuple[bytes, bytes]:
+    """(header block including its final CRLF, rest starting with the blank line or empty)."""
+    if data.startswith(b"\r\n"):
+        return b"", data
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data, b""
+    return data[:end + 2], data[end + 2:]
+
+
+def _fields(headers: bytes) -> list[tuple[bytes, int, int]]:
+    """(lower-case name, start, end) of each header field, folded continuation lines included."""
+    starts = [(m.group(1).lower(), m.start()) for m in _HEADER_NAME.finditer(headers)
+              if m.start() == 0 or headers[m.start() - 1:m.start()] == b"\n"]
+    out = []
+    for i, (name, start) in enumerate(starts):
+        end = starts[i + 1][1] if i + 1 < len(starts) else len(headers)
+        out.append((name, start, end))
+    return out
+
+
+def _value(headers: bytes, start: int, end: int) -> str:
+    raw = headers[start:end]
+    raw = raw[raw.index(b":") + 1:]
+    text = raw.decode("utf-8", "replace")
+    return re.sub(r"\r?\n[ \t]+", " ", text).strip()
+
+
+def read_facts(headers: bytes, stream_header: str) -> HeaderFacts:
+    wanted = {stream_header.lower().encode(): "stream", b"x-tenant": "tenant", b"from": "from",
+              b"message-id": "message_id", b"date": "date"}
+    found: dict[str, str] = {}
+    for name, start, end in _fields(headers):
+        key = wanted.get(name)
+        if key and key not in found:
+            found[key] = _value(headers, start, end)
+    from_domain = ""
+    if "from" in found:
+        _name, addr = email.utils.parseaddr(found["from"])
+        from_domain = addr.rpartition("@")[2].lower() if "@" in addr else ""
+    return HeaderFacts(
+        stream=found.get("stream", "").strip().lower(),
+        tenant=found.get("tenant", "").strip(),
+        from_domain=from_domain.rstrip(">").strip(),
+        message_id=found.get("message_id", ""),
+        has_date="date" in found,
+    )
+
+
+def remove_fields(headers: bytes, names: set[bytes]) -> bytes:
+    """Drops every field whose lower-case name is in `names`."""
+    spans = [(s, e) for name, s, e in _fields(headers) if name in names]
+    if not spans:
+        return headers
+    out, pos = [], 0
+    for s, e in spans:
+        out.append(headers[pos:s])
+        pos = e
+    out.append(headers[pos:])
+    return b"".join(out)
+
+
+def received_field(*, helo: str, client_ip: str, hostname: str, protocol: str, queue_id: str,
+                   recipient: str | None, now: float) -> bytes:
+    when = email.utils.formatdate(now, localtime=False)
+    for_part = f"\r\n\tfor <{recipient}>" if recipient else ""
+    helo = re.sub(r"[^\x21-\x7e]", "?", helo)[:255]
+    return (f"Received: from {helo} ([{client_ip}])\r\n\tby {hostname} (warmup-mta) with {protocol}"
+            f" id {queue_id}{for_part};\r\n\t{when}\r\n").encode("utf-8", "surrogateescape")
+
+
+def make_message_id(queue_id: str, hostname: str) -> str:
+    return f"<{queue_id}@{hostname}>"
+
+
+def date_field(now: float) -> bytes:
+    return f"Date: {email.utils.formatdate(now, localtime=False)}\r\n".encode()

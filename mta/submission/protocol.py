@@ -1,0 +1,296 @@
+"""aiosmtpd's SMTP protocol with the behaviour an MTA needs on top.
+
+- Connection limits (in total and per client IP), answered with 421 before the greeting.
+- Enhanced status codes (RFC 2034) on every reply that lacks one, since we advertise them.
+- A chunked DATA reader: it ends only at CRLF.CRLF, refuses bare CR or LF anywhere in the data
+  (SMTP smuggling), enforces the size and line-length limits after reading to the end (so the
+  session stays in sync), and is much cheaper per message than reading line by line.
+- AUTH PLAIN / LOGIN with the (deliberately slow) password check off the event loop, offered
+  only after STARTTLS except to loopback clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import ipaddress
+import logging
+from base64 import b64decode
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult
+
+log = logging.getLogger("mta.smtpd")
+logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd logs every command at INFO
+
+END_OF_DATA = b"\r\n.\r\n"
+READ_CHUNK = 65536
+
+# Enhanced status codes for replies that aiosmtpd produces without one.
+_DEFAULT_ENHANCED = {
+    "250": "2.0.0", "221": "2.0.0", "251": "2.1.5", "252": "2.0.0",
+    "421": "4.3.0", "450": "4.2.0", "451": "4.3.0", "452": "4.3.1", "454": "4.7.0",
+    "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4",
+    "530": "5.7.0", "535": "5.7.8", "538": "5.7.11", "550": "5.0.0", "551": "5.1.6",
+    "552": "5.3.4", "553": "5.1.3", "554": "5.0.0", "555": "5.5.4",
+}
+
+
+@dataclass
+class ConnectionLimits:
+    """Counts open connections across all sessions of one listener group."""
+
+    max_total: int
+    max_per_ip: int
+    total: int = 0
+
+    def __post_init__(self) -> None:
+        self.per_ip: Counter[str] = Counter()
+
+    def admit(self, ip: str) -> str | None:
+        """None if the connection may proceed (and is now counted), else the reason it may not."""
+        if self.total >= self.max_total:
+            return "too many connections"
+        if self.per_ip[ip] >= self.max_per_ip:
+            return "too many connections from your address"
+        self.total += 1
+        self.per_ip[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
+
+
+def is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+class DataRefused(Exception):
+    """The message data broke a rule; the message is discarded, the session goes on."""
+
+    def __init__(self, reply: str, reason: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.reason = reason
+
+
+class MtaSMTP(SMTP):
+    """One SMTP session. Per-connection knobs are class-independent constructor arguments."""
+
+    def __init__(self, handler: Any, *, limits: ConnectionLimits, max_line_length: int,
+                 data_timeout: float, check_password: Callable[[str, str], Awaitable[Any]] | None,
+                 on_refused: Callable[[str], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.conn_limits = limits
+        self.max_line_length = max_line_length
+        self.data_timeout = data_timeout
+        self.check_password = check_password
+        self.on_refused = on_refused
+        self._admitted_ip: str | None = None
+        self._rejected = False
+        self._in_ehlo = False
+        if check_password is None:
+            self._auth_methods = {}
+
+    # ------------------------------------------------------------------ connections
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:  # a new connection, not the STARTTLS re-entry
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if isinstance(peer, tuple) else "unix"
+            refusal = self.conn_limits.admit(ip)
+            if refusal is not None:
+                self._rejected = True
+                log.warning("refused connection from %s: %s", ip, refusal)
+                if self.on_refused:
+                    self.on_refused("connection_limit")
+                transport.write(f"421 4.7.0 {self.hostname} {refusal}, try again later\r\n".encode())
+                transport.close()
+                return
+            self._admitted_ip = ip
+            # AUTH needs TLS except on loopback, where nothing crosses a network.
+            self._auth_require_tls = not is_loopback(ip)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._rejected:
+            return
+        if self._admitted_ip is not None:
+            self.conn_limits.release(self._admitted_ip)
+            self._admitted_ip = None
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._rejected:
+            return False
+        return super().eof_received()
+
+    # ------------------------------------------------------------------ replies
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and not self._in_ehlo:
+            status = _with_enhanced_code(status)
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        # The stdlib parser drops a source route silently; refuse it instead (RFC 5321 C).
+        if arg and "<@" in arg.replace(" ", ""):
+            if await self.check_helo_needed():
+                return
+            await self.push("553 5.1.3 Source routes are not accepted")
+            return
+        await super().smtp_RCPT(arg)
+
+    # ------------------------------------------------------------------ DATA
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await self._read_data()
+        except DataRefused as refused:
+            self._set_post_data_state()
+            if self.on_refused:
+                self.on_refused(refused.reason)
+            log.info("%r data refused: %s", self.session and self.session.peer, refused.reason)
+            await self.push(refused.reply)
+            return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # The client went away mid-DATA: nothing was queued.
+            if self.on_refused:
+                self.on_refused("disconnect_in_data")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 2.0.0 OK" if not isinstance(status, str) else status)
+
+    async def _read_data(self) -> bytes:
+        """Reads up to CRLF.CRLF; returns the un-dot-stuffed content or raises DataRefused."""
+        reader = self._reader
+        limit = self.data_size_limit or 0
+        # A virtual CRLF in front lets an empty message (".\r\n" at once) end like any other.
+        buf = bytearray(b"\r\n")
+        scan_from = 0
+        too_big = False
+        discarded = 0
+        while True:
+            idx = buf.find(END_OF_DATA, scan_from)
+            if idx >= 0:
+                break
+            if limit and len(buf) > limit + 8:
+                # Over the limit: keep reading to the end so the session stays in sync, but
+                # keep only the last few bytes in case they start the terminator.
+                too_big = True
+                discarded += len(buf) - 4
+                del buf[:-4]
+            scan_from = max(0, len(buf) - 4)
+            self._reset_timeout(self.data_timeout)
+            chunk = await reader.read(READ_CHUNK)
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(buf), None)
+            buf += chunk
+        leftover = buf[idx + len(END_OF_DATA):]
+        if leftover:
+            # Commands pipelined after the final dot belong to the session, not to this message.
+            reader._buffer[:0] = leftover  # type: ignore[attr-defined]
+        self._reset_timeout()
+        if too_big:
+            raise DataRefused("552 5.3.4 Message size exceeds fixed maximum message size", "too_big")
+        data = bytes(buf[:idx + 2])           # ends with the last line's CRLF
+        del buf
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+            raise DataRefused("554 5.6.0 Message refused: bare CR or LF in message data (RFC 5321 2.3.8)",
+                              "bare_newline")
+        # Undo dot-stuffing (RFC 5321 4.5.2); the leading virtual CRLF covers the first line.
+        if b"\r\n.." in data:
+            data = data.replace(b"\r\n..", b"\r\n.")
+        data = data[2:]
+        if limit and len(data) > limit:
+            raise DataRefused("552 5.3.4 Message size exceeds fixed maximum message size", "too_big")
+        if len(data) > self.max_line_length and max(map(len, data.split(b"\r\n"))) > self.max_line_length:
+            raise DataRefused(f"500 5.5.2 Line too long (limit {self.max_line_length} octets, RFC 5321 4.5.3.1.6)",
+                              "line_too_long")
+        return data
+
+    # ------------------------------------------------------------------ AUTH
+    async def auth_PLAIN(self, _server: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Cannot split AUTH PLAIN response")
+            return AuthResult(success=False, handled=True)
+        return await self._verify(parts[1], parts[2])
+
+    async def auth_LOGIN(self, _server: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await self.challenge_auth("Username:")
+            if not isinstance(login, bytes):
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                login = b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth("Password:")
+        if not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._verify(login, password)
+
+    async def _verify(self, login: bytes, password: bytes) -> AuthResult:
+        assert self.check_password is not None
+        name = login.decode("utf-8", "replace")
+        user = await self.check_password(name, password.decode("utf-8", "replace"))
+        if user is None:
+            log.warning("%r AUTH failed for %r", self.session and self.session.peer, name)
+            if self.on_refused:
+                self.on_refused("auth_failed")
+            return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
+        return AuthResult(success=True, auth_data=user)
+
+
+def _with_enhanced_code(status: str) -> str:
+    """Adds an enhanced status code to a final reply line that lacks one."""
+    if len(status) < 4 or status[3] != " " or status[:3] not in _DEFAULT_ENHANCED:
+        return status
+    rest = status[4:]
+    if rest[:1] in "245" and rest[1:2] == ".":
+        return status
+    return f"{status[:3]} {_DEFAULT_ENHANCED[status[:3]]} {rest}"

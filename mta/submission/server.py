@@ -1,0 +1,46 @@
+"""Starting SMTP listeners on the daemon's own event loop (aiosmtpd's Controller would run a
+thread with a loop of its own; the queue and the listeners must share one)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mta.config import parse_hostport
+from mta.submission.protocol import ConnectionLimits, MtaSMTP
+
+
+def server_tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+    if not cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def start_listeners(addresses: list[str], key: str, make_protocol: Callable[[], MtaSMTP]
+                          ) -> list[asyncio.AbstractServer]:
+    loop = asyncio.get_running_loop()
+    servers = []
+    for i, addr in enumerate(addresses):
+        host, port = parse_hostport(addr, f"{key}[{i}]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        servers.append(await loop.create_server(make_protocol, host, port, family=family, reuse_address=True,
+                                                backlog=1024))
+    return servers
+
+
+def protocol_factory(handler: Any, *, hostname: str, limits: ConnectionLimits, max_size: int,
+                     max_line_length: int, command_timeout: float, data_timeout: float,
+                     tls: ssl.SSLContext | None, check_password: Callable[[str, str], Awaitable[Any]] | None,
+                     on_refused: Callable[[str], None], ident: str = "warmup-mta ESMTP"
+                     ) -> Callable[[], MtaSMTP]:
+    def make() -> MtaSMTP:
+        return MtaSMTP(handler, limits=limits, max_line_length=max_line_length, data_timeout=data_timeout,
+                       check_password=check_password, on_refused=on_refused, hostname=hostname, ident=ident,
+                       data_size_limit=max_size, enable_SMTPUTF8=True, tls_context=tls, timeout=command_timeout,
+                       auth_require_tls=True, loop=asyncio.get_running_loop())
+    return make
