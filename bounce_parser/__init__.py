@@ -1,0 +1,55 @@
+"""Bounce, DSN and complaint parsing, and SMTP reply classification, with one reason taxonomy.
+
+A pure library: bytes in, plain dataclasses out, no sockets and no file access.
+
+    >>> from bounce_parser import parse_bytes, classify_reply
+    >>> classify_reply(421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred").kind
+    'throttled'
+"""
+
+from __future__ import annotations
+
+from .classifier import classify, classify_reply
+from .mbox import is_mbox, split_mbox
+from .model import (
+    KIND_ARF,
+    KIND_BOUNCE,
+    KIND_DSN,
+    KIND_NONE,
+    AuthResult,
+    BounceRecord,
+    Classification,
+    ParseResult,
+)
+from .parser import parse_bytes, parse_message
+from .reasons import FINER_REASONS, HARD_REASONS, REASONS, coarse_reason, is_hard, softness
+
+
+def parse_mbox(raw: bytes) -> list[ParseResult]:
+    """Parse every message of an mbox (or a single message) held in ``raw``."""
+    return [parse_bytes(message) for message in split_mbox(raw)]
+
+
+__all__ = [
+    "FINER_REASONS",
+    "HARD_REASONS",
+    "KIND_ARF",
+    "KIND_BOUNCE",
+    "KIND_DSN",
+    "KIND_NONE",
+    "REASONS",
+    "AuthResult",
+    "BounceRecord",
+    "Classification",
+    "ParseResult",
+    "classify",
+    "classify_reply",
+    "coarse_reason",
+    "is_hard",
+    "is_mbox",
+    "parse_bytes",
+    "parse_message",
+    "parse_mbox",
+    "softness",
+    "split_mbox",
+]

@@ -1,0 +1,171 @@
+"""Turn an SMTP reply (or a bounce's diagnostic) into a reason of the one taxonomy.
+
+The same function serves the MTA's delivery outcomes (synchronous replies) and the bounce
+parser, so a "421 4.7.0 [TSS04]" means the same thing whether it came back live or in a DSN.
+Knowledge lives in ``patterns``; this module only decides the order in which it is consulted:
+
+1. success (2.x.x status, 2xx code, or a DSN action of ``delivered``);
+2. provider rules: exact meanings the warm-up policy acts on (rate limit vs block vs auth);
+3. wordings, checked against the enhanced status for the few cases where the two disagree in a
+   known way (a "user unknown" answer to DATA is a content filter, not a missing mailbox);
+4. the enhanced status alone;
+5. the SMTP command the reply answered (a refused MAIL FROM is about the sender);
+6. what is left: ``expired`` for a delayed report, ``onhold`` when a failure said too little.
+"""
+
+from __future__ import annotations
+
+from . import patterns, smtp_text
+from .model import Classification
+from .reasons import FINER_REASONS, is_hard
+
+# Statuses whose own reason beats a "user unknown" wording (an unknown *sender* is a refused
+# sender, an unknown user whose mailbox is full is a full mailbox).
+_STATUS_BEATS_UNKNOWN_USER = frozenset({"rejected", "mailboxfull", "mesgtoobig", "exceedlimit", "hasmoved"})
+
+
+def _provider_rule(text: str, status: str) -> patterns.ProviderRule | None:
+    for compiled in patterns.COMPILED_PROVIDER_RULES:
+        rule = compiled.rule
+        matched = (status and status in rule.statuses) or (
+            compiled.pattern is not None and compiled.pattern.search(text) is not None
+        )
+        if not matched and not rule.statuses and compiled.pattern is None:
+            matched = True  # a rule defined by ``requires`` alone
+        if matched and (compiled.requires is None or compiled.requires.search(text)):
+            return rule
+    return None
+
+
+def phrase_reason(text: str) -> str:
+    """The first reason (in precedence order) whose wording occurs in ``text``, or ""."""
+    for reason, pattern in patterns.COMPILED_PHRASES:
+        if pattern.search(text):
+            return reason
+    return ""
+
+
+def status_reason(status: str) -> tuple[str, str]:
+    """``(reason, detail)`` that an enhanced status implies on its own, or ``("", "")``."""
+    subject_detail = status.partition(".")[2]
+    return (
+        patterns.STATUS_REASONS.get(subject_detail, ""),
+        patterns.STATUS_DETAILS.get(subject_detail, ""),
+    )
+
+
+def _combine(wording: str, by_status: str, command: str) -> str:
+    if wording == "userunknown":
+        if command == "MAIL":
+            return "rejected"
+        if by_status in _STATUS_BEATS_UNKNOWN_USER:
+            return by_status
+        if by_status == "userunknown" or command == "RCPT":
+            return "userunknown"
+        if command == "DATA" or by_status == "filtered":
+            # The address was accepted at RCPT time; refusing it after the content was seen is
+            # a filter on that recipient's side.
+            return "filtered"
+        return "userunknown"
+    if wording == "mesgtoobig" and by_status == "exceedlimit":
+        return "exceedlimit"
+    return wording
+
+
+def _fallback(status: str, code: int | None, text: str, command: str, action: str, diagnostic_type: str) -> str:
+    if diagnostic_type.lower() == "x-unix":
+        return "mailererror"  # the local delivery program (pipe, procmail) failed
+    if command == "MAIL":
+        return "rejected"
+    if command in ("CONN", "HELO"):
+        return "blocked"
+    if action == "delayed":
+        return "expired"
+    if status or code or text.strip():
+        return "onhold"
+    return "undefined"
+
+
+def reply_kind(reason: str, hard: bool) -> str:
+    """The policy daemon's coarse class of an outcome."""
+    if reason == "delivered":
+        return "delivered"
+    if reason == "toomanyconn":
+        return "throttled"
+    if reason == "blocked":
+        return "blocked"
+    if reason == "securityerror":
+        return "auth"
+    if reason == "feedback":
+        return "complaint"
+    if reason == "vacation":
+        return "autoreply"
+    return "hard" if hard else "soft"
+
+
+def _result(reason: str, status: str, code: int | None, detail: str = "", rule: str = "") -> Classification:
+    effective_status = status or (f"{code // 100}.0.0" if code else "")
+    hard = is_hard(reason, effective_status)
+    permanent = effective_status.startswith("5")
+    if detail and FINER_REASONS.get(detail) != reason:
+        detail = ""  # a finer name must always belong to the coarse reason it refines
+    return Classification(
+        reason=reason, hard=hard, kind=reply_kind(reason, hard), permanent=permanent, detail=detail, rule=rule
+    )
+
+
+def classify(
+    *,
+    code: int | None = None,
+    status: str = "",
+    text: str = "",
+    context: str = "",
+    command: str = "",
+    action: str = "",
+    diagnostic_type: str = "",
+) -> Classification:
+    """Classify a failure (or success) from everything known about it.
+
+    ``text`` is the diagnostic; ``context`` is other text of the report (the human-readable
+    part around the recipient), consulted only when the diagnostic matches no wording.
+    """
+    line = smtp_text.collapse(text)
+    status = status.strip() or smtp_text.find_status(line)
+    if code is None:
+        code = smtp_text.find_reply_code(line)
+    command = smtp_text.normalise_command(command) or smtp_text.find_command(line)
+    action = action.strip().lower()
+
+    if action == "delivered" or status.startswith("2") or (code is not None and 200 <= code < 300 and not status):
+        return _result("delivered", status, code, rule="success")
+
+    by_status, status_detail = status_reason(status) if status else ("", "")
+    wording = ""
+    # The diagnostic itself first; the report's surrounding words only when it says nothing.
+    for candidate in (line, smtp_text.collapse(context)):
+        if not candidate:
+            continue
+        rule = _provider_rule(candidate, status)
+        if rule is not None:
+            return _result(rule.reason, status, code, rule.detail, rule=rule.name)
+        wording = phrase_reason(candidate)
+        if wording:
+            if not command:
+                command = smtp_text.find_command(candidate)
+            break
+    if wording:
+        reason = _combine(wording, by_status, command)
+        return _result(reason, status, code, status_detail if reason == by_status else "", rule=f"wording:{wording}")
+    if by_status:
+        return _result(by_status, status, code, status_detail, rule=f"status:{status}")
+    reason = _fallback(status, code, line, command, action, diagnostic_type)
+    return _result(reason, status, code, rule=f"fallback:{command or action or 'none'}")
+
+
+def classify_reply(code: int, status: str, text: str, command: str = "") -> Classification:
+    """Classify a synchronous SMTP reply, e.g. ``classify_reply(421, "4.7.0", "[TSS04] ...")``.
+
+    ``status`` may be "" (it is then looked for in ``text``); ``command`` is the SMTP command
+    the reply answered, when the caller knows it.
+    """
+    return classify(code=code, status=status, text=text, command=command)

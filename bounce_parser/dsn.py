@@ -1,0 +1,87 @@
+"""Records from RFC 3464 delivery-status fields (a message/delivery-status part, or the same
+fields pasted into text by systems that do not build the MIME structure)."""
+
+from __future__ import annotations
+
+import re
+
+from . import fields, smtp_text, textscan
+from .addresses import address_from_field
+from .classifier import classify
+from .model import BounceRecord
+
+_DSN_FIELD_IN_TEXT = re.compile(r"(?im)^\s*(?:final|original)-recipient\s*:")
+_TYPE_AND_TEXT = re.compile(r"^\s*([A-Za-z][A-Za-z0-9-]{0,20})\s*;\s*(.*)$", re.DOTALL)
+
+
+def has_fields_in_text(text: str) -> bool:
+    return _DSN_FIELD_IN_TEXT.search(text) is not None
+
+
+def _split_typed(value: str) -> tuple[str, str]:
+    """``"smtp; 550 ..."`` -> ``("smtp", "550 ...")``; untyped values keep an empty type."""
+    match = _TYPE_AND_TEXT.match(value)
+    if match:
+        return match.group(1).lower(), match.group(2).strip()
+    return "", value.strip()
+
+
+def records_from_fields(
+    report_text: str,
+    human_text: str,
+    *,
+    kind: str,
+    message_id: str,
+    senders: set[str],
+) -> list[BounceRecord]:
+    """One record per recipient group that names an address."""
+    per_message, groups = fields.group_fields(report_text)
+    remote_default = _split_typed(per_message.get("remote-mta", ""))[1]
+    human = {found.address: found for found in textscan.scan(human_text, senders)} if human_text else {}
+    records: dict[str, BounceRecord] = {}
+    for group in groups:
+        recipient = (
+            address_from_field(group.get("final-recipient", ""))
+            or address_from_field(group.get("original-recipient", ""))
+            or address_from_field(group.get("x-actual-recipient", ""))
+        )
+        if not recipient or recipient in records:
+            continue
+        action = group.get("action", "").strip().lower().split(" ")[0].strip("();")
+        status = smtp_text.find_status(group.get("status", ""))
+        diagnostic_type, diagnostic = _split_typed(group.get("diagnostic-code", ""))
+        diagnostic = smtp_text.collapse(diagnostic)
+        from_text = human.get(recipient)
+        if from_text is None and len(groups) == 1 and len(human) == 1:
+            from_text = next(iter(human.values()))
+        context = from_text.diagnostic if from_text else ""
+        if not diagnostic and context:
+            diagnostic = context
+        command = smtp_text.find_command(diagnostic) or (from_text.command if from_text else "")
+        if not command and len(groups) == 1:
+            command = smtp_text.transcript_command(human_text)
+        classification = classify(
+            status=status,
+            text=diagnostic,
+            context=context,
+            command=command,
+            action=action,
+            diagnostic_type=diagnostic_type,
+        )
+        records[recipient] = BounceRecord(
+            recipient=recipient,
+            kind=kind,
+            reason=classification.reason,
+            hard=classification.hard,
+            action=action,
+            status=status,
+            diagnostic=diagnostic,
+            remote_mta=_split_typed(group.get("remote-mta", ""))[1] or remote_default
+            or smtp_text.find_remote_host(diagnostic),
+            message_id=message_id,
+            reply_code=smtp_text.find_reply_code(diagnostic),
+            command=command,
+            detail=classification.detail,
+            reply_kind=classification.kind,
+        )
+    return list(records.values())

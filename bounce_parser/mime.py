@@ -1,0 +1,234 @@
+"""Safe MIME access on top of the stdlib ``email`` package.
+
+Bounces come from everywhere and some are hostile or broken: truncated, with charsets that do
+not exist or lie, with huge attachments, or with multiparts nested thousands deep (which makes the
+stdlib feed parser recurse until ``RecursionError`` and spend quadratic time on boundaries).  This
+module is the only place that turns bytes into ``email.message.Message`` objects and text, and
+it never raises: it caps the input, cuts pathological nesting off before parsing, and decodes
+at most a bounded prefix of any part.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import email
+import email.parser
+import html
+import re
+from collections.abc import Iterator
+from email import policy
+from email.header import decode_header
+from email.message import Message
+
+# Everything a bounce says about its recipients sits in its first parts; the returned original
+# message can be huge and only its headers matter.  These caps bound memory and time.
+MAX_INPUT_BYTES = 8 * 1024 * 1024
+MAX_PART_CHARS = 256 * 1024
+MAX_CONTENT_TYPES = 200  # parts (nested or not) considered before the input is cut off
+MAX_DEPTH = 12  # multipart / message nesting walked
+
+_CONTENT_TYPE_LINE = re.compile(rb"(?im)^content-type:")
+_TAG = re.compile(r"<[^>]{0,2000}>")
+_HIDDEN_BLOCK = re.compile(r"(?is)<(style|script|head)\b.*?</\1\s*>")
+_BREAK_TAG = re.compile(r"(?i)<\s*(br|/p|/div|/tr|/li|/h\d|p|div|tr|li)\b[^>]{0,500}>")
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+
+
+def normalise_newlines(raw: bytes) -> bytes:
+    """CRLF and bare CR (old Mac mailboxes) become LF, so every later pattern sees one form."""
+    if b"\r" not in raw:
+        return raw
+    raw = raw.replace(b"\r\n", b"\n")
+    if b"\r" in raw:
+        raw = raw.replace(b"\r", b"\n")
+    return raw
+
+
+def _cut_pathological_nesting(raw: bytes) -> bytes:
+    """Drop everything after the MAX_CONTENT_TYPES-th part header.
+
+    The parts that matter come first; what follows a few hundred part headers is either a huge
+    returned message or an attack on the parser's recursion.
+    """
+    for count, match in enumerate(_CONTENT_TYPE_LINE.finditer(raw), start=1):
+        if count > MAX_CONTENT_TYPES:
+            return raw[: match.start()]
+    return raw
+
+
+def load_message(raw: bytes) -> tuple[Message, list[str]]:
+    """Parse bytes into a Message, never raising; returns the message and a list of defects."""
+    defects: list[str] = []
+    if len(raw) > MAX_INPUT_BYTES:
+        raw = raw[:MAX_INPUT_BYTES]
+        defects.append("input truncated")
+    raw = normalise_newlines(raw)
+    cut = _cut_pathological_nesting(raw)
+    if len(cut) != len(raw):
+        defects.append("nesting cut off")
+        raw = cut
+    try:
+        return email.message_from_bytes(raw, policy=policy.compat32), defects
+    except (RecursionError, Exception) as exc:  # the stdlib parser has many ways to fail
+        defects.append(f"mime parse failed: {type(exc).__name__}")
+    try:
+        parser = email.parser.BytesParser(policy=policy.compat32)
+        return parser.parsebytes(raw, headersonly=True), defects
+    except Exception as exc:
+        defects.append(f"header parse failed: {type(exc).__name__}")
+        message = Message()
+        message.set_payload(raw.decode("latin-1"))
+        return message, defects
+
+
+def header_text(message: Message, name: str) -> str:
+    """A header's value with RFC 2047 words decoded and folding removed ("" if absent)."""
+    try:
+        value = message.get(name)
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    return decode_words(str(value))
+
+
+def header_values(message: Message, name: str) -> list[str]:
+    try:
+        values = message.get_all(name) or []
+    except Exception:
+        return []
+    return [decode_words(str(value)) for value in values]
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words; on any failure return the input with folding removed."""
+    value = _unsurrogate(value)
+    if "=?" in value:
+        try:
+            pieces = []
+            for chunk, charset in decode_header(value):
+                if isinstance(chunk, bytes):
+                    pieces.append(decode_bytes(chunk, charset))
+                else:
+                    pieces.append(chunk)
+            value = "".join(pieces)
+        except Exception:
+            pass
+    return " ".join(value.split())
+
+
+def _unsurrogate(text: str) -> str:
+    """Headers parsed from bytes keep undecodable bytes as surrogates; read them as UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode with the declared charset, then UTF-8, then Latin-1; never raises."""
+    candidates = []
+    if charset:
+        name = charset.strip().strip('"').lower()
+        try:
+            candidates.append(codecs.lookup(name).name)
+        except LookupError:
+            pass
+    candidates.append("utf-8")
+    for name in candidates:
+        try:
+            return data.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        except Exception:  # some codecs raise other errors on garbage
+            continue
+    try:
+        return data.decode(candidates[0], "replace")
+    except Exception:
+        return data.decode("latin-1")
+
+
+def content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:
+        return "text/plain"
+
+
+def part_bytes(part: Message, limit: int = MAX_PART_CHARS) -> bytes:
+    """The decoded body of a leaf part, at most about ``limit`` bytes of it."""
+    try:
+        payload = part.get_payload()
+    except Exception:
+        return b""
+    if isinstance(payload, list):
+        return b""
+    if not isinstance(payload, str):
+        payload = str(payload)
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    if encoding == "base64":
+        # Four characters carry three bytes; cut so the decoder sees whole quanta only.
+        letters = _NOT_BASE64.sub("", payload[: limit * 2])
+        letters = letters[: min(len(letters), limit * 4 // 3) // 4 * 4]
+        try:
+            return binascii.a2b_base64(letters)
+        except (binascii.Error, ValueError):
+            return b""
+    # Bytes that were not ASCII come back from the parser as surrogates; this restores them.
+    data = payload[:limit].encode("utf-8", "surrogateescape")
+    if encoding == "quoted-printable":
+        try:
+            return binascii.a2b_qp(data)
+        except (binascii.Error, ValueError):
+            return data
+    return data
+
+
+def part_text(part: Message, limit: int = MAX_PART_CHARS) -> str:
+    """The decoded text of a leaf part (HTML reduced to text), bounded by ``limit``."""
+    data = part_bytes(part, limit)
+    if not data:
+        return ""
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    text = decode_bytes(data, charset)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if content_type(part) == "text/html":
+        text = html_to_text(text)
+    return text
+
+
+def html_to_text(markup: str) -> str:
+    markup = _HIDDEN_BLOCK.sub(" ", markup)
+    markup = _BREAK_TAG.sub("\n", markup)
+    return html.unescape(_TAG.sub(" ", markup))
+
+
+def children(part: Message) -> list[Message]:
+    try:
+        payload = part.get_payload()
+    except Exception:
+        return []
+    if isinstance(payload, list):
+        return [child for child in payload if isinstance(child, Message)]
+    return []
+
+
+def iter_report_parts(message: Message) -> Iterator[Message]:
+    """Leaf parts of the bounce itself, depth-first, not descending into returned messages.
+
+    A returned original message (message/rfc822) is yielded as one part, so callers can read its
+    headers, but its body is never scanned as if the bounce had written it.
+    """
+    stack: list[tuple[Message, int]] = [(message, 0)]
+    while stack:
+        part, depth = stack.pop()
+        kind = content_type(part)
+        if part.is_multipart() and not kind.startswith("message/") and depth < MAX_DEPTH:
+            stack.extend((child, depth + 1) for child in reversed(children(part)))
+            continue
+        yield part

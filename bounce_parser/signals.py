@@ -1,0 +1,71 @@
+"""Is a message without a report part a bounce, an auto-reply, or ordinary mail?
+
+Ordinary mail must give no records, so a text bounce is only read as one when enough of the
+usual signs agree: a mailer-daemon sender, a bounce subject, an X-Failed-Recipients header,
+bounce wording in the body.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SYSTEM_SENDER = re.compile(
+    r"(?:^|[<\s\"])(?:mailer[-_]?daemon|post_?master|mail[-_]?delivery|mmdf|bounces?|"
+    r"mail[-_]?system|mail-?router)[^@\s]*@|mailer-daemon",
+    re.IGNORECASE,
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery status notification|failure notice|returned mail|"
+    r"mail delivery (?:failed|failure|subsystem)|delivery fail|failed delivery|failure delivery|non.?delivery|"
+    r"nondeliverable|could not be delivered|delivery has failed|returned to sender|mail system error|"
+    r"delivery notification|delivery report|error mail report|delivery failure|loop alert|"
+    r"mail could not be delivered|message delivery has failed|delayed mail|warning: message .* delayed|"
+    r"delivery status|non recapitabile|unzustellbar|non remis|no entregado|postmaster notify",
+    re.IGNORECASE,
+)
+_BOUNCE_BODY = re.compile(
+    r"could not be delivered|undeliverable|delivery (?:has )?failed|permanent (?:fatal )?error|"
+    r"failed permanently|did not reach|not delivered|unable to deliver|delivery status notification|"
+    r"error occurred while|following addresses had|address(?:es|\(es\))? failed|rejected by a remote|"
+    r"delivery to the following|was not delivered|wasn't delivered|could not deliver|returned mail|"
+    r"delivery of your message|has been delayed|mail delivery software|failed to deliver|"
+    r"cannot be delivered|message could not be sent|transcript of (?:the )?session|"
+    r"failure reasons|did not receive this message|送信できませんでした|配信できませんでした",
+    re.IGNORECASE,
+)
+_AUTO_REPLY_SUBJECT = re.compile(
+    r"^(?:auto(?:matic)?[ -]?(?:reply|response|respons|antwort)|out of (?:the )?office|vacation|"
+    r"away from|abwesenheit|absence|r[ée]ponse automatique|respuesta autom)|\bauto(?:reply|response)\b|"
+    r"^auto:|automatic reply|out of office|autorespons",
+    re.IGNORECASE,
+)
+
+
+def bounce_score(sender: str, subject: str, headers: dict[str, str], body: str) -> int:
+    """A rough count of bounce signs (0 for ordinary mail)."""
+    score = 0
+    if _SYSTEM_SENDER.search(sender):
+        score += 2
+    if _BOUNCE_SUBJECT.search(subject):
+        score += 2
+    if "x-failed-recipients" in headers:
+        score += 3
+    if headers.get("return-path", "").strip() in ("<>", ""):
+        score += 1 if "return-path" in headers else 0
+    if _BOUNCE_BODY.search(body[:20000]):
+        score += 2
+    return score
+
+
+def looks_like_bounce(sender: str, subject: str, headers: dict[str, str], body: str) -> bool:
+    return bounce_score(sender, subject, headers, body) >= 3
+
+
+def looks_like_auto_reply(subject: str, headers: dict[str, str]) -> bool:
+    """An RFC 3834 auto-reply (vacation, out of office), which is not a failure."""
+    auto = headers.get("auto-submitted", "").lower()
+    if "x-autoreply" in headers or "x-autorespond" in headers or headers.get("precedence", "").lower() == "auto_reply":
+        return True
+    if auto.startswith("auto-replied") and _AUTO_REPLY_SUBJECT.search(subject):
+        return True
+    return bool(_AUTO_REPLY_SUBJECT.search(subject.strip()))

@@ -1,0 +1,130 @@
+"""Find failed recipients and their diagnostics in a bounce's human-readable text.
+
+Works on any wording: a line that names nothing but an address (``<a@b>:``, ``  a@b``,
+``a@b on <date>``), an address after a recipient phrase (``RCPT TO:<a@b>``, ``Could not be
+delivered to: <a@b>``) or an SMTP reply quoting it (``550 <a@b>... User unknown``) is a failed
+recipient; the lines under it, up to the next recipient or rule line, are its diagnostic.
+Addresses of the sender (known from the headers or introduced as such) are never recipients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import smtp_text, text_markers
+from .addresses import ADDRESS, normalise
+
+MAX_DIAGNOSTIC_LINES = 30
+MAX_REGION_LINES = 400
+
+
+@dataclass(slots=True)
+class TextRecipient:
+    address: str
+    diagnostic: str
+    strong: bool
+    command: str = ""
+
+
+def split_at_original(text: str) -> tuple[str, str]:
+    """``(the bounce's own words, the pasted original)`` split at the first marker line."""
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if text_markers.ORIGINAL_MESSAGE_MARKER.search(line.strip()):
+            return "\n".join(lines[:index]), "\n".join(lines[index + 1 :])
+    return text, ""
+
+
+def _unquote(lines: list[str]) -> list[str]:
+    """A forwarded bounce is quoted with "> "; read it as if it were not."""
+    filled = [line for line in lines if line.strip()]
+    if filled and sum(line.startswith(">") for line in filled) * 2 > len(filled):
+        return [line[1:].removeprefix(" ") if line.startswith(">") else line for line in lines]
+    return lines
+
+
+@dataclass(slots=True)
+class _Mention:
+    address: str
+    line: int
+    strong: bool
+    rest: str
+
+
+def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
+    found: list[_Mention] = []
+    for index, line in enumerate(lines):
+        for match in ADDRESS.finditer(line):
+            address = normalise(match.group(1))
+            if address in senders:
+                continue
+            start, end = match.span(1)
+            before = line[:start].rstrip("<\"' ")
+            after = line[end:].lstrip(">\"'")
+            if text_markers.NOT_RECIPIENT_PREFIX.search(before):
+                continue
+            previous = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
+            if not before.strip() and text_markers.SENDER_INTRO.search(previous.strip()):
+                continue
+            bare_before = text_markers.ADDRESS_LINE_NOISE.sub("", before)
+            strong = (
+                not bare_before
+                or text_markers.RECIPIENT_PREFIX.search(before) is not None
+                or text_markers.REPLY_PREFIX.match(before.strip()) is not None
+            )
+            found.append(_Mention(address, index, strong, after))
+    return found
+
+
+def _block_after(lines: list[str], start: int, stop_lines: set[int], first_rest: str) -> str:
+    """The diagnostic under a recipient line: its own remainder and the lines below it."""
+    parts: list[str] = []
+    rest = first_rest.strip().lstrip(":").strip()
+    if rest and not text_markers.TRAILING_NOISE.match(rest):
+        parts.append(rest)
+    for index in range(start + 1, min(len(lines), start + 1 + MAX_DIAGNOSTIC_LINES)):
+        line = lines[index]
+        if index in stop_lines or text_markers.SEPARATOR.match(line):
+            break
+        if line.strip():
+            parts.append(line.strip())
+    return smtp_text.collapse(" ".join(parts))
+
+
+def scan(text: str, senders: set[str]) -> list[TextRecipient]:
+    """Failed recipients named in ``text`` (the bounce's own words only), in order."""
+    lines = _unquote(text.split("\n")[:MAX_REGION_LINES])
+    mentions = _mentions(lines, senders)
+    strong = [mention for mention in mentions if mention.strong]
+    chosen = strong or mentions
+    stop_lines = {mention.line for mention in strong}
+    results: dict[str, TextRecipient] = {}
+    for mention in chosen:
+        if mention.address in results:
+            continue
+        if mention.strong:
+            diagnostic = _block_after(lines, mention.line, stop_lines, mention.rest)
+        else:
+            diagnostic = smtp_text.collapse(lines[mention.line])
+        command = smtp_text.transcript_command("\n".join(lines[mention.line : mention.line + MAX_DIAGNOSTIC_LINES]))
+        results[mention.address] = TextRecipient(mention.address, diagnostic, mention.strong, command)
+    return list(results.values())
+
+
+def block_for_local_part(text: str, local_part: str) -> str:
+    """The diagnostic under a line naming only ``local_part`` (Exim lists unqualified names)."""
+    lines = _unquote(text.split("\n")[:MAX_REGION_LINES])
+    for index, line in enumerate(lines):
+        if line.strip().strip("<>:").lower() == local_part:
+            return _block_after(lines, index, set(), "")
+    return ""
+
+
+def region_diagnostic(text: str, limit: int = 1000) -> str:
+    """The whole of the bounce's own words on one line, for reports that name no reason per address."""
+    lines = _unquote(text.split("\n")[:MAX_REGION_LINES])
+    return smtp_text.collapse(" ".join(line for line in lines if not text_markers.SEPARATOR.match(line)))[:limit]
+
+
+def is_delay_notice(text: str) -> bool:
+    return text_markers.DELAY_NOTICE.search(smtp_text.collapse(text)) is not None
