@@ -37,8 +37,9 @@ def address_from_field(value: str) -> str:
     if match:
         return normalise(match.group(1))
     value = normalise(value)
-    # Some MTAs put a bare local part or an odd form here; keep it only if it has an '@'.
-    return value if "@" in value and " " not in value else ""
+    # An odd form the pattern misses is kept only if it still looks like one mailbox (a source
+    # route such as "@relay:user@host" or a bare local part is not one).
+    return value if value.count("@") == 1 and not value.startswith("@") and " " not in value else ""
 
 
 def is_address(text: str) -> bool:

@@ -70,7 +70,9 @@ def field_text(part: Message) -> str:
         except Exception:
             continue
         for name, value in items:
-            lines.append(f"{name}: {mime.decode_words(str(value))}")
+            # Report fields are not headers: RFC 2047 words in them are data (an encoded local
+            # part stays encoded), so only the folding is undone.
+            lines.append(f"{name}: {' '.join(mime.unsurrogate(str(value)).split())}")
         body = block.get_payload()
         if isinstance(body, str) and body.strip():
             # Fields after a stray blank line end up as the block's "body": keep them.

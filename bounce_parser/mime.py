@@ -103,7 +103,7 @@ def header_values(message: Message, name: str) -> list[str]:
 
 def decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words; on any failure return the input with folding removed."""
-    value = _unsurrogate(value)
+    value = unsurrogate(value)
     if "=?" in value:
         try:
             pieces = []
@@ -118,7 +118,7 @@ def decode_words(value: str) -> str:
     return " ".join(value.split())
 
 
-def _unsurrogate(text: str) -> str:
+def unsurrogate(text: str) -> str:
     """Headers parsed from bytes keep undecodable bytes as surrogates; read them as UTF-8."""
     try:
         text.encode("utf-8")

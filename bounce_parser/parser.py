@@ -138,6 +138,13 @@ def _parse_message(message: Message, depth: int) -> ParseResult:
         if result.records:
             return _done(result, KIND_BOUNCE)
 
+    if report.delivery_status:
+        # A delivery report that names nobody ("Delivery report unavailable") still says the
+        # returned message failed: its own recipients are the ones concerned.
+        result.records = _unnamed_failures(returned, senders, own_words, message_id)
+        if result.records:
+            return _done(result, KIND_DSN)
+
     if depth < MAX_FORWARD_DEPTH:
         for part in report.returned:
             for inner in mime.children(part):
@@ -194,6 +201,18 @@ def _text_bounce(
             )
         )
     return records
+
+
+def _unnamed_failures(returned: dict[str, str], senders: set[str], text: str, message_id: str) -> list[BounceRecord]:
+    addresses = [a for a in find_addresses(returned.get("to", "") + "," + returned.get("cc", "")) if a not in senders]
+    found = classify(text="", action="failed")
+    return [
+        BounceRecord(
+            recipient=address, kind=KIND_DSN, reason=found.reason, hard=found.hard, action="failed",
+            diagnostic=textscan.region_diagnostic(text, 300), message_id=message_id, reply_kind=found.kind,
+        )
+        for address in addresses
+    ]
 
 
 def _auto_reply(sender: str, body: str, message_id: str) -> list[BounceRecord]:

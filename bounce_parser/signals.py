@@ -20,7 +20,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"nondeliverable|could not be delivered|delivery has failed|returned to sender|mail system error|"
     r"delivery notification|delivery report|error mail report|delivery failure|loop alert|"
     r"mail could not be delivered|message delivery has failed|delayed mail|warning: message .* delayed|"
-    r"delivery status|non recapitabile|unzustellbar|non remis|no entregado|postmaster notify",
+    r"delivery status|non recapitabile|unzustellbar|non remis|no entregado|postmaster notify|"
+    r"配信できません|送信できません|配送できません|届きません|エラー",
     re.IGNORECASE,
 )
 _BOUNCE_BODY = re.compile(
@@ -30,7 +31,9 @@ _BOUNCE_BODY = re.compile(
     r"delivery to the following|was not delivered|wasn't delivered|could not deliver|returned mail|"
     r"delivery of your message|has been delayed|mail delivery software|failed to deliver|"
     r"cannot be delivered|message could not be sent|transcript of (?:the )?session|"
-    r"failure reasons|did not receive this message|送信できませんでした|配信できませんでした",
+    r"failure reasons|did not receive this message|requested action not taken|error message below|"
+    r"(?:<<<|>>>)\s*(?:\d{3}\b|rcpt to)|mail loop|loop alert|duplicated message-id|"
+    r"送信できませんでした|配信できませんでした|配信できません",
     re.IGNORECASE,
 )
 _AUTO_REPLY_SUBJECT = re.compile(

@@ -62,8 +62,12 @@ RECIPIENT_PREFIX = _compile(
     )
 )
 
+# A "To:" line echoing the original's header: it names a recipient, but possibly the sender's
+# own address in a copy of the message.
+HEADER_ECHO = re.compile(r"^\s*to:\s*$", re.IGNORECASE)
+
 # An SMTP reply quoting the address: "550 5.1.1 <a@b>... User unknown".
-REPLY_PREFIX = re.compile(r"^(?:<<<\s*)?\d{3}[ -](?:#?\d\.\d{1,3}\.\d{1,3}\s*)?$")
+REPLY_PREFIX = re.compile(r"^(?:<<<\s*)?\d{3}(?:[ -]#?\d\.\d{1,3}\.\d{1,3})?[ -]?$")
 
 # Text before an address that marks it as a sender, a contact or something else that is not
 # the failed recipient.

@@ -54,25 +54,34 @@ class _Mention:
 def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
     found: list[_Mention] = []
     for index, line in enumerate(lines):
-        for match in ADDRESS.finditer(line):
+        matches = list(ADDRESS.finditer(line))
+        line_start = 0
+        for position, match in enumerate(matches):
             address = normalise(match.group(1))
-            if address in senders:
-                continue
             start, end = match.span(1)
-            before = line[:start].rstrip("<\"' ")
+            following = matches[position + 1] if position + 1 < len(matches) else None
+            if following is not None and line[end : following.start(1)].strip() == "<":
+                # "name <address>": the bracketed one is the address, and it stands where the
+                # name stands.
+                line_start = line_start if position and line_start else start
+                continue
+            before = line[: line_start or start].rstrip("<\"' ") if line_start else line[:start].rstrip("<\"' ")
+            line_start = 0
             after = line[end:].lstrip(">\"'")
             if text_markers.NOT_RECIPIENT_PREFIX.search(before):
                 continue
             previous = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
             if not before.strip() and text_markers.SENDER_INTRO.search(previous.strip()):
                 continue
-            bare_before = text_markers.ADDRESS_LINE_NOISE.sub("", before)
-            strong = (
-                not bare_before
-                or text_markers.RECIPIENT_PREFIX.search(before) is not None
-                or text_markers.REPLY_PREFIX.match(before.strip()) is not None
-            )
-            found.append(_Mention(address, index, strong, after))
+            alone = not text_markers.ADDRESS_LINE_NOISE.sub("", before)
+            quoted_in_reply = text_markers.REPLY_PREFIX.match(before.strip()) is not None
+            named = text_markers.RECIPIENT_PREFIX.search(before) is not None
+            # A sender's address is skipped unless the line plainly lists it as a failed
+            # recipient (anonymised or self-addressed mail has sender == recipient); a reply
+            # quoting it is the answer to MAIL FROM.
+            if address in senders and not (alone or (named and not text_markers.HEADER_ECHO.search(before))):
+                continue
+            found.append(_Mention(address, index, alone or named or quoted_in_reply, after))
     return found
 
 
