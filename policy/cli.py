@@ -1,0 +1,190 @@
+"""The `policyd` command: serve, status, pause, resume, set-day, history, check-config.
+
+Operator commands work on the state directly (the daemon need not run): they read the same
+config, open the same store and record their action in the history, so an override survives
+restarts and a running daemon sees it within `[policyd] cache_seconds`.
+
+Selectors: --source NAME, --domain DOMAIN or --mailbox ADDRESS, each optionally with --isp NAME;
+--isp alone means the ISP as a whole. Pausing a source or domain without --isp pauses it on every
+ISP; set-day without --isp sets the day on every configured ISP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from mta.configload import ConfigError, parse_duration
+from policy.config import Config, load_config
+from policy.engine import Policy
+from policy.engine.state import ANY_ISP, FOREVER, PairKey
+from policy.service import PairStatus, PolicyService, selector_key
+from policy.store import StoreError, open_store
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="policyd", description="Warm-up policy daemon for warmup-mta")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("--config", required=True, metavar="FILE", help="policy.toml")
+        return c
+
+    def selectors(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--source", default="", help="source name (the MTA's [[egress.sources]] name)")
+        c.add_argument("--domain", default="", help="sending domain")
+        c.add_argument("--mailbox", default="", help="sender mailbox (outreach schedules)")
+        c.add_argument("--isp", default="", help="ISP name (alone: the ISP as a whole)")
+
+    command("serve", "run the policy daemon")
+    command("check-config", "validate the config; exit 2 naming the bad key")
+    c = command("status", "warm-up day, limits, tokens, health and pauses per pair")
+    c.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    selectors(c)
+    c = command("pause", "pause sending for a source, domain, mailbox or ISP")
+    selectors(c)
+    c.add_argument("--for", dest="duration", default="", help="e.g. 2h; default: until resumed")
+    c.add_argument("--reason", default="")
+    c = command("resume", "end pauses and back-offs (automatic ones too)")
+    selectors(c)
+    c.add_argument("--reason", default="")
+    c = command("set-day", "set the warm-up day")
+    selectors(c)
+    c.add_argument("day", type=int)
+    c.add_argument("--reason", default="")
+    c = command("history", "recorded actions, oldest first")
+    selectors(c)
+    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--json", action="store_true", help="JSON Lines instead of text")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from policy.daemon import serve
+            return asyncio.run(serve(args.config))
+        cfg = load_config(args.config)
+        if args.command == "check-config":
+            print(f"{args.config}: OK ({len(cfg.policy.isps)} ISPs, {len(cfg.policy.schedules)} schedules, "
+                  f"state {cfg.policyd.state})")
+            return 0
+        return asyncio.run(_operate(cfg, args))
+    except ConfigError as exc:
+        print(f"policyd: config error: {exc}", file=sys.stderr)
+        return 2
+    except (StoreError, ValueError) as exc:
+        print(f"policyd: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _operate(cfg: Config, args: argparse.Namespace) -> int:
+    store = open_store(cfg.policyd.state, cfg.base_dir, cfg.policyd.state_prefix, cfg.policyd.history_limit)
+    service = PolicyService(Policy(cfg.policy), store, time.time, cache_seconds=0.0)
+    try:
+        if args.command == "status":
+            return await _status(service, args)
+        if args.command == "history":
+            return await _history(service, args)
+        keys = await _targets(service, args)
+        for key in keys:
+            if args.command == "pause":
+                duration = parse_duration(args.duration, "--for") if args.duration else 0.0
+                await service.pause(key, duration, args.reason)
+            elif args.command == "resume":
+                await service.resume(key, args.reason)
+            else:
+                await service.set_day(key, args.day, args.reason)
+            print(f"{args.command}: {key}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _targets(service: PolicyService, args: argparse.Namespace) -> list[PairKey]:
+    key = selector_key(args.source, args.domain, args.mailbox, args.isp)
+    if args.command != "set-day":
+        return [key]
+    if key.kind == "isp":
+        raise ValueError("set-day needs --source, --domain or --mailbox")
+    if key.isp != ANY_ISP or key.kind == "mailbox":
+        return [key]
+    # a day belongs to (sender, ISP) pairs: every configured ISP, plus any seen before
+    isps = [n for n in service.policy.catalog.names if service.policy.catalog.settings(n).warmup]
+    seen = [k.isp for k in await service.known_pairs() if (k.kind, k.name) == (key.kind, key.name)]
+    return [PairKey(key.kind, key.name, isp) for isp in dict.fromkeys([*isps, *seen])]
+
+
+def _matches(row: PairStatus, args: argparse.Namespace) -> bool:
+    k = row.key
+    return ((not args.source or (k.kind, k.name) == ("ip", args.source))
+            and (not args.domain or (k.kind, k.name) == ("domain", args.domain.lower()))
+            and (not args.mailbox or (k.kind, k.name) == ("mailbox", args.mailbox.lower()))
+            and (not args.isp or k.isp == args.isp or (k.kind, k.name) == ("isp", args.isp)))
+
+
+async def _status(service: PolicyService, args: argparse.Namespace) -> int:
+    rows = [r for r in await service.status() if _matches(r, args)]
+    now = service.clock()
+    if args.json:
+        day = service.policy.calendar.day_index(now)
+        print(json.dumps({"time": now, "calendar_day": day, "in_window": service.policy.calendar.in_window(now),
+                          "pairs": [r.to_dict() for r in rows]}, indent=2))
+        return 0
+    header = ("KIND", "NAME", "ISP", "SCHEDULE", "DAY", "VOLUME", "LIMIT", "FACTOR", "TOKENS", "USED",
+              "DELIV", "THROT", "BLOCK", "HARD", "COMPL", "AUTH", "STATE")
+    table = [header]
+    for r in rows:
+        h = r.health
+        table.append((r.key.kind, r.key.name, r.key.isp, r.schedule or "-", str(r.state.day), str(r.volume),
+                      f"{r.limit:.0f}", f"{r.factor:.2f}", "-" if r.tokens is None else f"{r.tokens:.1f}",
+                      f"{r.used_today:.0f}", str(h["delivered"]), str(h["throttled"]), str(h["blocked"]),
+                      str(h["hard_bounce"]), str(h["complaint"]), str(h["auth"]), _state_text(r, now)))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if len(table) == 1:
+        print("(no pairs: configure [[sources]] or [[domains]], or send some mail)")
+    return 0
+
+
+def _when(t: float) -> str:
+    return "until resumed" if t >= FOREVER else time.strftime("until %Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _state_text(r: PairStatus, now: float) -> str:
+    s = r.state
+    if s.operator_paused:
+        return "paused by operator"
+    if r.paused_until and now < s.paused_until:
+        return f"paused ({s.pause_rule}) {_when(s.paused_until)}"
+    if now < s.backoff_until:
+        return f"backing off {_when(s.backoff_until)}"
+    if now < s.hold_until:
+        return f"held {_when(s.hold_until)}"
+    return "ok"
+
+
+async def _history(service: PolicyService, args: argparse.Namespace) -> int:
+    prefix = ""
+    if args.source or args.domain or args.mailbox or args.isp:
+        key = selector_key(args.source, args.domain, args.mailbox, args.isp)
+        prefix = f"{key.kind}|{key.name}|" + ("" if key.isp == ANY_ISP else key.isp)
+    for a in await service.history(prefix, args.limit):
+        if args.json:
+            print(json.dumps(a.to_dict()))
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.at))
+            reply = f" [reply: {a.reply}]" if a.reply else ""
+            print(f"{when}  {a.key}  {a.rule}/{a.action}: {a.reason}{reply}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Per-pair warm-up state: warm-up day, AIMD factor, back-off, pauses and holds.
+
+A *pair* is what a schedule and health apply to: (source IP, ISP), (sending domain, ISP) or a
+sender mailbox. Umbrella pairs with ISP "*" carry only pauses: an operator's pause of a source on
+every ISP, an ISP-wide pause, or a sending domain paused for failing authentication.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from policy.engine.settings import RuleSettings
+
+IP = "ip"
+DOMAIN = "domain"
+MAILBOX = "mailbox"
+ISP = "isp"
+KINDS = (IP, DOMAIN, MAILBOX, ISP)
+ANY_ISP = "*"
+FOREVER = float(2**53)   # "until an operator resumes"; a finite number keeps JSON plain
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PairKey:
+    kind: str
+    name: str
+    isp: str = ANY_ISP
+
+    def __str__(self) -> str:
+        return f"{self.kind}|{self.name}|{self.isp}"
+
+    @classmethod
+    def parse(cls, text: str) -> PairKey:
+        kind, name, isp = text.split("|")
+        return cls(kind, name, isp)
+
+    @property
+    def umbrella(self) -> PairKey:
+        """The all-ISPs pair of the same source, domain or mailbox."""
+        return PairKey(self.kind, self.name, ANY_ISP)
+
+
+@dataclass
+class PairState:
+    day: int = 0                  # warm-up day (index into the schedule)
+    day_checked: int = -1         # calendar day of the last advance/hold decision
+    factor: float = 1.0           # multiplicative decrease after throttles, at factor_stamp
+    factor_stamp: float = 0.0
+    backoff_until: float = 0.0
+    backoff_level: int = 0        # consecutive back-offs; each doubles the next
+    paused_until: float = 0.0     # automatic cool-down
+    pause_rule: str = ""
+    operator_paused: bool = False  # an operator's pause: ends only by resume
+    hold_until: float = 0.0       # no advance before this (complaint hold)
+    warned_until: float = 0.0     # a hard-bounce warning was recorded; not repeated before this
+    incident_day: int = -1        # calendar day of the last adverse action: that day was not healthy
+
+    def effective_factor(self, now: float, rules: RuleSettings) -> float:
+        """The factor with additive recovery: +recovery_step per recovery_interval since the back-off."""
+        if self.factor >= 1.0:
+            return 1.0
+        since = now - max(self.factor_stamp, self.backoff_until)
+        steps = math.floor(since / rules.recovery_interval) if since > 0 and rules.recovery_interval > 0 else 0
+        return min(1.0, self.factor + steps * rules.recovery_step)
+
+    def paused(self, now: float) -> bool:
+        return self.operator_paused or now < self.paused_until
+
+    def blocked_until(self, now: float) -> float:
+        """When this pair may send again (`now` if it may), FOREVER for an operator's pause."""
+        if self.operator_paused:
+            return FOREVER
+        return max(now, self.paused_until, self.backoff_until)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PairState:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})

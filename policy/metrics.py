@@ -1,0 +1,100 @@
+"""Prometheus metrics of policyd, and a small asyncio HTTP responder for /metrics.
+
+Counters follow the service's hooks; the per-pair gauges (warm-up day, factor, pause) are
+refreshed from the store at each scrape, so they show what every policyd sharing the state did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from policy.engine.model import Action, Grant
+
+log = logging.getLogger("policyd")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.asks = Counter("policyd_grant_requests", "Grant requests answered", ["isp"], registry=r)
+        self.granted_messages = Counter("policyd_granted_messages", "Messages granted in leases", ["isp"], registry=r)
+        self.refused = Counter("policyd_refused_requests", "Grant requests answered with nothing", ["isp"],
+                               registry=r)
+        self.outcomes = Counter("policyd_feedback_outcomes", "Outcomes counted, by health class", ["cls"],
+                                registry=r)
+        self.actions = Counter("policyd_actions", "Actions taken", ["rule", "action"], registry=r)
+        self.errors = Counter("policyd_protocol_errors", "Requests answered with an error", ["code"], registry=r)
+        self.latency = Histogram("policyd_request_seconds", "Time to answer one protocol request", ["op"],
+                                 registry=r, buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
+        self.connections = Gauge("policyd_connections", "Open client connections", registry=r)
+        self.day = Gauge("policyd_warmup_day", "Warm-up day of a pair", ["kind", "name", "isp"], registry=r)
+        self.limit = Gauge("policyd_daily_limit", "Today's allowance of a pair (volume x factor)",
+                           ["kind", "name", "isp"], registry=r)
+        self.factor = Gauge("policyd_rate_factor", "Multiplicative decrease in force", ["kind", "name", "isp"],
+                            registry=r)
+        self.paused = Gauge("policyd_paused", "1 while a pair is paused", ["kind", "name", "isp"], registry=r)
+
+    # ---- policy.service.ServiceHooks
+    def granted(self, isp: str, asked: int, grants: Sequence[Grant]) -> None:
+        self.asks.labels(isp).inc()
+        total = sum(g.count for g in grants)
+        if total:
+            self.granted_messages.labels(isp).inc(total)
+        elif asked:
+            self.refused.labels(isp).inc()
+
+    def observed(self, cls: str, count: int) -> None:
+        self.outcomes.labels(cls).inc(count)
+
+    def acted(self, action: Action) -> None:
+        self.actions.labels(action.rule, action.action).inc()
+
+    def set_pairs(self, rows: Sequence[dict[str, object]]) -> None:
+        for gauge in (self.day, self.limit, self.factor, self.paused):
+            gauge.clear()
+        for row in rows:
+            labels = (str(row["kind"]), str(row["name"]), str(row["isp"]))
+            self.day.labels(*labels).set(float(row["day"]))            # type: ignore[arg-type]
+            self.limit.labels(*labels).set(float(row["limit"]))        # type: ignore[arg-type]
+            self.factor.labels(*labels).set(float(row["factor"]))      # type: ignore[arg-type]
+            self.paused.labels(*labels).set(1.0 if row["paused"] else 0.0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def serve_metrics(host: str, port: int, metrics: Metrics,
+                        refresh: Callable[[], Awaitable[None]] | None = None) -> asyncio.Server:
+    """Answers every GET with the registry's text; anything else gets 405. One request per connection."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            method = request.split(b" ", 1)[0]
+            if method != b"GET":
+                writer.write(b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            else:
+                if refresh is not None:
+                    try:
+                        await refresh()
+                    except Exception:  # a scrape must still answer when the state backend is down
+                        log.exception("metrics: refreshing pair gauges failed")
+                body = metrics.render()
+                writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: " + CONTENT_TYPE_LATEST.encode() +
+                             b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    return await asyncio.start_server(handle, host, port)
