@@ -40,6 +40,7 @@ class SubmissionSection:
     tls_cert: str = ""
     tls_key: str = ""
     users_file: str = ""
+    loopback_plain_auth: bool = True    # loopback clients may AUTH without STARTTLS (nothing crosses a wire)
     stream_header: str = "X-Stream"     # header an app may set to choose its stream
     default_stream: str = "transactional"
     group_commit_delay: Duration = Duration(0.002)

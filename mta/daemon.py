@@ -106,7 +106,8 @@ class MtaDaemon:
         refused = self._count_refusal
         make = protocol_factory(handler, hostname=cfg.mta.hostname, limits=limits, max_size=sub.max_message_size,
                                 max_line_length=sub.max_line_length, command_timeout=sub.command_timeout,
-                                data_timeout=sub.data_timeout, tls=tls, check_password=check, on_refused=refused)
+                                data_timeout=sub.data_timeout, tls=tls, check_password=check, on_refused=refused,
+                                loopback_plain_auth=sub.loopback_plain_auth)
         self.servers += await start_listeners(sub.listen, "submission.listen", make)
         if cfg.inbound.listen:
             inbound = InboundHandler(cfg, verp_key, self.metrics, self.clock)

@@ -88,13 +88,15 @@ class MtaSMTP(SMTP):
 
     def __init__(self, handler: Any, *, limits: ConnectionLimits, max_line_length: int,
                  data_timeout: float, check_password: Callable[[str, str], Awaitable[Any]] | None,
-                 on_refused: Callable[[str], None] | None = None, **kwargs: Any) -> None:
+                 on_refused: Callable[[str], None] | None = None, loopback_plain_auth: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.conn_limits = limits
         self.max_line_length = max_line_length
         self.data_timeout = data_timeout
         self.check_password = check_password
         self.on_refused = on_refused
+        self.loopback_plain_auth = loopback_plain_auth
         self._admitted_ip: str | None = None
         self._rejected = False
         self._in_ehlo = False
@@ -117,7 +119,7 @@ class MtaSMTP(SMTP):
                 return
             self._admitted_ip = ip
             # AUTH needs TLS except on loopback, where nothing crosses a network.
-            self._auth_require_tls = not is_loopback(ip)
+            self._auth_require_tls = not (self.loopback_plain_auth and is_loopback(ip))
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -132,6 +134,14 @@ class MtaSMTP(SMTP):
         if self._rejected:
             return False
         return super().eof_received()
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 4.5.3.2: say why before closing, instead of just hanging up.
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
+            if self.on_refused:
+                self.on_refused("timeout")
+        super()._timeout_cb()
 
     # ------------------------------------------------------------------ replies
     async def push(self, status: Any) -> None:

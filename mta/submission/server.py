@@ -36,11 +36,12 @@ async def start_listeners(addresses: list[str], key: str, make_protocol: Callabl
 def protocol_factory(handler: Any, *, hostname: str, limits: ConnectionLimits, max_size: int,
                      max_line_length: int, command_timeout: float, data_timeout: float,
                      tls: ssl.SSLContext | None, check_password: Callable[[str, str], Awaitable[Any]] | None,
-                     on_refused: Callable[[str], None], ident: str = "warmup-mta ESMTP"
-                     ) -> Callable[[], MtaSMTP]:
+                     on_refused: Callable[[str], None], ident: str = "warmup-mta ESMTP",
+                     loopback_plain_auth: bool = True) -> Callable[[], MtaSMTP]:
     def make() -> MtaSMTP:
         return MtaSMTP(handler, limits=limits, max_line_length=max_line_length, data_timeout=data_timeout,
                        check_password=check_password, on_refused=on_refused, hostname=hostname, ident=ident,
+                       loopback_plain_auth=loopback_plain_auth,
                        data_size_limit=max_size, enable_SMTPUTF8=True, tls_context=tls, timeout=command_timeout,
                        auth_require_tls=True, loop=asyncio.get_running_loop())
     return make

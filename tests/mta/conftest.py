@@ -153,8 +153,9 @@ def write_config(tmp: str, cfg: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-async def start_mta(tmp_path: Any, dns_server: DnsTestServer, mx_port: int
+async def start_mta(tmp_path: Any, dns_server: DnsTestServer, mx_port: int, world: World
                     ) -> AsyncIterator[Callable[..., Any]]:
+    """Starts MTA daemons in this loop; they stop before the receivers do (they depend on `world`)."""
     running: list[RunningMta] = []
 
     async def start(clock: FakeClock | None = None, **extra: Any) -> RunningMta:
