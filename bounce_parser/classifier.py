@@ -15,6 +15,8 @@ Knowledge lives in ``patterns``; this module only decides the order in which it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from . import patterns, smtp_text
 from .model import Classification
 from .reasons import FINER_REASONS, is_hard
@@ -22,6 +24,11 @@ from .reasons import FINER_REASONS, is_hard
 # Statuses whose own reason beats a "user unknown" wording (an unknown *sender* is a refused
 # sender, an unknown user whose mailbox is full is a full mailbox).
 _STATUS_BEATS_UNKNOWN_USER = frozenset({"rejected", "mailboxfull", "mesgtoobig", "exceedlimit", "hasmoved"})
+# Wordings about a recipient address (which mean something else when the command says the
+# reply was not about a recipient).
+_ABOUT_THE_ADDRESS = frozenset({"userunknown", "hostunknown", "filtered", "suspend"})
+# A "user unknown" wording with neither a telling status nor the command it answered.
+UNKNOWN_USER_WITHOUT_CONTEXT = "userunknown"
 
 
 def _provider_rule(text: str, status: str) -> patterns.ProviderRule | None:
@@ -48,16 +55,21 @@ def phrase_reason(text: str) -> str:
 def status_reason(status: str) -> tuple[str, str]:
     """``(reason, detail)`` that an enhanced status implies on its own, or ``("", "")``."""
     subject_detail = status.partition(".")[2]
-    return (
-        patterns.STATUS_REASONS.get(subject_detail, ""),
-        patterns.STATUS_DETAILS.get(subject_detail, ""),
-    )
+    reason = patterns.STATUS_REASONS.get(status, patterns.STATUS_REASONS.get(subject_detail, ""))
+    return reason, patterns.STATUS_DETAILS.get(subject_detail, "")
+
+
+def _is_generic(status: str) -> bool:
+    return not status or status.endswith(".0.0")
 
 
 def _combine(wording: str, by_status: str, command: str) -> str:
+    """Settle the known disagreements between a wording and the status or the command."""
+    if command in ("CONN", "HELO") and wording in _ABOUT_THE_ADDRESS | {"rejected", "syntaxerror", "onhold"}:
+        return "blocked"  # refused before any address was given: it is about the sending host
+    if command == "MAIL" and wording in _ABOUT_THE_ADDRESS:
+        return "rejected"  # "no such user/domain" in answer to MAIL FROM is about the sender
     if wording == "userunknown":
-        if command == "MAIL":
-            return "rejected"
         if by_status in _STATUS_BEATS_UNKNOWN_USER:
             return by_status
         if by_status == "userunknown" or command == "RCPT":
@@ -66,15 +78,17 @@ def _combine(wording: str, by_status: str, command: str) -> str:
             # The address was accepted at RCPT time; refusing it after the content was seen is
             # a filter on that recipient's side.
             return "filtered"
-        return "userunknown"
+        return UNKNOWN_USER_WITHOUT_CONTEXT
     if wording == "mesgtoobig" and by_status == "exceedlimit":
         return "exceedlimit"
+    if wording == "spamdetected" and by_status == "contenterror":
+        return "contenterror"
+    if wording == "policyviolation" and by_status == "securityerror":
+        return "securityerror"
     return wording
 
 
-def _fallback(status: str, code: int | None, text: str, command: str, action: str, diagnostic_type: str) -> str:
-    if diagnostic_type.lower() == "x-unix":
-        return "mailererror"  # the local delivery program (pipe, procmail) failed
+def _fallback(status: str, code: int | None, text: str, command: str, action: str) -> str:
     if command == "MAIL":
         return "rejected"
     if command in ("CONN", "HELO"):
@@ -119,18 +133,22 @@ def classify(
     code: int | None = None,
     status: str = "",
     text: str = "",
-    context: str = "",
+    context: Sequence[str] = (),
     command: str = "",
     action: str = "",
     diagnostic_type: str = "",
 ) -> Classification:
     """Classify a failure (or success) from everything known about it.
 
-    ``text`` is the diagnostic; ``context`` is other text of the report (the human-readable
-    part around the recipient), consulted only when the diagnostic matches no wording.
+    ``text`` is the diagnostic; ``context`` holds other texts of the report (the lines around
+    the recipient, then the whole human-readable part), consulted in order only when the
+    diagnostic matches no wording.
     """
-    line = smtp_text.collapse(text)
-    status = status.strip() or smtp_text.find_status(line)
+    line = smtp_text.join_continuations(smtp_text.collapse(text))
+    status = status.strip()
+    quoted_status = smtp_text.find_status(line)
+    if _is_generic(status) and quoted_status and not _is_generic(quoted_status):
+        status = quoted_status  # "Status: 5.0.0" over a reply that says 5.7.26
     if code is None:
         code = smtp_text.find_reply_code(line)
     command = smtp_text.normalise_command(command) or smtp_text.find_command(line)
@@ -138,11 +156,14 @@ def classify(
 
     if action == "delivered" or status.startswith("2") or (code is not None and 200 <= code < 300 and not status):
         return _result("delivered", status, code, rule="success")
+    if diagnostic_type.strip().lower() == "x-unix":
+        # The local delivery program (pipe, procmail, mail.local) failed, whatever it printed.
+        return _result("mailererror", status, code, rule="diagnostic-type:x-unix")
 
     by_status, status_detail = status_reason(status) if status else ("", "")
     wording = ""
     # The diagnostic itself first; the report's surrounding words only when it says nothing.
-    for candidate in (line, smtp_text.collapse(context)):
+    for candidate in (line, *(smtp_text.join_continuations(smtp_text.collapse(extra)) for extra in context)):
         if not candidate:
             continue
         rule = _provider_rule(candidate, status)
@@ -157,8 +178,11 @@ def classify(
         reason = _combine(wording, by_status, command)
         return _result(reason, status, code, status_detail if reason == by_status else "", rule=f"wording:{wording}")
     if by_status:
-        return _result(by_status, status, code, status_detail, rule=f"status:{status}")
-    reason = _fallback(status, code, line, command, action, diagnostic_type)
+        reason = _combine(by_status, by_status, command)
+        return _result(reason, status, code, status_detail, rule=f"status:{status}")
+    if not command:
+        command = next((found for extra in context if (found := smtp_text.find_command(extra))), "")
+    reason = _fallback(status, code, line, command, action)
     return _result(reason, status, code, rule=f"fallback:{command or action or 'none'}")
 
 

@@ -11,11 +11,22 @@ from .classifier import classify
 from .model import BounceRecord
 
 _DSN_FIELD_IN_TEXT = re.compile(r"(?im)^\s*(?:final|original)-recipient\s*:")
+_FIRST_FIELD_IN_TEXT = re.compile(
+    r"(?im)^(?:reporting-mta|received-from-mta|arrival-date|original-recipient|final-recipient)\s*:"
+)
 _TYPE_AND_TEXT = re.compile(r"^\s*([A-Za-z][A-Za-z0-9-]{0,20})\s*;\s*(.*)$", re.DOTALL)
 
 
 def has_fields_in_text(text: str) -> bool:
     return _DSN_FIELD_IN_TEXT.search(text) is not None
+
+
+def split_fields_from_text(text: str) -> tuple[str, str]:
+    """``(prose before the fields, the fields)`` of a text that pastes a delivery-status report."""
+    match = _FIRST_FIELD_IN_TEXT.search(text)
+    if match is None:
+        return text, ""
+    return text[: match.start()], text[match.start() :]
 
 
 def _split_typed(value: str) -> tuple[str, str]:
@@ -38,6 +49,7 @@ def records_from_fields(
     per_message, groups = fields.group_fields(report_text)
     remote_default = _split_typed(per_message.get("remote-mta", ""))[1]
     human = {found.address: found for found in textscan.scan(human_text, senders)} if human_text else {}
+    region = textscan.region_diagnostic(human_text) if human_text else ""
     records: dict[str, BounceRecord] = {}
     for group in groups:
         recipient = (
@@ -54,16 +66,20 @@ def records_from_fields(
         from_text = human.get(recipient)
         if from_text is None and len(groups) == 1 and len(human) == 1:
             from_text = next(iter(human.values()))
-        context = from_text.diagnostic if from_text else ""
-        if not diagnostic and context:
-            diagnostic = context
-        command = smtp_text.find_command(diagnostic) or (from_text.command if from_text else "")
+        block = from_text.diagnostic if from_text else ""
+        if not diagnostic and block:
+            diagnostic = block
+        command = (
+            smtp_text.find_command(diagnostic)
+            or (from_text.command if from_text else "")
+            or smtp_text.find_command(block)
+        )
         if not command and len(groups) == 1:
-            command = smtp_text.transcript_command(human_text)
+            command = smtp_text.transcript_command(human_text) or smtp_text.find_command(region)
         classification = classify(
             status=status,
             text=diagnostic,
-            context=context,
+            context=(block, region),
             command=command,
             action=action,
             diagnostic_type=diagnostic_type,

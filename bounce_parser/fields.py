@@ -97,8 +97,12 @@ def group_fields(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
         if name not in RECIPIENT_FIELDS:
             per_message.setdefault(name, value)
             continue
+        # An opener splits only a group that already names its recipient: some reports put
+        # Diagnostic-Code or Status before Final-Recipient within one group.
         starts_new = name in current or (
-            name in _GROUP_OPENERS and not _GROUP_BODY.isdisjoint(current)
+            name in _GROUP_OPENERS
+            and not _GROUP_OPENERS.isdisjoint(current)
+            and not _GROUP_BODY.isdisjoint(current)
         )
         if current and starts_new:
             groups.append(current)

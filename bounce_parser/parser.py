@@ -119,7 +119,10 @@ def _parse_message(message: Message, depth: int) -> ParseResult:
     body = own_words or report.human_text
 
     if dsn.has_fields_in_text(body) and signals.looks_like_bounce(sender, subject, headers, body):
-        result.records = dsn.records_from_fields(body, body, kind=KIND_BOUNCE, message_id=message_id, senders=senders)
+        prose, report_fields = dsn.split_fields_from_text(body)
+        result.records = dsn.records_from_fields(
+            report_fields, prose, kind=KIND_BOUNCE, message_id=message_id, senders=senders
+        )
         if result.records:
             return _done(result, KIND_BOUNCE)
 
@@ -182,7 +185,7 @@ def _text_bounce(
     for item in found:
         diagnostic = item.diagnostic or region
         action = "delayed" if delayed else "failed"
-        found_reason = classify(text=diagnostic, context=region, command=item.command, action=action)
+        found_reason = classify(text=diagnostic, context=(region,), command=item.command, action=action)
         records.append(
             BounceRecord(
                 recipient=item.address,

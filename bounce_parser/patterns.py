@@ -52,8 +52,9 @@ PROVIDER_RULES: tuple[ProviderRule, ...] = (
                  pattern=r"sender is unauthenticated|unauthenticated email from"),
     ProviderRule("google-no-ptr", "blocked", "requireptr", statuses=("5.7.25", "4.7.25"),
                  pattern=r"does not have a ptr record|ptr record setup"),
-    ProviderRule("google-likely-unsolicited", "spamdetected",
-                 pattern=r"likely unsolicited mail|likely suspicious due to the very low reputation"),
+    ProviderRule("google-likely-unsolicited", "spamdetected", pattern=r"likely unsolicited mail"),
+    ProviderRule("google-low-reputation", "blocked", "badreputation",
+                 pattern=r"likely suspicious due to the very low reputation"),
     # Yahoo / AOL
     ProviderRule("yahoo-tss04-deferred", "toomanyconn", "speeding", pattern=r"\[?tss04\]?"),
     ProviderRule("yahoo-tss09-deferred", "blocked", "badreputation", pattern=r"\[?tss09\]?"),
@@ -87,8 +88,9 @@ PROVIDER_RULES: tuple[ProviderRule, ...] = (
 )
 
 # Enhanced status -> reason, for codes specific enough to decide on their own.  Keys are the
-# subject.detail part ("1.1"); the class (4 or 5) does not change the meaning.  Codes missing
-# here (x.0.0, x.3.0, x.5.0, x.7.0, x.7.1 ...) are too generic to say anything.
+# subject.detail part ("1.1") when the class (4 or 5) does not change the meaning, or the whole
+# code when it does.  Codes missing here (x.0.0, x.3.0, x.4.0, x.5.0, x.7.0, x.7.1 ...) are too
+# generic to say anything.
 STATUS_REASONS: dict[str, str] = {
     "1.0": "userunknown",
     "1.1": "userunknown",
@@ -109,8 +111,7 @@ STATUS_REASONS: dict[str, str] = {
     "3.3": "systemerror",
     "3.4": "mesgtoobig",
     "3.5": "systemerror",
-    "4.0": "networkerror",
-    "4.1": "expired",
+    "4.4.1": "expired",  # no answer from host: only a temporary report means "kept trying"
     "4.2": "networkerror",
     "4.3": "systemerror",
     "4.4": "hostunknown",
@@ -216,7 +217,7 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"network is unreachable", r"lost connection", r"connection reset", r"too many hops",
         r"hop count exceeded", r"routing loop", r"mail loop", r"loop detected", r"loops back to myself",
         r"name server reply", r"temporary lookup failure", r"nxdomain", r"no mx found",
-        r"dns (?:error|lookup|failure)",
+        r"(?<!reverse )dns (?:error|lookup|failure)",
     )),
     ("userunknown", (
         r"user unknown", r"unknown user", r"unknown recipient", r"user not found", r"no such user",
@@ -243,7 +244,9 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("securityerror", (
         r"authentication (?:is )?required", r"smtp auth", r"turn on smtp authentication",
         r"must issue a starttls", r"tls (?:is )?required", r"encryption (?:is )?required",
-        r"unauthenticated e-?mail", r"\bdmarc\b", r"\bspf\b", r"\bdkim\b", r"authentication checks",
+        r"unauthenticated e-?mail", r"\bdmarc\b", r"authentication checks",
+        r"\bspf\b.{0,30}(?:fail|check|record|validation|reject|error)", r"(?:fail\w*|bad|invalid|no)\s+spf",
+        r"\bdkim\b.{0,30}(?:fail|invalid|verif|check|missing|required)", r"(?:fail\w*|no valid|invalid|missing)\s+dkim",
         r"authentication (?:failed|failure)", r"not authenticated",
     )),
     ("blocked", (
@@ -279,7 +282,7 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"internal (?:system |server )?error", r"system error", r"transaction failed",
         r"could not load", r"unable to contact ldap", r"local configuration error",
         r"server configuration error", r"insufficient permission", r"duplicated message-id",
-        r"temporarily unavailable",
+        r"queue file write error",
     )),
     ("mailererror", (
         r"mailer error", r"procmail", r"pipe to \|", r"command died", r"operating system error",

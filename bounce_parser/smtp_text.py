@@ -13,6 +13,7 @@ _STATUS_AFTER_CODE = re.compile(r"(?<![\d.])[245]\d\d[ -]#?([245]\.\d{1,3}\.\d{1
 _STATUS = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![0-9]|\.[0-9])")
 _CODE = re.compile(r"(?<![\d.#])([245]\d\d)(?=[ \-:,;)\]]|$)(?![-:]\d)")
 _SPACES = re.compile(r"\s+")
+_CONTINUATION = re.compile(r"(?<![\d.])([245]\d\d)-(#?[245]\.\d{1,3}\.\d{1,3})?")
 
 # (pattern, command) pairs; the first that matches names the SMTP command a reply answered.
 _COMMAND_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
@@ -67,10 +68,31 @@ def collapse(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def join_continuations(text: str) -> str:
+    """Drop the code prefixes a multi-line reply repeats ("550-5.7.1 ... 550-5.7.1 ...").
+
+    Without this, a wording split over two reply lines ("... this message is 550-5.7.1 likely
+    suspicious ...") would not be recognised.
+    """
+    first = _CONTINUATION.search(text)
+    if first is None:
+        return text
+    code, status = first.group(1), first.group(2) or ""
+    status_part = rf"(?:{re.escape(status)}\s+)?" if status else ""
+    return re.sub(rf"(?<=\S)\s+{code}[ -]{status_part}", " ", text)
+
+
 def find_status(text: str) -> str:
-    """The enhanced status code in ``text`` (preferring one right after a reply code), or ""."""
-    match = _STATUS_AFTER_CODE.search(text) or _STATUS.search(text)
-    return match.group(1) if match else ""
+    """The enhanced status code in ``text``, or "".
+
+    A failure status (4.x.x, 5.x.x) right after a reply code is preferred, because transcripts
+    quote the successful replies before the one that failed.
+    """
+    for pattern in (_STATUS_AFTER_CODE, _STATUS):
+        found = [match.group(1) for match in pattern.finditer(text)]
+        if found:
+            return next((status for status in found if status[0] in "45"), found[0])
+    return ""
 
 
 def find_reply_code(text: str) -> int | None:

@@ -42,6 +42,8 @@ ORIGINAL_MESSAGE_MARKER = _compile(
 
 # A line that closes one recipient's diagnostic block (a rule of dashes, stars or equals).
 SEPARATOR = re.compile(r"^\s*(?:[-=*_#~]\s*){5,}")
+# A line that is nothing but a rule.
+RULE_LINE = re.compile(r"^\s*(?:[-=*_#~]\s*){5,}$")
 
 # Text directly before an address that makes it a failed recipient even inside a sentence.
 RECIPIENT_PREFIX = _compile(

@@ -109,14 +109,18 @@ def scan(text: str, senders: set[str]) -> list[TextRecipient]:
     stop_lines = {mention.line for mention in strong}
     results: dict[str, TextRecipient] = {}
     for mention in chosen:
-        if mention.address in results:
-            continue
         if mention.strong:
             diagnostic = _block_after(lines, mention.line, stop_lines, mention.rest)
         else:
             diagnostic = smtp_text.collapse(lines[mention.line])
         command = smtp_text.transcript_command("\n".join(lines[mention.line : mention.line + MAX_DIAGNOSTIC_LINES]))
-        results[mention.address] = TextRecipient(mention.address, diagnostic, mention.strong, command)
+        known = results.get(mention.address)
+        if known is None:
+            results[mention.address] = TextRecipient(mention.address, diagnostic, mention.strong, command)
+        elif diagnostic and diagnostic not in known.diagnostic:
+            # Listed once in a summary and again in the transcript: both say something.
+            known.diagnostic = f"{known.diagnostic} {diagnostic}".strip()
+            known.command = known.command or command
     return list(results.values())
 
 
@@ -132,7 +136,8 @@ def block_for_local_part(text: str, local_part: str) -> str:
 def region_diagnostic(text: str, limit: int = 1000) -> str:
     """The whole of the bounce's own words on one line, for reports that name no reason per address."""
     lines = _unquote(text.split("\n")[:MAX_REGION_LINES])
-    return smtp_text.collapse(" ".join(line for line in lines if not text_markers.SEPARATOR.match(line)))[:limit]
+    kept = (line for line in lines if not text_markers.RULE_LINE.match(line))
+    return smtp_text.collapse(" ".join(kept))[:limit]
 
 
 def is_delay_notice(text: str) -> bool:
