@@ -157,8 +157,10 @@ def classify(
     if action == "delivered" or status.startswith("2") or (code is not None and 200 <= code < 300 and not status):
         return _result("delivered", status, code, rule="success")
     if diagnostic_type.strip().lower() == "x-unix":
-        # The local delivery program (pipe, procmail, mail.local) failed, whatever it printed.
-        return _result("mailererror", status, code, rule="diagnostic-type:x-unix")
+        # The local delivery program (pipe, procmail, mail.local) failed: its exit status says
+        # how (sysexits.h); anything else it printed is its own business.
+        reason = patterns.LOCAL_EXIT_REASONS.get(line.strip(), "mailererror")
+        return _result(reason, status, code, rule="diagnostic-type:x-unix")
 
     by_status, status_detail = status_reason(status) if status else ("", "")
     wording = ""

@@ -32,9 +32,6 @@ RECIPIENT_FIELDS = frozenset(
         "x-display-name",
     }
 )
-# A new recipient group starts with one of these, even without a blank line before it.
-_GROUP_OPENERS = frozenset({"original-recipient", "final-recipient"})
-_GROUP_BODY = frozenset({"action", "status", "diagnostic-code", "remote-mta"})
 
 
 def unfold_fields(text: str) -> list[tuple[str, str] | None]:
@@ -97,14 +94,9 @@ def group_fields(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
         if name not in RECIPIENT_FIELDS:
             per_message.setdefault(name, value)
             continue
-        # An opener splits only a group that already names its recipient: some reports put
-        # Diagnostic-Code or Status before Final-Recipient within one group.
-        starts_new = name in current or (
-            name in _GROUP_OPENERS
-            and not _GROUP_OPENERS.isdisjoint(current)
-            and not _GROUP_BODY.isdisjoint(current)
-        )
-        if current and starts_new:
+        # A repeated field starts the next recipient; fields come in any order within a group
+        # (Postfix writes Final- before Original-Recipient, some put Action first).
+        if current and name in current:
             groups.append(current)
             current = {}
         current[name] = value

@@ -169,10 +169,31 @@ STATUS_DETAILS: dict[str, str] = {
     "7.28": "badreputation",
 }
 
+# Exit status of a local delivery program (sysexits.h), reported as "Diagnostic-Code: X-Unix; 67".
+LOCAL_EXIT_REASONS: dict[str, str] = {
+    "67": "userunknown",  # EX_NOUSER
+    "68": "hostunknown",  # EX_NOHOST
+    "70": "systemerror",  # EX_SOFTWARE
+    "71": "systemerror",  # EX_OSERR
+    "72": "systemerror",  # EX_OSFILE
+    "73": "systemerror",  # EX_CANTCREAT
+    "74": "systemerror",  # EX_IOERR
+    "77": "systemerror",  # EX_NOPERM
+    "78": "systemerror",  # EX_CONFIG
+}
+
 # reason -> wordings, in precedence order (see the module docstring).
 REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("virusdetected", (
-        r"\bvirus", r"malware", r"\binfected\b", r"trojan", r"\bworm\b detected",
+        r"\bvirus\b(?!-)", r"malware", r"\binfected\b", r"trojan", r"\bworm\b detected",
+    )),
+    ("securityerror", (
+        r"authentication (?:is )?required", r"smtp auth", r"turn on smtp authentication",
+        r"must issue a starttls", r"tls (?:is )?required", r"encryption (?:is )?required",
+        r"unauthenticated e-?mail", r"\bdmarc\b", r"authentication checks",
+        r"\bspf\b.{0,30}(?:fail|check|record|validation|reject|error)", r"(?:fail\w*|bad|invalid|no)\s+spf",
+        r"\bdkim\b.{0,30}(?:fail|invalid|verif|check|missing|required)", r"(?:fail\w*|no valid|invalid|missing)\s+dkim",
+        r"authentication (?:failed|failure)", r"not authenticated",
     )),
     ("norelaying", (
         r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited|not allowed|refused)",
@@ -241,14 +262,6 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"exceeded the (?:rate|connection) limit", r"temporarily deferred due to unexpected volume",
         r"too many (?:errors|invalid recipients)",
     )),
-    ("securityerror", (
-        r"authentication (?:is )?required", r"smtp auth", r"turn on smtp authentication",
-        r"must issue a starttls", r"tls (?:is )?required", r"encryption (?:is )?required",
-        r"unauthenticated e-?mail", r"\bdmarc\b", r"authentication checks",
-        r"\bspf\b.{0,30}(?:fail|check|record|validation|reject|error)", r"(?:fail\w*|bad|invalid|no)\s+spf",
-        r"\bdkim\b.{0,30}(?:fail|invalid|verif|check|missing|required)", r"(?:fail\w*|no valid|invalid|missing)\s+dkim",
-        r"authentication (?:failed|failure)", r"not authenticated",
-    )),
     ("blocked", (
         r"blocked using", r"block ?list", r"black ?list(?:ed)? (?:ip|host|server)", r"spamhaus", r"spamcop",
         r"\bsorbs\b", r"dnsbl", r"\brbl\b", r"reverse dns", r"\bptr record", r"no ptr\b",
@@ -258,6 +271,10 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"use the smtp server of your isp", r"purported responsible address", r"server access .{0,40}(?:forbidden|denied)",
         r"unfortunately, messages from", r"no access from mail server", r"not allowed to connect",
         r"blocked by ldap", r"\bhelo\b.{0,40}(?:rejected|invalid)", r"listed at", r"access denied\. ip",
+    )),
+    ("filtered", (
+        r"recipient preferences", r"refused due to recipient", r"rejected by (?:the )?recipient'?s? filter",
+        r"filtered by (?:the )?recipient", r"badrcptto",
     )),
     ("spamdetected", (
         r"\bspam\b", r"unsolicited", r"junk mail", r"message content rejected", r"bulk mail",
@@ -282,6 +299,7 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"internal (?:system |server )?error", r"system error", r"transaction failed",
         r"could not load", r"unable to contact ldap", r"local configuration error",
         r"server configuration error", r"insufficient permission", r"duplicated message-id",
+        r"does not support tls",
         r"queue file write error",
     )),
     ("mailererror", (

@@ -42,6 +42,14 @@ ORIGINAL_MESSAGE_MARKER = _compile(
 
 # A line that closes one recipient's diagnostic block (a rule of dashes, stars or equals).
 SEPARATOR = re.compile(r"^\s*(?:[-=*_#~]\s*){5,}")
+# A line that starts something else than a diagnostic: a MIME boundary, pasted report fields or
+# headers.
+BLOCK_END = re.compile(
+    r"^\s*(?:--[\w=.:/+'()-]{6,}\s*$|content-type:|reporting-mta:|final-recipient:|original-recipient:|"
+    r"received:|return-path:|message-id:|x-[\w-]+:)",
+    re.IGNORECASE,
+)
+
 # A line that is nothing but a rule.
 RULE_LINE = re.compile(r"^\s*(?:[-=*_#~]\s*){5,}$")
 

@@ -93,7 +93,7 @@ def _block_after(lines: list[str], start: int, stop_lines: set[int], first_rest:
         parts.append(rest)
     for index in range(start + 1, min(len(lines), start + 1 + MAX_DIAGNOSTIC_LINES)):
         line = lines[index]
-        if index in stop_lines or text_markers.SEPARATOR.match(line):
+        if index in stop_lines or text_markers.SEPARATOR.match(line) or text_markers.BLOCK_END.match(line):
             break
         if line.strip():
             parts.append(line.strip())
