@@ -118,6 +118,11 @@ class MtaDaemon:
                                        tls=tls, check_password=None, on_refused=refused)
             self.servers += await start_listeners(cfg.inbound.listen, "inbound.listen", make_in)
 
+    def resolver_forget(self, domain: str) -> None:
+        """Drops a cached route (after an operator fixed DNS, or in tests)."""
+        if self.scheduler is not None:
+            self.scheduler.resolver.forget(domain)
+
     def _count_refusal(self, reason: str) -> None:
         self.metrics.refusals.labels(reason).inc()
 
