@@ -63,7 +63,7 @@ def _is_generic(status: str) -> bool:
     return not status or status.endswith(".0.0")
 
 
-def _combine(wording: str, by_status: str, command: str) -> str:
+def _combine(wording: str, by_status: str, command: str, status: str) -> str:
     """Settle the known disagreements between a wording and the status or the command."""
     if command in ("CONN", "HELO") and wording in _ABOUT_THE_ADDRESS | {"rejected", "syntaxerror", "onhold"}:
         return "blocked"  # refused before any address was given: it is about the sending host
@@ -74,7 +74,7 @@ def _combine(wording: str, by_status: str, command: str) -> str:
             return by_status
         if by_status == "userunknown" or command == "RCPT":
             return "userunknown"
-        if command == "DATA" or by_status == "filtered":
+        if by_status == "filtered" or (command == "DATA" and _is_generic(status)):
             # The address was accepted at RCPT time; refusing it after the content was seen is
             # a filter on that recipient's side.
             return "filtered"
@@ -137,6 +137,7 @@ def classify(
     command: str = "",
     action: str = "",
     diagnostic_type: str = "",
+    recipient: str = "",
 ) -> Classification:
     """Classify a failure (or success) from everything known about it.
 
@@ -177,14 +178,17 @@ def classify(
                 command = smtp_text.find_command(candidate)
             break
     if wording:
-        reason = _combine(wording, by_status, command)
+        reason = _combine(wording, by_status, command, status)
         return _result(reason, status, code, status_detail if reason == by_status else "", rule=f"wording:{wording}")
     if by_status:
-        reason = _combine(by_status, by_status, command)
+        reason = _combine(by_status, by_status, command, status)
         return _result(reason, status, code, status_detail, rule=f"status:{status}")
     if not command:
         command = next((found for extra in context if (found := smtp_text.find_command(extra))), "")
     reason = _fallback(status, code, line, command, action)
+    if reason == "onhold" and recipient:
+        domain = recipient.rpartition("@")[2]
+        reason = patterns.RECIPIENT_DOMAIN_REASONS.get(domain, reason)
     return _result(reason, status, code, rule=f"fallback:{command or action or 'none'}")
 
 

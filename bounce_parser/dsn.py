@@ -83,6 +83,7 @@ def records_from_fields(
             command=command,
             action=action,
             diagnostic_type=diagnostic_type,
+            recipient=recipient,
         )
         records[recipient] = BounceRecord(
             recipient=recipient,
@@ -99,5 +100,6 @@ def records_from_fields(
             command=command,
             detail=classification.detail,
             reply_kind=classification.kind,
+            rule=classification.rule,
         )
     return list(records.values())

@@ -57,6 +57,7 @@ class BounceRecord:
     command: str = ""
     detail: str = ""
     reply_kind: str = ""
+    rule: str = ""
     authentication_results: tuple[AuthResult, ...] = ()
 
     def to_json_dict(self, file: str) -> dict[str, object]:

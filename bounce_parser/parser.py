@@ -185,7 +185,9 @@ def _text_bounce(
     for item in found:
         diagnostic = item.diagnostic or region
         action = "delayed" if delayed else "failed"
-        found_reason = classify(text=diagnostic, context=(region,), command=item.command, action=action)
+        found_reason = classify(
+            text=diagnostic, context=(region,), command=item.command, action=action, recipient=item.address
+        )
         records.append(
             BounceRecord(
                 recipient=item.address,
@@ -201,6 +203,7 @@ def _text_bounce(
                 command=item.command,
                 detail=found_reason.detail,
                 reply_kind=found_reason.kind,
+                rule=found_reason.rule,
             )
         )
     return records

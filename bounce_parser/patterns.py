@@ -169,12 +169,17 @@ STATUS_DETAILS: dict[str, str] = {
     "7.28": "badreputation",
 }
 
+# Bounces that carry no reason per recipient but come from a service whose refusals all mean
+# one thing: a Google Groups bounce says the group does not exist or the sender may not post.
+RECIPIENT_DOMAIN_REASONS: dict[str, str] = {
+    "googlegroups.com": "rejected",
+}
+
 # Exit status of a local delivery program (sysexits.h), reported as "Diagnostic-Code: X-Unix; 67".
 LOCAL_EXIT_REASONS: dict[str, str] = {
     "67": "userunknown",  # EX_NOUSER
     "68": "hostunknown",  # EX_NOHOST
     "70": "systemerror",  # EX_SOFTWARE
-    "71": "systemerror",  # EX_OSERR
     "72": "systemerror",  # EX_OSFILE
     "73": "systemerror",  # EX_CANTCREAT
     "74": "systemerror",  # EX_IOERR

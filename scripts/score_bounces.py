@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bounce_parser import BounceRecord, parse_bytes, softness, split_mbox  # noqa: E402
+from bounce_parser import BounceRecord, ParseResult, parse_bytes, softness, split_mbox  # noqa: E402
 
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "bounces"
 
@@ -37,11 +37,8 @@ def _read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def parse_file(raw: bytes) -> list[BounceRecord]:
-    records: list[BounceRecord] = []
-    for message in split_mbox(raw):
-        records.extend(parse_bytes(message).records)
-    return records
+def parse_file(raw: bytes) -> list[ParseResult]:
+    return [parse_bytes(message) for message in split_mbox(raw)]
 
 
 def score(corpus: Path) -> tuple[dict, list[dict]]:
@@ -53,8 +50,12 @@ def score(corpus: Path) -> tuple[dict, list[dict]]:
 
     contents = {entry["file"]: (corpus / "samples" / entry["file"]).read_bytes() for entry in manifest}
     started = time.perf_counter()
-    results = {name: parse_file(raw) for name, raw in contents.items()}
+    parsed = {name: parse_file(raw) for name, raw in contents.items()}
     elapsed = time.perf_counter() - started
+    results = {name: [record for result in found for record in result.records] for name, found in parsed.items()}
+    parser_errors = sum(
+        defect.startswith("parser error") for found in parsed.values() for result in found for defect in result.defects
+    )
 
     labelled = reported = matched = same_reason = same_softness = false_positives = 0
     files_scored = 0
@@ -91,7 +92,8 @@ def score(corpus: Path) -> tuple[dict, list[dict]]:
             else:
                 problems.append({
                     "file": name, "problem": "reason", "recipient": address, "label": label["reason"],
-                    "ours": record.reason, "status": record.status, "diagnostic": record.diagnostic[:160],
+                    "ours": record.reason, "status": record.status, "rule": record.rule,
+                    "diagnostic": record.diagnostic[:160],
                 })
             if ours_softness == label["softbounce"]:
                 same_softness += 1
@@ -109,6 +111,7 @@ def score(corpus: Path) -> tuple[dict, list[dict]]:
         "reason_agreement": same_reason / matched if matched else 0.0,
         "hard_soft_agreement": same_softness / matched if matched else 0.0,
         "false_positives": false_positives,
+        "parser_errors": parser_errors,
         "seconds": elapsed,
         "files_per_second": len(manifest) / elapsed if elapsed else 0.0,
     }
@@ -139,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reason agreement   {figures['reason_agreement']:.2%}")
     print(f"hard/soft agreement {figures['hard_soft_agreement']:.2%}")
     print(f"false positives    {figures['false_positives']} (no-bounce files)")
+    print(f"parser errors      {figures['parser_errors']} (caught, would have lost records)")
     print(f"speed              {figures['files_per_second']:.0f} files/s ({figures['seconds']:.2f} s)")
     return 0
 
