@@ -83,7 +83,8 @@ def records_from_jmrp(original_headers: dict[str, str], original_auth_values: li
 def _records(recipients: list[str], feedback_type: str, auth_values: list[str],
              human_text: str, message_id: str) -> list[BounceRecord]:
     auth = tuple(result for value in auth_values for result in parse_authentication_results(value))
-    diagnostic = smtp_text.collapse(human_text)[:1000]
+    # The start of the report's own words says what kind of report it is.
+    diagnostic = smtp_text.collapse(human_text)[:300]
     reason = coarse_reason("feedback")
     return [
         BounceRecord(

@@ -117,8 +117,14 @@ def reply_kind(reason: str, hard: bool) -> str:
     return "hard" if hard else "soft"
 
 
-def _result(reason: str, status: str, code: int | None, detail: str = "", rule: str = "") -> Classification:
-    effective_status = status or (f"{code // 100}.0.0" if code else "")
+_CLASS_OF_ACTION = {"failed": "5.0.0", "delayed": "4.0.0"}
+
+
+def _result(
+    reason: str, status: str, code: int | None, detail: str = "", rule: str = "", action: str = ""
+) -> Classification:
+    # Without a status or a reply code, a report's action still tells permanent from temporary.
+    effective_status = status or (f"{code // 100}.0.0" if code else _CLASS_OF_ACTION.get(action, ""))
     hard = is_hard(reason, effective_status)
     permanent = effective_status.startswith("5")
     if detail and FINER_REASONS.get(detail) != reason:
@@ -156,12 +162,12 @@ def classify(
     action = action.strip().lower()
 
     if action == "delivered" or status.startswith("2") or (code is not None and 200 <= code < 300 and not status):
-        return _result("delivered", status, code, rule="success")
+        return _result("delivered", status, code, rule="success", action=action)
     if diagnostic_type.strip().lower() == "x-unix":
         # The local delivery program (pipe, procmail, mail.local) failed: its exit status says
         # how (sysexits.h); anything else it printed is its own business.
         reason = patterns.LOCAL_EXIT_REASONS.get(line.strip(), "mailererror")
-        return _result(reason, status, code, rule="diagnostic-type:x-unix")
+        return _result(reason, status, code, rule="diagnostic-type:x-unix", action=action)
 
     by_status, status_detail = status_reason(status) if status else ("", "")
     wording = ""
@@ -171,7 +177,7 @@ def classify(
             continue
         rule = _provider_rule(candidate, status)
         if rule is not None:
-            return _result(rule.reason, status, code, rule.detail, rule=rule.name)
+            return _result(rule.reason, status, code, rule.detail, rule=rule.name, action=action)
         wording = phrase_reason(candidate)
         if wording:
             if not command:
@@ -179,17 +185,17 @@ def classify(
             break
     if wording:
         reason = _combine(wording, by_status, command, status)
-        return _result(reason, status, code, status_detail if reason == by_status else "", rule=f"wording:{wording}")
+        return _result(reason, status, code, status_detail if reason == by_status else "", rule=f"wording:{wording}", action=action)
     if by_status:
         reason = _combine(by_status, by_status, command, status)
-        return _result(reason, status, code, status_detail, rule=f"status:{status}")
+        return _result(reason, status, code, status_detail, rule=f"status:{status}", action=action)
     if not command:
         command = next((found for extra in context if (found := smtp_text.find_command(extra))), "")
     reason = _fallback(status, code, line, command, action)
     if reason == "onhold" and recipient:
         domain = recipient.rpartition("@")[2]
         reason = patterns.RECIPIENT_DOMAIN_REASONS.get(domain, reason)
-    return _result(reason, status, code, rule=f"fallback:{command or action or 'none'}")
+    return _result(reason, status, code, rule=f"fallback:{command or action or 'none'}", action=action)
 
 
 def classify_reply(code: int, status: str, text: str, command: str = "") -> Classification:
