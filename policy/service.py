@@ -108,19 +108,31 @@ class PolicyService:
     async def _change(self, key: PairKey,
                       decide: Callable[[PairState], tuple[PairState, list[Action]]]) -> PairState:
         """One atomic read-decide-write of a pair; the decision's actions go to the history."""
-        taken: list[Action] = []
+        return (await self._change_many([key], lambda _key, state: decide(state)))[key]
 
-        def mutate(old: dict[str, Any] | None) -> dict[str, Any] | None:
+    async def _change_many(self, keys: Sequence[PairKey],
+                           decide: Callable[[PairKey, PairState], tuple[PairState, list[Action]]]
+                           ) -> dict[PairKey, PairState]:
+        """Atomic read-decide-write of each pair, in one store round trip where the backend can."""
+        by_name = {str(k): k for k in keys}
+        taken: dict[str, list[Action]] = {}      # by key: the last decision is the one stored
+
+        def mutate(name: str, old: dict[str, Any] | None) -> dict[str, Any] | None:
+            key = by_name[name]
             state = PairState.from_dict(old) if old is not None else self.policy.initial_state(key, self.clock())
-            new, actions = decide(state)
-            taken[:] = actions
+            new, actions = decide(key, state)
+            taken[name] = actions
             return new.to_dict() if actions or new != state or old is None else None
 
-        stored = await self.store.update(PAIR, str(key), mutate)
-        state = PairState.from_dict(stored) if stored is not None else PairState()
-        self._cache[key] = (state, self.clock())
-        await self._record(taken)
-        return state
+        stored = await self.store.update_many(PAIR, list(by_name), mutate)
+        now = self.clock()
+        states = {}
+        for name, key in by_name.items():
+            record = stored.get(name)
+            states[key] = PairState.from_dict(record) if record is not None else PairState()
+            self._cache[key] = (states[key], now)
+        await self._record([a for actions in taken.values() for a in actions])
+        return states
 
     async def _roll_over(self, key: PairKey, now: float) -> PairState:
         health = Health.from_dict((await self.store.get(HEALTH, [str(key)])).get(str(key)))
@@ -163,20 +175,27 @@ class PolicyService:
         now = self.clock()
         policy = self.policy
         seen = policy.observe(items)
+        if not seen.by_pair:
+            return 0
+        by_name = {str(k): k for k in seen.by_pair}
+        records = await self.store.update_many(
+            HEALTH, list(by_name),
+            lambda name, old: policy.record(Health.from_dict(old), seen.by_pair[by_name[name]], now).to_dict())
+        healths = {key: Health.from_dict(records[name]) for name, key in by_name.items()}
+        await self._change_many(list(seen.by_pair),
+                                lambda k, s: policy.react(k, s, healths[k], seen.by_pair[k], now))
+        auth = [k for k, observed in seen.by_pair.items() if k.kind == DOMAIN and AUTH in observed]
+        for key in auth:
+            await self._change(key.umbrella,
+                               lambda s, k=key: policy.react_auth(k, s, healths[k], seen.by_pair[k], now))
         counted = 0
         for key, observed in seen.by_pair.items():
-            record = await self.store.update(
-                HEALTH, str(key), lambda old, o=observed: policy.record(Health.from_dict(old), o, now).to_dict())
-            health = Health.from_dict(record)
-            await self._change(key, lambda s, k=key, h=health, o=observed: policy.react(k, s, h, o, now))
-            if key.kind == DOMAIN and AUTH in observed:
-                await self._change(key.umbrella,
-                                   lambda s, k=key, h=health, o=observed: policy.react_auth(k, s, h, o, now))
-            if key.kind == IP:
-                counted += sum(n for n, _reply in observed.values())
-                if self.hooks:
-                    for cls, (n, _reply) in observed.items():
-                        self.hooks.observed(cls, n)
+            if key.kind != IP:
+                continue
+            counted += sum(n for n, _reply in observed.values())
+            if self.hooks:
+                for cls, (n, _reply) in observed.items():
+                    self.hooks.observed(cls, n)
         return counted
 
     # ---- operators

@@ -15,6 +15,7 @@ from policy.engine.model import Action
 
 Record = dict[str, Any]
 Mutation = Callable[[Record | None], Record | None]   # returns the new record, or None for no change
+KeyedMutation = Callable[[str, Record | None], Record | None]   # the same, told which key it changes
 
 PAIR = "pair"       # record kinds
 HEALTH = "health"
@@ -39,12 +40,16 @@ class Store(abc.ABC):
         """Records of one kind by key; missing ones are left out."""
 
     @abc.abstractmethod
-    async def update(self, kind: str, key: str, mutate: Mutation) -> Record | None:
-        """Atomic read-modify-write of one record; returns what is stored afterwards.
+    async def update_many(self, kind: str, keys: Sequence[str], mutate: KeyedMutation) -> dict[str, Record | None]:
+        """Atomic read-modify-write of each record (one by one, not all together), in few round trips.
 
-        `mutate` may run more than once when another process wrote the record meanwhile, so it
-        must be a pure function of its argument.
+        Returns what is stored afterwards, by key. `mutate` may run more than once for a key when
+        another process wrote that record meanwhile, so it must be a pure function of its arguments.
         """
+
+    async def update(self, kind: str, key: str, mutate: Mutation) -> Record | None:
+        """`update_many` for one record."""
+        return (await self.update_many(kind, [key], lambda _key, old: mutate(old)))[key]
 
     @abc.abstractmethod
     async def keys(self, kind: str) -> list[str]:

@@ -18,17 +18,26 @@ from redis.exceptions import RedisError
 
 from policy.engine.bucket import BucketState, TakePlan, TakeResult
 from policy.engine.model import Action
-from policy.store.base import Mutation, Record, Store, StoreError
+from policy.store.base import KeyedMutation, Record, Store, StoreError
 
 _TAKE = (Path(__file__).with_name("take.lua")).read_text()
+# Compare-and-set of several records: KEYS = the records, then the kind's key index; ARGV = per
+# record (expected old value or "" for none, new value, key name). Returns 1/0 per record.
 _CAS = """
-local cur = redis.call('GET', KEYS[1])
-if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2])
-  redis.call('SADD', KEYS[2], ARGV[3])
-  return 1
+local index = KEYS[#KEYS]
+local done = {}
+for i = 1, #KEYS - 1 do
+  local expected, new, member = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  local cur = redis.call('GET', KEYS[i])
+  if (cur == false and expected == '') or cur == expected then
+    redis.call('SET', KEYS[i], new)
+    redis.call('SADD', index, member)
+    done[i] = 1
+  else
+    done[i] = 0
+  end
 end
-return 0
+return done
 """
 _BUCKET_TTL = 8 * 86400      # an untouched bucket is full again long before this
 _CAS_ATTEMPTS = 50
@@ -113,20 +122,37 @@ class RedisStore(Store):
             raise StoreError(f"Redis state {self.url}: {exc}") from None
         return {k: json.loads(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
-    async def update(self, kind: str, key: str, mutate: Mutation) -> Record | None:
-        name = self._record(kind, key)
+    async def update_many(self, kind: str, keys: Sequence[str], mutate: KeyedMutation) -> dict[str, Record | None]:
+        stored: dict[str, Record | None] = {}
+        pending = list(dict.fromkeys(keys))
         try:
             for _attempt in range(_CAS_ATTEMPTS):
-                raw = await self._redis.get(name)
-                old = json.loads(raw) if raw is not None else None
-                new = mutate(json.loads(raw) if raw is not None else None)
-                if new is None:
-                    return old
-                if await self._cas(keys=[name, self._index(kind)], args=[raw or "", _dumps(new), key]):
-                    return new
+                raws = await self._redis.mget([self._record(kind, k) for k in pending])
+                writes: list[tuple[str, str | None, Record]] = []
+                for key, raw in zip(pending, raws, strict=True):
+                    new = mutate(key, json.loads(raw) if raw is not None else None)
+                    if new is None:
+                        stored[key] = json.loads(raw) if raw is not None else None
+                    else:
+                        writes.append((key, raw, new))
+                if not writes:
+                    return stored
+                args: list[str] = []
+                for key, raw, new in writes:
+                    args += [raw or "", _dumps(new), key]
+                names = [self._record(kind, key) for key, _raw, _new in writes]
+                done = await self._cas(keys=[*names, self._index(kind)], args=args)
+                pending = []
+                for (key, _raw, new), ok in zip(writes, done, strict=True):
+                    if ok:
+                        stored[key] = new
+                    else:
+                        pending.append(key)     # another process wrote it: decide again on its value
+                if not pending:
+                    return stored
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis state {self.url}: {exc}") from None
-        raise StoreError(f"Redis state {self.url}: {kind} {key} kept changing; gave up after "
+        raise StoreError(f"Redis state {self.url}: {kind} {', '.join(pending)} kept changing; gave up after "
                          f"{_CAS_ATTEMPTS} attempts")
 
     async def keys(self, kind: str) -> list[str]:

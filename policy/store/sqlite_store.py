@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from policy.engine.bucket import BucketState, TakePlan, TakeResult, take
 from policy.engine.model import Action
-from policy.store.base import Mutation, Record, Store, StoreError
+from policy.store.base import KeyedMutation, Record, Store, StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL, stamp REAL, day INTEGER, used REAL);
@@ -93,16 +93,19 @@ class SqliteStore(Store):
             found.update({k: json.loads(v) for k, v in rows})
         return found
 
-    async def update(self, kind: str, key: str, mutate: Mutation) -> Record | None:
+    async def update_many(self, kind: str, keys: Sequence[str], mutate: KeyedMutation) -> dict[str, Record | None]:
+        stored: dict[str, Record | None] = {}
         with self._transaction() as db:
-            row = db.execute("SELECT value FROM records WHERE kind = ? AND key = ?", (kind, key)).fetchone()
-            old = json.loads(row[0]) if row else None
-            new = mutate(json.loads(row[0]) if row else None)
-            if new is None:
-                return old
-            db.execute("INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
-                       (kind, key, json.dumps(new, separators=(",", ":"))))
-            return new
+            for key in dict.fromkeys(keys):
+                row = db.execute("SELECT value FROM records WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+                new = mutate(key, json.loads(row[0]) if row else None)
+                if new is None:
+                    stored[key] = json.loads(row[0]) if row else None
+                    continue
+                db.execute("INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
+                           (kind, key, json.dumps(new, separators=(",", ":"))))
+                stored[key] = new
+        return stored
 
     async def keys(self, kind: str) -> list[str]:
         return [k for (k,) in self._db.execute("SELECT key FROM records WHERE kind = ? ORDER BY key", (kind,))]
