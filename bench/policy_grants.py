@@ -83,15 +83,17 @@ days = [50000000]
     return path
 
 
-async def drive(port: int, seconds: float, clients: int, batch: int, feedback: bool) -> dict[str, float]:
+async def drive(port: int, seconds: float, clients: int, batch: int, feedback: bool,
+                shared: bool) -> dict[str, float]:
     calls = decisions = granted = 0
+    one_client = PolicyClient(f"127.0.0.1:{port}", request_timeout=5.0)
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
     async def lane(seed: int) -> None:
         nonlocal calls, decisions, granted
         rng = random.Random(seed)
-        client = PolicyClient(f"127.0.0.1:{port}", request_timeout=5.0)
+        client = one_client if shared else PolicyClient(f"127.0.0.1:{port}", request_timeout=5.0)
         while time.perf_counter() < deadline:
             requests = []
             for _ in range(batch):
@@ -111,10 +113,12 @@ async def drive(port: int, seconds: float, clients: int, batch: int, feedback: b
                 await client.feedback([Outcome(lease.site, SITES[lease.site], lease.source, lease.sending_domain,
                                                "tenant", "marketing", "delivered", "", 250, "2.0.0", lease.count)
                                        for lease in got])
-        await client.close()
+        if client is not one_client:
+            await client.close()
 
     started = time.perf_counter()
     await asyncio.gather(*[lane(i) for i in range(clients)])
+    await one_client.close()
     elapsed = time.perf_counter() - started
     latencies.sort()
     return {"calls": calls / elapsed, "decisions": decisions / elapsed, "messages": granted / elapsed,
@@ -141,8 +145,11 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8", help="grant requests per call, comma-separated")
     parser.add_argument("--backends", default="sqlite,redis")
     parser.add_argument("--no-feedback", action="store_true", help="grant requests only")
+    parser.add_argument("--shared-client", action="store_true",
+                        help="all lanes share one PolicyClient (one connection), as in one MTA process")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    print(f"lanes share one connection: {args.shared_client}; feedback: {not args.no_feedback}")
     print(f"{'backend':8} {'batch':>5} {'clients':>7} {'calls/s':>9} {'decisions/s':>12} {'msgs/s':>9} "
           f"{'p50 ms':>7} {'p99 ms':>7}")
     for backend in args.backends.split(","):
@@ -162,7 +169,7 @@ def main() -> None:
                                            str(write_config(workdir, port, state))], cwd=REPO, env=env)
                 try:
                     wait_port(port, daemon)
-                    r = asyncio.run(drive(port, args.seconds, args.clients, batch, not args.no_feedback))
+                    r = asyncio.run(drive(port, args.seconds, args.clients, batch, not args.no_feedback, args.shared_client))
                 finally:
                     daemon.send_signal(signal.SIGTERM)
                     daemon.wait(30)

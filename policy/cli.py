@@ -6,7 +6,8 @@ restarts and a running daemon sees it within `[policyd] cache_seconds`.
 
 Selectors: --source NAME, --domain DOMAIN or --mailbox ADDRESS, each optionally with --isp NAME;
 --isp alone means the ISP as a whole. Pausing a source or domain without --isp pauses it on every
-ISP; set-day without --isp sets the day on every configured ISP.
+ISP; resume without --isp also ends its per-ISP pauses and back-offs; set-day without --isp sets
+the day on every configured ISP.
 """
 
 from __future__ import annotations
@@ -108,17 +109,21 @@ async def _operate(cfg: Config, args: argparse.Namespace) -> int:
 
 
 async def _targets(service: PolicyService, args: argparse.Namespace) -> list[PairKey]:
+    """The pairs a command changes.
+
+    A warm-up day belongs to (sender, ISP) pairs, so set-day without --isp sets it on every ISP.
+    Pause without --isp pauses the sender on every ISP at once (its all-ISPs pair); resume without
+    --isp ends that pause and every per-ISP pause and back-off of the sender too.
+    """
     key = selector_key(args.source, args.domain, args.mailbox, args.isp)
-    if args.command != "set-day":
-        return [key]
-    if key.kind == "isp":
+    if args.command == "set-day" and key.kind == "isp":
         raise ValueError("set-day needs --source, --domain or --mailbox")
-    if key.isp != ANY_ISP or key.kind == "mailbox":
+    if key.isp != ANY_ISP or key.kind not in ("ip", "domain") or args.command == "pause":
         return [key]
-    # a day belongs to (sender, ISP) pairs: every configured ISP, plus any seen before
     isps = [n for n in service.policy.catalog.names if service.policy.catalog.settings(n).warmup]
     seen = [k.isp for k in await service.known_pairs() if (k.kind, k.name) == (key.kind, key.name)]
-    return [PairKey(key.kind, key.name, isp) for isp in dict.fromkeys([*isps, *seen])]
+    per_isp = [PairKey(key.kind, key.name, isp) for isp in dict.fromkeys([*isps, *seen]) if isp != ANY_ISP]
+    return per_isp if args.command == "set-day" else [key, *per_isp]
 
 
 def _matches(row: PairStatus, args: argparse.Namespace) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from policy.engine.settings import RuleSettings
 
@@ -22,8 +22,10 @@ ANY_ISP = "*"
 FOREVER = float(2**53)   # "until an operator resumes"; a finite number keeps JSON plain
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class PairKey:
+class PairKey(NamedTuple):
+    """Which pair: ("ip", source, isp), ("domain", domain, isp), ("mailbox", address, "*") or
+    ("isp", isp, "*"). A named tuple, because it is hashed thousands of times per grant batch."""
+
     kind: str
     name: str
     isp: str = ANY_ISP

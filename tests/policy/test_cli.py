@@ -19,9 +19,14 @@ import pytest
 
 from mta.limits import GrantRequest
 from policy.client import PolicyClient
+from policy.config import load_config
+from policy.engine import FeedbackItem, Policy
+from policy.service import PolicyService
+from policy.store import open_store
 from tests.policy.conftest import REPO, free_port
 
 GOOGLE = ("gmail-smtp-in.l.google.com",)
+ISPS = {"google", "yahoo", "microsoft", "office365", "apple", "comcast", "gmx_webde", "mailru", "yandex", "other"}
 
 
 def write_config(path: Path, port: int, metrics_port: int = 0, ttl: str = "30s", extra: str = "") -> Path:
@@ -87,9 +92,7 @@ def test_status_on_a_fresh_state_shows_day_0_of_every_configured_pair(config: Pa
                                                                       pythonpath_env: dict[str, str]) -> None:
     data = json.loads(policyd(pythonpath_env, "status", "--config", str(config), "--json").stdout)
     pairs = {(p["name"], p["isp"]): p for p in data["pairs"]}
-    isps = {"google", "yahoo", "microsoft", "office365", "apple", "comcast", "gmx_webde", "mailru", "yandex",
-            "other"}
-    assert set(pairs) == {(s, i) for s in ("ip1", "ip2") for i in isps}
+    assert set(pairs) == {(s, i) for s in ("ip1", "ip2") for i in ISPS}
     assert {p["day"] for (s, _i), p in pairs.items() if s == "ip1"} == {0}
     assert {p["day"] for (s, _i), p in pairs.items() if s == "ip2"} == {1}      # start_day
     assert pairs[("ip1", "google")]["limit"] == 500
@@ -114,10 +117,30 @@ def test_overrides_persist_and_are_recorded(config: Path, pythonpath_env: dict[s
                policyd(pythonpath_env, "history", *c, "--json", "--limit", "100").stdout.splitlines()]
     assert [h["action"] for h in history].count("set_day") == 10                 # one per ISP
     assert history[0]["reason"] == "warm already"
-    assert [(h["key"], h["action"]) for h in history[-3:]] == [
+    assert [(h["key"], h["action"]) for h in history[-13:-10]] == [
         ("ip|ip2|yahoo", "pause"), ("domain|example.test|*", "pause"), ("domain|example.test|*", "resume")]
+    assert {h["key"] for h in history[-10:]} == {f"domain|example.test|{isp}" for isp in ISPS}
     text = policyd(pythonpath_env, "history", *c, "--source", "ip2").stdout
     assert "ip|ip2|yahoo  operator/pause" in text and "ip1" not in text
+
+
+def test_resume_without_an_isp_ends_automatic_pauses_on_every_isp(config: Path,
+                                                                  pythonpath_env: dict[str, str]) -> None:
+    async def block_ip1_at_google() -> None:
+        cfg = load_config(str(config))
+        store = open_store(cfg.policyd.state)
+        svc = PolicyService(Policy(cfg.policy), store, time.time)
+        await svc.feedback([FeedbackItem("gmail.com", GOOGLE, "ip1", "example.test", "t", "marketing", "bounced",
+                                         "blocked", 550, "5.7.1")])
+        await store.close()
+
+    asyncio.run(block_ip1_at_google())
+    c = ["--config", str(config)]
+    status = json.loads(policyd(pythonpath_env, "status", *c, "--json", "--source", "ip1").stdout)
+    assert [p["pause_rule"] for p in status["pairs"] if p["paused"]] == ["block"]
+    policyd(pythonpath_env, "resume", *c, "--source", "ip1")
+    status = json.loads(policyd(pythonpath_env, "status", *c, "--json", "--source", "ip1").stdout)
+    assert not any(p["paused"] for p in status["pairs"])
 
 
 def test_operator_mistakes_are_errors_not_tracebacks(config: Path, pythonpath_env: dict[str, str]) -> None:
