@@ -15,11 +15,11 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from mta.limits import GrantRequest, Lease, Outcome
 from policy import protocol
 from policy.config import parse_listen
+from policy.engine.bucket import UNLIMITED, BucketSpec, BucketState, available, refill
 from policy.engine.model import FeedbackItem, GrantAsk
 
 log = logging.getLogger("policy.client")
@@ -90,12 +90,6 @@ class _Connection:
             await self._task
 
 
-@dataclass
-class _FloorBucket:
-    tokens: float
-    stamp: float
-
-
 class PolicyClient:
     """A `mta.limits.Limiter` backed by policyd.
 
@@ -129,7 +123,7 @@ class PolicyClient:
         self._pending: dict[_FeedbackKey, int] = {}
         self.dropped_feedback = 0          # outcomes given up because the buffer was full
         self._flush_task: asyncio.Task[None] | None = None
-        self._floor: dict[str, _FloorBucket] = {}
+        self._floor: dict[str, BucketState] = {}
 
     @property
     def available(self) -> bool:
@@ -253,12 +247,11 @@ class PolicyClient:
     def _take_floor(self, site: str, wanted: int, now: float) -> int:
         """A token bucket per site: `transactional_floor` per minute, bursts of ten seconds' worth."""
         rate = self.transactional_floor / 60.0
-        capacity = max(1.0, rate * 10.0)
-        bucket = self._floor.setdefault(site, _FloorBucket(capacity, now))
-        bucket.tokens = min(capacity, bucket.tokens + max(0.0, now - bucket.stamp) * rate)
-        bucket.stamp = max(now, bucket.stamp)
-        granted = min(wanted, int(bucket.tokens + 1e-9))
+        spec = BucketSpec(site, rate, max(1.0, rate * 10.0), UNLIMITED)
+        bucket = refill(self._floor.get(site), spec, now, 0)
+        granted = int(min(wanted, available(bucket, spec)))
         bucket.tokens -= granted
+        self._floor[site] = bucket
         return granted
 
     # ---- feedback buffer

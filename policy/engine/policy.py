@@ -55,6 +55,7 @@ class Policy:
         self._sources = {s.name: s for s in settings.sources}
         self._domains = {d.name.lower(): d for d in settings.domains}
         self._mailbox_cache: dict[str, int] = {}
+        self._schedule_cache: dict[PairKey, Schedule | None] = {}
 
     # ---- who is who
     def isp_of(self, mx_hosts: Iterable[str]) -> str:
@@ -66,11 +67,20 @@ class Policy:
         if found is None:
             found = next((i for i, r in enumerate(self.settings.mailboxes)
                           if fnmatch.fnmatchcase(mailbox, r.match.lower())), -1)
+            if len(self._mailbox_cache) > 100000:
+                self._mailbox_cache.clear()
             self._mailbox_cache[mailbox] = found
         return found
 
     def schedule_for(self, key: PairKey) -> Schedule | None:
         """The warm-up schedule of a pair, None when no warm-up bucket applies to it."""
+        if key not in self._schedule_cache:
+            if len(self._schedule_cache) > 100000:    # many mailboxes: keep the memo bounded
+                self._schedule_cache.clear()
+            self._schedule_cache[key] = self._find_schedule(key)
+        return self._schedule_cache[key]
+
+    def _find_schedule(self, key: PairKey) -> Schedule | None:
         w = self.settings.warmup
         if key.kind == MAILBOX:
             rule = self.mailbox_rule(key.name)
