@@ -15,12 +15,16 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from mta.limits import GrantRequest, Lease, Outcome
 from policy import protocol
 from policy.config import parse_listen
 from policy.engine.bucket import UNLIMITED, BucketSpec, BucketState, available, refill
 from policy.engine.model import FeedbackItem, GrantAsk
+
+if TYPE_CHECKING:
+    from mta.config import Config as MtaConfig
 
 log = logging.getLogger("policy.client")
 
@@ -124,6 +128,11 @@ class PolicyClient:
         self.dropped_feedback = 0          # outcomes given up because the buffer was full
         self._flush_task: asyncio.Task[None] | None = None
         self._floor: dict[str, BucketState] = {}
+
+    @classmethod
+    def from_mta_config(cls, cfg: MtaConfig, clock: Callable[[], float] = time.time) -> PolicyClient:
+        """The client the MTA's `[policy]` section describes (address, transactional_floor)."""
+        return cls(cfg.policy.address, transactional_floor=float(cfg.policy.transactional_floor), clock=clock)
 
     @property
     def available(self) -> bool:

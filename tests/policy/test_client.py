@@ -151,3 +151,14 @@ async def test_feedback_buffer_is_bounded_while_policyd_is_away() -> None:
     await client.flush()
     assert client.dropped_feedback == 2
     await client.close(flush_timeout=0.1)
+
+
+async def test_the_mta_config_describes_the_client(tmp_path: object) -> None:
+    from mta.config import Config, PolicySection
+    cfg = Config(policy=PolicySection(address="unix:/run/warmup-mta/policyd.sock", transactional_floor=30))
+    mta_clock = Clock(start=7.0)
+    client = PolicyClient.from_mta_config(cfg, mta_clock)
+    assert (client.address, client.transactional_floor, client.clock) == (cfg.policy.address, 30.0, mta_clock)
+    [lease] = await client.request([request(3, "transactional")])    # nothing listens there
+    assert lease.count == 3 and lease.valid_until == 7.0 + client.floor_lease_seconds
+    await client.close()
