@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from policy.engine import Policy
 from policy.engine.settings import (
     DomainSettings,
     IspSettings,
@@ -27,7 +29,10 @@ from policy.engine.settings import (
     SourceSettings,
     WarmupSettings,
 )
+from policy.server import PolicyServer
+from policy.service import PolicyService
 from policy.store.base import Store
+from policy.store.memory_store import MemoryStore
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = 86400.0
@@ -137,6 +142,32 @@ async def store(backend: Backend) -> AsyncIterator[Store]:
     s = backend.open()
     yield s
     await s.close()
+
+
+@dataclass
+class Running:
+    """A policyd server in the test's own event loop, on the memory store and the test's clock."""
+
+    server: PolicyServer
+    service: PolicyService
+    address: str
+
+
+async def start_server(transport: str, clock: Clock, max_message: int = 65536) -> tuple[Running, str]:
+    service = PolicyService(Policy(make_settings()), MemoryStore(), clock, cache_seconds=0.0)
+    server = PolicyServer(service, max_message=max_message)
+    tmpdir = tempfile.mkdtemp(prefix="pd", dir="/tmp")      # short: unix socket paths are limited
+    listen = "127.0.0.1:0" if transport == "tcp" else f"unix:{tmpdir}/policyd.sock"
+    [address] = await server.start([listen])
+    return Running(server, service, address), tmpdir
+
+
+@pytest.fixture(params=["tcp", "unix"])
+async def running(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Running]:
+    r, tmpdir = await start_server(request.param, clock)
+    yield r
+    await r.server.stop(1.0)
+    shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 @pytest.fixture

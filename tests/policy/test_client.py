@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 from mta.limits import GrantRequest, Limiter, Outcome
 from policy.client import PolicyClient
-from tests.policy.conftest import Clock, free_port
+from tests.policy.conftest import Clock, Running, free_port, start_server
 from tests.policy.test_engine import GOOGLE
-from tests.policy.test_server import Running, start_server
 
 
 def request(wanted: int, stream: str = "marketing", site: str = "gmail.com") -> GrantRequest:
@@ -23,14 +19,6 @@ def request(wanted: int, stream: str = "marketing", site: str = "gmail.com") -> 
 def delivered(source: str = "ip1", count: int = 1) -> Outcome:
     return Outcome("gmail.com", GOOGLE, source, "example.test", "t1", "marketing", "delivered", "", 250, "2.0.0",
                    count)
-
-
-@pytest.fixture(params=["tcp", "unix"])
-async def running(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Running]:
-    r, tmpdir = await start_server(request.param, clock)
-    yield r
-    await r.server.stop(1.0)
-    shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 async def test_leases_come_back_as_mta_leases_on_the_clients_clock(running: Running) -> None:

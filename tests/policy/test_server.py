@@ -5,43 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
 from policy import protocol
-from policy.engine import Policy
-from policy.server import PolicyServer
-from policy.service import PolicyService
-from policy.store.memory_store import MemoryStore
-from tests.policy.conftest import Clock, make_settings
+from tests.policy.conftest import Clock, Running, start_server
 from tests.policy.test_engine import ask, outcome
-
-
-@dataclass
-class Running:
-    server: PolicyServer
-    service: PolicyService
-    address: str
-
-
-async def start_server(transport: str, clock: Clock, max_message: int = 65536) -> tuple[Running, str]:
-    service = PolicyService(Policy(make_settings()), MemoryStore(), clock, cache_seconds=0.0)
-    server = PolicyServer(service, max_message=max_message)
-    tmpdir = tempfile.mkdtemp(prefix="pd", dir="/tmp")      # short: unix socket paths are limited
-    listen = "127.0.0.1:0" if transport == "tcp" else f"unix:{tmpdir}/policyd.sock"
-    [address] = await server.start([listen])
-    return Running(server, service, address), tmpdir
-
-
-@pytest.fixture(params=["tcp", "unix"])
-async def running(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Running]:
-    r, tmpdir = await start_server(request.param, clock)
-    yield r
-    await r.server.stop(1.0)
-    shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 async def connect(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
