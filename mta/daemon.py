@@ -161,12 +161,26 @@ class MtaDaemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        await self.start()
+        # Handlers first: systemd may send SIGHUP or SIGTERM the moment it reads READY=1.
+        started = asyncio.Event()
+
+        stopper: list[asyncio.Task[None]] = []
+
+        def on_term() -> None:
+            if not stopper:
+                stopper.append(loop.create_task(self._stop_when_started(started)))
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+            loop.add_signal_handler(sig, on_term)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.reload() if started.is_set() else None)
+        await self.start()
+        started.set()
         await self._stopped.wait()
         return 0
+
+    async def _stop_when_started(self, started: asyncio.Event) -> None:
+        await started.wait()
+        await self.stop()
 
 
 def _spool_verp_key(store: Any) -> bytes:
