@@ -94,6 +94,7 @@ class QueueSection:
     max_age: Duration = Duration(5 * 86400)
     delay_warning: Duration = Duration(0)   # 0 = no "delayed" DSN
     domain_window: int = 2000           # jobs per recipient domain held in memory
+    memory_jobs: int = 100_000          # jobs held in memory over all domains; the rest waits on disk
     body_cache: ByteSize = ByteSize(64 * 1024 * 1024)
 
 
@@ -272,7 +273,8 @@ def validate(cfg: Config) -> None:
                        ("submission.max_connections_per_ip", cfg.submission.max_connections_per_ip),
                        ("delivery.max_connections", cfg.delivery.max_connections),
                        ("delivery.messages_per_connection", cfg.delivery.messages_per_connection),
-                       ("queue.domain_window", cfg.queue.domain_window)):
+                       ("queue.domain_window", cfg.queue.domain_window),
+                       ("queue.memory_jobs", cfg.queue.memory_jobs)):
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
     if cfg.submission.max_line_length < 78:

@@ -65,6 +65,9 @@ class Scheduler:
         q = cfg.queue
         self.retry = RetryPolicy(q.retry_base, q.retry_factor, q.retry_max, q.retry_jitter, q.max_age)
         self.window = q.domain_window
+        self.memory_jobs = q.memory_jobs        # in-memory jobs over all domains
+        self.total_in_memory = 0
+        self._starved: set[str] = set()         # due domains skipped while memory was full
         self.idle_timeout = cfg.delivery.idle_timeout
         self.client_settings = ClientSettings(cfg.delivery.port, cfg.delivery.connect_timeout,
                                               cfg.delivery.command_timeout, cfg.delivery.starttls)
@@ -145,9 +148,10 @@ class Scheduler:
         if not self.stopping:
             for d in by_domain:
                 ds = self._domain(d)
-                if ds.in_memory < self.window:
+                if ds.in_memory < self.window and self.total_in_memory < self.memory_jobs:
                     claimed.add(d)
                     ds.in_memory += 1
+                    self.total_in_memory += 1
         msg.claimed_domains = claimed
 
         def write(store: SpoolStore) -> tuple[int, list[Recipient]]:
@@ -161,6 +165,7 @@ class Scheduler:
         except BaseException:
             for d in claimed:
                 self.domains[d].in_memory -= 1
+                self.total_in_memory -= 1
             raise
         info = MessageInfo(mid, msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority,
                            msg.tenant, msg.pool, msg.sending_domain, msg.header_message_id, msg.smtputf8)
@@ -203,8 +208,16 @@ class Scheduler:
         if ds is None:
             return
         ds.in_memory -= 1
+        self.total_in_memory -= 1
         if ds.due is not None and ds.in_memory <= self.window // 2 and not ds.claiming:
             heapq.heappush(self._due, (ds.due, ds.name))
+            self._wake.set()
+        if self._starved and self.total_in_memory <= self.memory_jobs * 3 // 4:
+            for name in self._starved:
+                starved = self.domains.get(name)
+                if starved is not None and starved.due is not None:
+                    heapq.heappush(self._due, (starved.due, name))
+            self._starved.clear()
             self._wake.set()
 
     # ------------------------------------------------------------------ disk backlog
@@ -218,6 +231,9 @@ class Scheduler:
                     continue
                 if ds.in_memory >= self.window:
                     continue   # _release() pushes it again when room frees up
+                if self.total_in_memory >= self.memory_jobs:
+                    self._starved.add(name)
+                    continue
                 self._spawn(self._claim(ds))
             timeout = min(1.0, self._due[0][0] - now) if self._due else 1.0
             self._wake.clear()
@@ -228,7 +244,7 @@ class Scheduler:
         ds.claiming = True
         ds.due = None
         now = self.clock()
-        room = self.window - ds.in_memory
+        room = max(0, min(self.window - ds.in_memory, self.memory_jobs - self.total_in_memory))
         name = ds.name
         try:
             rows, next_due = await self.spool.call(lambda s: (s.claim(name, now, room), s.next_due(name)))
@@ -246,6 +262,7 @@ class Scheduler:
                 job = jobs[info.id] = self._job(info, name, [])
             job.recipients.append(rcpt)
         ds.in_memory += len(jobs)
+        self.total_in_memory += len(jobs)
         for job in jobs.values():
             self.bodies.add_ref(job.message.id)
             if self.retry.expired(now, job.message.created):
@@ -538,7 +555,7 @@ class Scheduler:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "in_memory_jobs": sum(d.in_memory for d in self.domains.values()),
+            "in_memory_jobs": self.total_in_memory,
             "sites": len(self.sites),
             "connections": sum(s.connections for s in self.sites.values()),
             "in_flight": self.in_flight,

@@ -305,3 +305,27 @@ async def test_restart_recovers_queue(start_mta, world, dns_server):
     mta2 = await start_mta()
     await rx.await_for(3, timeout=20)
     del mta2
+
+
+async def test_global_memory_cap_across_many_domains(start_mta, world, dns_server):
+    rx = world.receiver()
+    domains = [f"d{i}.example" for i in range(8)]
+    for d in domains:
+        dns_server.mx(d, (10, f"mx.{d}"))
+        dns_server.address(f"mx.{d}", rx.host)
+    mta = await start_mta(queue={"memory_jobs": 3, "domain_window": 2})
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, mta.daemon.scheduler.total_in_memory)
+            await asyncio.sleep(0.001)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*(mta.send("a@sender.example", [f"u{j}@{d}"], message())
+                           for d in domains for j in range(4)))
+    await rx.await_for(32)
+    watcher.cancel()
+    assert peak <= 3
+    assert sorted(rx.recipients()) == sorted(f"u{j}@{d}" for d in domains for j in range(4))
