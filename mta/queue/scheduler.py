@@ -246,6 +246,9 @@ class Scheduler:
         now = self.clock()
         room = max(0, min(self.window - ds.in_memory, self.memory_jobs - self.total_in_memory))
         name = ds.name
+        # Reserve the room now: other claims run while this one waits for the spool.
+        ds.in_memory += room
+        self.total_in_memory += room
         try:
             rows, next_due = await self.spool.call(lambda s: (s.claim(name, now, room), s.next_due(name)))
         except Exception:
@@ -261,8 +264,9 @@ class Scheduler:
             if job is None:
                 job = jobs[info.id] = self._job(info, name, [])
             job.recipients.append(rcpt)
-        ds.in_memory += len(jobs)
-        self.total_in_memory += len(jobs)
+        unused = room - len(jobs)
+        ds.in_memory -= unused
+        self.total_in_memory -= unused
         for job in jobs.values():
             self.bodies.add_ref(job.message.id)
             if self.retry.expired(now, job.message.created):
