@@ -10,6 +10,8 @@ from .addresses import address_from_field
 from .classifier import classify
 from .model import BounceRecord
 
+MAX_RECIPIENTS = 1000  # per report; real ones list a handful, more is an attack on the parser
+
 _DSN_FIELD_IN_TEXT = re.compile(r"(?im)^\s*(?:final|original)-recipient\s*:")
 _FIRST_FIELD_IN_TEXT = re.compile(
     r"(?im)^(?:reporting-mta|received-from-mta|arrival-date|original-recipient|final-recipient)\s*:"
@@ -51,7 +53,7 @@ def records_from_fields(
     human = {found.address: found for found in textscan.scan(human_text, senders)} if human_text else {}
     region = textscan.region_diagnostic(human_text) if human_text else ""
     records: dict[str, BounceRecord] = {}
-    for group in groups:
+    for group in groups[:MAX_RECIPIENTS]:
         recipient = (
             address_from_field(group.get("final-recipient", ""))
             or address_from_field(group.get("original-recipient", ""))

@@ -23,12 +23,17 @@ from email.message import Message
 
 # Everything a bounce says about its recipients sits in its first parts; the returned original
 # message can be huge and only its headers matter.  These caps bound memory and time.
-MAX_INPUT_BYTES = 8 * 1024 * 1024
+MAX_INPUT_BYTES = 2 * 1024 * 1024
 MAX_PART_CHARS = 256 * 1024
-MAX_CONTENT_TYPES = 200  # parts (nested or not) considered before the input is cut off
 MAX_DEPTH = 12  # multipart / message nesting walked
+MAX_HEADER_BYTES = 128 * 1024  # of the message's own header block
 
-_CONTENT_TYPE_LINE = re.compile(rb"(?im)^content-type:")
+# Lines that may repeat only so often before the rest of the input is dropped: each part header
+# costs the stdlib parser a nesting level or a boundary check, each recipient group a record.
+_REPEAT_LIMITS: tuple[tuple[re.Pattern[bytes], int], ...] = (
+    (re.compile(rb"(?im)^content-type:"), 100),
+    (re.compile(rb"(?im)^final-recipient:"), 1000),
+)
 _TAG = re.compile(r"<[^>]{0,2000}>")
 _HIDDEN_BLOCK = re.compile(r"(?is)<(style|script|head)\b.*?</\1\s*>")
 _BREAK_TAG = re.compile(r"(?i)<\s*(br|/p|/div|/tr|/li|/h\d|p|div|tr|li)\b[^>]{0,500}>")
@@ -45,16 +50,27 @@ def normalise_newlines(raw: bytes) -> bytes:
     return raw
 
 
-def _cut_pathological_nesting(raw: bytes) -> bytes:
-    """Drop everything after the MAX_CONTENT_TYPES-th part header.
+def _cut_repeats(raw: bytes) -> bytes:
+    """Drop everything after a line kind has repeated more than its limit.
 
-    The parts that matter come first; what follows a few hundred part headers is either a huge
-    returned message or an attack on the parser's recursion.
+    The parts that matter come first; what follows hundreds of part headers or recipient
+    groups is either a huge returned message or an attack on the parser.
     """
-    for count, match in enumerate(_CONTENT_TYPE_LINE.finditer(raw), start=1):
-        if count > MAX_CONTENT_TYPES:
-            return raw[: match.start()]
+    for pattern, limit in _REPEAT_LIMITS:
+        for count, match in enumerate(pattern.finditer(raw), start=1):
+            if count > limit:
+                raw = raw[: match.start()]
+                break
     return raw
+
+
+def _cap_header_block(raw: bytes) -> bytes:
+    """Keep at most MAX_HEADER_BYTES of the top-level header block (and all of the body)."""
+    end = raw.find(b"\n\n")
+    if end <= MAX_HEADER_BYTES:
+        return raw
+    cut = raw.rfind(b"\n", 0, MAX_HEADER_BYTES)
+    return raw[: max(cut, 0)] + raw[end:]
 
 
 def load_message(raw: bytes) -> tuple[Message, list[str]]:
@@ -64,9 +80,9 @@ def load_message(raw: bytes) -> tuple[Message, list[str]]:
         raw = raw[:MAX_INPUT_BYTES]
         defects.append("input truncated")
     raw = normalise_newlines(raw)
-    cut = _cut_pathological_nesting(raw)
+    cut = _cut_repeats(_cap_header_block(raw))
     if len(cut) != len(raw):
-        defects.append("nesting cut off")
+        defects.append("repetitive input cut off")
         raw = cut
     try:
         return email.message_from_bytes(raw, policy=policy.compat32), defects
@@ -144,10 +160,9 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
             continue
         except Exception:  # some codecs raise other errors on garbage
             continue
-    try:
-        return data.decode(candidates[0], "replace")
-    except Exception:
-        return data.decode("latin-1")
+    # Neither fits: Latin-1 keeps every ASCII byte (addresses, codes) where a lenient decode
+    # of a stateful charset such as ISO-2022-JP would swallow them.
+    return data.decode("latin-1")
 
 
 def content_type(part: Message) -> str:
@@ -159,10 +174,10 @@ def content_type(part: Message) -> str:
 
 def part_bytes(part: Message, limit: int = MAX_PART_CHARS) -> bytes:
     """The decoded body of a leaf part, at most about ``limit`` bytes of it."""
-    try:
-        payload = part.get_payload()
-    except Exception:
-        return b""
+    # get_payload() would already decode 8-bit text with the declared charset (lossily, with
+    # replacement characters) and get_payload(decode=True) would decode all of a huge part; the
+    # stored payload lets us cut first and choose the charset fallbacks ourselves.
+    payload = getattr(part, "_payload", None)
     if isinstance(payload, list):
         return b""
     if not isinstance(payload, str):

@@ -67,7 +67,7 @@ def _senders(message: Message, returned: dict[str, str]) -> set[str]:
 
 def parse_bytes(raw: bytes) -> ParseResult:
     """Parse one message (a DSN, a bounce, an ARF report ...); never raises."""
-    message, defects = mime.load_message(bytes(raw))
+    message, defects = mime.load_message(raw)
     try:
         result = _parse_message(message, depth=0)
     except Exception as exc:  # the last guard: a parser bug must not take a daemon down

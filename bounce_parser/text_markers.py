@@ -15,28 +15,28 @@ def _compile(patterns: tuple[str, ...]) -> re.Pattern[str]:
 
 
 # A line that starts the copy of the original message (everything after it is not the bounce's
-# own words).  Matched against the stripped line.
+# own words).  Matched at the start of the stripped line.
 ORIGINAL_MESSAGE_MARKER = _compile(
     (
-        r"^-*\s*below this line is a copy of the message",
-        r"^-*\s*this is a copy of (?:the|your) message",
-        r"^-*\s*(?:the )?original message (?:follows|header|headers)",
-        r"^-{2,}\s*original message\s*-{2,}",
-        r"^-+\s*original message\s*$",
-        r"^original message follows",
-        r"^-*\s*unsent message follows",
-        r"^-*\s*returned message\s*-*$",
-        r"^-*\s*the header of the original message is following",
-        r"^-*\s*below is a copy of the original message",
-        r"^-*\s*original mail (?:info|as follows|header)",
-        r"^-*\s*original mail\b.{0,20}$",
-        r"^-*\s*(?:a )?copy of (?:the )?(?:original|undelivered|returned|your) message",
-        r"^-*\s*headers? of (?:the )?(?:original|returned|undelivered) message",
-        r"^-*\s*(?:the )?(?:original|returned) message headers?",
-        r"^-*\s*this is a copy of the headers",
-        r"^-*\s*message headers follow",
-        r"^-*\s*the text you sent follows",
-        r"^content-type:\s*message/rfc822",
+        r"-*\s*below this line is a copy of the message",
+        r"-*\s*this is a copy of (?:the|your) message",
+        r"-*\s*(?:the )?original message (?:follows|header|headers)",
+        r"-{2,}\s*original message\s*-{2,}",
+        r"-+\s*original message\s*$",
+        r"original message follows",
+        r"-*\s*unsent message follows",
+        r"-*\s*returned message\s*-*$",
+        r"-*\s*the header of the original message is following",
+        r"-*\s*below is a copy of the original message",
+        r"-*\s*original mail (?:info|as follows|header)",
+        r"-*\s*original mail\b.{0,20}$",
+        r"-*\s*(?:a )?copy of (?:the )?(?:original|undelivered|returned|your) message",
+        r"-*\s*headers? of (?:the )?(?:original|returned|undelivered) message",
+        r"-*\s*(?:the )?(?:original|returned) message headers?",
+        r"-*\s*this is a copy of the headers",
+        r"-*\s*message headers follow",
+        r"-*\s*the text you sent follows",
+        r"content-type:\s*message/rfc822",
     )
 )
 

@@ -16,6 +16,8 @@ from .addresses import ADDRESS, normalise
 
 MAX_DIAGNOSTIC_LINES = 30
 MAX_REGION_LINES = 400
+MAX_LINE_CHARS = 2000  # bounce lines are short; a huge one is noise or an attack
+MAX_MENTIONS = 500
 
 
 @dataclass(slots=True)
@@ -30,9 +32,14 @@ def split_at_original(text: str) -> tuple[str, str]:
     """``(the bounce's own words, the pasted original)`` split at the first marker line."""
     lines = text.split("\n")
     for index, line in enumerate(lines):
-        if text_markers.ORIGINAL_MESSAGE_MARKER.search(line.strip()):
+        if text_markers.ORIGINAL_MESSAGE_MARKER.match(line[:MAX_LINE_CHARS].strip()):
             return "\n".join(lines[:index]), "\n".join(lines[index + 1 :])
     return text, ""
+
+
+def _lines(text: str) -> list[str]:
+    lines = [line[:MAX_LINE_CHARS] for line in text.split("\n", MAX_REGION_LINES)[:MAX_REGION_LINES]]
+    return _unquote(lines)
 
 
 def _unquote(lines: list[str]) -> list[str]:
@@ -82,6 +89,8 @@ def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
             if address in senders and not (alone or (named and not text_markers.HEADER_ECHO.search(before))):
                 continue
             found.append(_Mention(address, index, alone or named or quoted_in_reply, after))
+            if len(found) >= MAX_MENTIONS:
+                return found
     return found
 
 
@@ -102,7 +111,7 @@ def _block_after(lines: list[str], start: int, stop_lines: set[int], first_rest:
 
 def scan(text: str, senders: set[str]) -> list[TextRecipient]:
     """Failed recipients named in ``text`` (the bounce's own words only), in order."""
-    lines = _unquote(text.split("\n")[:MAX_REGION_LINES])
+    lines = _lines(text)
     mentions = _mentions(lines, senders)
     strong = [mention for mention in mentions if mention.strong]
     chosen = strong or mentions
@@ -126,7 +135,7 @@ def scan(text: str, senders: set[str]) -> list[TextRecipient]:
 
 def block_for_local_part(text: str, local_part: str) -> str:
     """The diagnostic under a line naming only ``local_part`` (Exim lists unqualified names)."""
-    lines = _unquote(text.split("\n")[:MAX_REGION_LINES])
+    lines = _lines(text)
     for index, line in enumerate(lines):
         if line.strip().strip("<>:").lower() == local_part:
             return _block_after(lines, index, set(), "")
@@ -135,7 +144,7 @@ def block_for_local_part(text: str, local_part: str) -> str:
 
 def region_diagnostic(text: str, limit: int = 1000) -> str:
     """The whole of the bounce's own words on one line, for reports that name no reason per address."""
-    lines = _unquote(text.split("\n")[:MAX_REGION_LINES])
+    lines = _lines(text)
     kept = (line for line in lines if not text_markers.RULE_LINE.match(line))
     return smtp_text.collapse(" ".join(kept))[:limit]
 
