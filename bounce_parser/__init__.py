@@ -48,8 +48,8 @@ __all__ = [
     "is_hard",
     "is_mbox",
     "parse_bytes",
-    "parse_message",
     "parse_mbox",
+    "parse_message",
     "softness",
     "split_mbox",
 ]

@@ -185,7 +185,8 @@ def classify(
             break
     if wording:
         reason = _combine(wording, by_status, command, status)
-        return _result(reason, status, code, status_detail if reason == by_status else "", rule=f"wording:{wording}", action=action)
+        detail = status_detail if reason == by_status else ""
+        return _result(reason, status, code, detail, rule=f"wording:{wording}", action=action)
     if by_status:
         reason = _combine(by_status, by_status, command, status)
         return _result(reason, status, code, status_detail, rule=f"status:{status}", action=action)

@@ -46,10 +46,12 @@ def split_mbox(raw: bytes) -> list[bytes]:
     """The messages of an mbox, without their ``From `` separator lines.
 
     Input that does not start with a ``From `` line is returned whole as one message, so the
-    caller can pass any file through this function.  CR-only files (old Mac) are not mboxes.
+    caller can pass any file through this function.
     """
     if not is_mbox(raw):
         return [raw] if raw else []
+    if b"\n" not in raw and b"\r" in raw:
+        raw = raw.replace(b"\r", b"\n")  # old Mac line ends
     separators = _separators(raw)
     messages = []
     for index, (_, body_start) in enumerate(separators):

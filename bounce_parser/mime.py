@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import contextlib
 import email
 import email.parser
 import html
@@ -148,10 +149,8 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
     candidates = []
     if charset:
         name = charset.strip().strip('"').lower()
-        try:
+        with contextlib.suppress(LookupError):
             candidates.append(codecs.lookup(name).name)
-        except LookupError:
-            pass
     candidates.append("utf-8")
     for name in candidates:
         try:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from email.message import Message
 
 from . import arf, dsn, mime, original, ses, signals, smtp_text, textscan
-from .fields import field_text
 from .addresses import find_addresses
 from .classifier import classify
+from .fields import field_text
 from .model import KIND_ARF, KIND_BOUNCE, KIND_DSN, KIND_NONE, BounceRecord, ParseResult
 
 MAX_FORWARD_DEPTH = 2  # bounces attached to bounces, followed this deep

@@ -90,7 +90,8 @@ def _bounces(bounce: dict, message_id: str) -> list[BounceRecord]:
             BounceRecord(
                 recipient=recipient, kind=KIND_BOUNCE, reason=found.reason, hard=found.hard, action=action,
                 status=status, diagnostic=diagnostic, message_id=message_id,
-                reply_code=smtp_text.find_reply_code(diagnostic), detail=found.detail, reply_kind=found.kind, rule=found.rule,
+                reply_code=smtp_text.find_reply_code(diagnostic), detail=found.detail, reply_kind=found.kind,
+                rule=found.rule,
             )
         )
     return records

@@ -59,7 +59,8 @@ RECIPIENT_PREFIX = _compile(
         r"rcpt to:?\s*$",
         r"(?:final-|original-)?recipient(?:\(s\))?\s*(?:address)?\s*:\s*$",
         r"^\s*to:\s*$",
-        r"(?:could not|cannot|couldn't|can't|unable to|failed to) (?:be )?deliver(?:ed)?(?: the)?(?: message| mail| e-?mail)?(?: to)?:?\s*$",
+        r"(?:could not|cannot|couldn't|can't|unable to|failed to) (?:be )?deliver(?:ed)?"
+        r"(?: the)?(?: message| mail| e-?mail)?(?: to)?:?\s*$",
         r"delivery (?:to|failed:?)\s*$",
         r"(?:was |were |has been )?not delivered to:?\s*$",
         r"did not reach the following recipients?:?\s*$",

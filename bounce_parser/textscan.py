@@ -62,7 +62,7 @@ def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
     found: list[_Mention] = []
     for index, line in enumerate(lines):
         matches = list(ADDRESS.finditer(line))
-        line_start = 0
+        anchor: int | None = None
         for position, match in enumerate(matches):
             address = normalise(match.group(1))
             start, end = match.span(1)
@@ -70,10 +70,10 @@ def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
             if following is not None and line[end : following.start(1)].strip() == "<":
                 # "name <address>": the bracketed one is the address, and it stands where the
                 # name stands.
-                line_start = line_start if position and line_start else start
+                anchor = start if anchor is None else anchor
                 continue
-            before = line[: line_start or start].rstrip("<\"' ") if line_start else line[:start].rstrip("<\"' ")
-            line_start = 0
+            before = line[: start if anchor is None else anchor].rstrip("<\"' ")
+            anchor = None
             after = line[end:].lstrip(">\"'")
             if text_markers.NOT_RECIPIENT_PREFIX.search(before):
                 continue
