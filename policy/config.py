@@ -106,14 +106,26 @@ def load_config(path: str) -> Config:
     raw = _with_includes(path)
     daemon = raw.pop("policyd", {})
     metrics = raw.pop("metrics", {})
+    warmup_keys = raw.get("warmup", {}) if isinstance(raw.get("warmup"), dict) else {}
     cfg = Config(policyd=build(PolicydSection, daemon, "policyd"),
                  metrics=build(MetricsSection, metrics, "metrics"),
                  policy=build(PolicySettings, raw, ""),
                  path=os.path.abspath(path))
+    _default_schedules_only_if_defined(cfg.policy, warmup_keys)
     cfg.base_dir = os.path.dirname(cfg.path)
     _resolve_paths(cfg)
     validate(cfg)
     return cfg
+
+
+def _default_schedules_only_if_defined(p: PolicySettings, given: dict[str, Any]) -> None:
+    """A config that defines no schedule of the default name and does not ask for one runs no
+    warm-up buckets (connection shaping only), instead of failing: a minimal config such as
+    `[policyd] listen/state` must start. The shipped conf/policy.toml defines the schedules."""
+    w = p.warmup
+    for key in ("ip_schedule", "domain_schedule"):
+        if key not in given and getattr(w, key) not in p.schedules:
+            setattr(w, key, "")
 
 
 def _resolve_paths(cfg: Config) -> None:

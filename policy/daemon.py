@@ -59,6 +59,9 @@ async def serve(config_path: str) -> int:
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(config_path, cfg, service))
+    w = cfg.policy.warmup
+    if not w.ip_schedule and not w.domain_schedule and not cfg.policy.sources and not cfg.policy.mailboxes:
+        log.warning("no warm-up schedule configured: policyd shapes connections only (see conf/policy.toml)")
     log.info("policyd listening on %s, state %s%s", ", ".join(bound), cfg.policyd.state,
              f", metrics on {cfg.metrics.listen}" if cfg.metrics.listen else "")
     notify(f"READY=1\nSTATUS=listening on {', '.join(bound)}")

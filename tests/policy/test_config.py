@@ -102,3 +102,19 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(write(tmp_path / "p.toml", MINIMAL + text)))
     assert key in str(info.value)
+
+
+def test_minimal_config_without_schedules_starts_without_warmup(tmp_path):
+    # The benchmark harness writes only [policyd] listen/state and [metrics] listen.
+    path = tmp_path / "policy.toml"
+    path.write_text('[policyd]\nlisten = "127.0.0.1:7025"\nstate = "sqlite:///policy.db"\n'
+                    '[metrics]\nlisten = "127.0.0.1:9102"\n')
+    cfg = load_config(str(path))
+    assert cfg.policy.warmup.ip_schedule == "" and cfg.policy.warmup.domain_schedule == ""
+
+
+def test_explicit_unknown_schedule_is_still_an_error(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_text('[policyd]\nlisten = "127.0.0.1:7025"\n[warmup]\nip_schedule = "default"\n')
+    with pytest.raises(ConfigError, match=r"warmup\.ip_schedule"):
+        load_config(str(path))
