@@ -13,7 +13,7 @@ from email.message import Message
 
 from . import mime
 
-_MAX_HEADER_CHARS = 64 * 1024
+MAX_HEADER_CHARS = 64 * 1024
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,60}:")
 _MESSAGE_ID = re.compile(r"<([^<>\s]{1,250})>")
 
@@ -32,7 +32,7 @@ def headers_of(message: Message) -> dict[str, str]:
 
 def headers_from_text(text: str) -> dict[str, str]:
     """Parse a block of header lines (possibly indented or preceded by junk) into a dict."""
-    lines = text[:_MAX_HEADER_CHARS].split("\n")
+    lines = text[:MAX_HEADER_CHARS].split("\n")
     # Pasted copies are sometimes indented as a whole: remove the common indentation.
     indents = [len(line) - len(line.lstrip(" ")) for line in lines[:8] if line.strip()]
     if indents and min(indents) > 0:
@@ -58,6 +58,23 @@ def message_id(headers: dict[str, str]) -> str:
     return value.strip().strip("<>").split(" ")[0] if value.strip() else ""
 
 
+_MESSAGE_ID_LINE = re.compile(r"(?im)^[ \t>]*message-id:[ \t]*<([^<>\s]{1,250})>")
+
+
+def message_id_in_text(copies: list[str], prose: str) -> str:
+    """A Message-ID pasted into text: first in copies of the original, else the last in the prose.
+
+    The prose is read from its end because a forwarded bounce quotes its own headers (with its
+    own Message-ID) before the original's.
+    """
+    for text in copies:
+        match = _MESSAGE_ID_LINE.search(text[:MAX_HEADER_CHARS])
+        if match:
+            return match.group(1)
+    found = _MESSAGE_ID_LINE.findall(prose[: MAX_HEADER_CHARS * 4])
+    return found[-1] if found else ""
+
+
 def from_parts(parts: list[Message]) -> dict[str, str]:
     """Headers of the first returned original found among a report's leaf parts."""
     for part in parts:
@@ -68,11 +85,11 @@ def from_parts(parts: list[Message]) -> dict[str, str]:
                 headers = headers_of(inner[0])
                 if headers:
                     return headers
-            text = mime.part_text(part, _MAX_HEADER_CHARS)
+            text = mime.part_text(part, MAX_HEADER_CHARS)
             if text:
                 return headers_from_text(text)
         elif kind in ("text/rfc822-headers", "text/rfc822-header", "message/rfc822-headers", "text/global-headers"):
-            headers = headers_from_text(mime.part_text(part, _MAX_HEADER_CHARS))
+            headers = headers_from_text(mime.part_text(part, MAX_HEADER_CHARS))
             if headers:
                 return headers
     return {}

@@ -29,6 +29,7 @@ class _Report:
     plain: list[str] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
     leaves: list[Message] = field(default_factory=list)
+    after_returned: list[str] = field(default_factory=list)
 
     @property
     def human_text(self) -> str:
@@ -49,7 +50,10 @@ def _sort_parts(message: Message) -> _Report:
             report.returned.append(part)
             seen_returned = True
         elif seen_returned:
-            continue  # text after the returned message is not the report's own words
+            # Text after the returned message is not the report's own words, but some systems
+            # put the returned headers there.
+            if kind.startswith("text/") and len(report.after_returned) < 4:
+                report.after_returned.append(mime.part_text(part, original.MAX_HEADER_CHARS))
         elif kind == "text/html":
             report.html.append(mime.part_text(part))
         elif kind.startswith("text/") or kind.startswith("multipart/"):
@@ -88,7 +92,9 @@ def _parse_message(message: Message, depth: int) -> ParseResult:
     report = _sort_parts(message)
     own_words, pasted = textscan.split_at_original(report.human_text)
     returned = original.from_parts(report.returned) or (original.headers_from_text(pasted) if pasted else {})
-    message_id = original.message_id(returned)
+    message_id = original.message_id(returned) or original.message_id_in_text(
+        [pasted, *report.after_returned], own_words
+    )
     senders = _senders(message, returned)
     result = ParseResult(original_headers=returned)
 

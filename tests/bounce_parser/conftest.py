@@ -1,0 +1,44 @@
+"""Fixtures for bounce_parser tests: the shared bounce corpus, read at test time."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "bounces"
+SAMPLES = CORPUS / "samples"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not (CORPUS / "manifest.jsonl").is_file():
+        pytest.skip(f"bounce corpus not found at {CORPUS}")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def sample(corpus: Path):
+    """``sample("maildir/bsd/lhost-postfix-33.eml")`` -> the file's bytes (skips if missing)."""
+
+    def read(relative: str) -> bytes:
+        path = corpus / "samples" / relative
+        if not path.is_file():
+            pytest.skip(f"corpus sample {relative} not found")
+        return path.read_bytes()
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def labels(corpus: Path) -> dict[str, list[dict]]:
+    """Labels per sample file (relative to samples/)."""
+    found: dict[str, list[dict]] = defaultdict(list)
+    with (corpus / "labels.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            label = json.loads(line)
+            found[label["file"]].append(label)
+    return found
