@@ -191,8 +191,9 @@ def _text_bounce(
     for item in found:
         diagnostic = item.diagnostic or region
         action = "delayed" if delayed else "failed"
+        command = item.command or smtp_text.find_command(diagnostic)
         found_reason = classify(
-            text=diagnostic, context=(region,), command=item.command, action=action, recipient=item.address
+            text=diagnostic, context=(region,), command=command, action=action, recipient=item.address
         )
         records.append(
             BounceRecord(
@@ -206,7 +207,7 @@ def _text_bounce(
                 remote_mta=smtp_text.find_remote_host(diagnostic),
                 message_id=message_id,
                 reply_code=smtp_text.find_reply_code(diagnostic),
-                command=item.command,
+                command=command,
                 detail=found_reason.detail,
                 reply_kind=found_reason.kind,
                 rule=found_reason.rule,
