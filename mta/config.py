@@ -132,6 +132,7 @@ class EventsSection:
 class PolicySection:
     address: str = ""                   # "host:port" or "unix:/path"; empty = static limits
     transactional_floor: int = 0        # messages/minute per site when policyd is unreachable
+    mailbox_lanes: bool = False         # ask for grants per sender mailbox (cold-outreach mailbox caps)
 
 
 @dataclass

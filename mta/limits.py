@@ -26,6 +26,7 @@ class GrantRequest:
     sending_domain: str            # domain of the envelope sender / From
     tenant: str
     wanted: int
+    mailbox: str = ""              # envelope sender, for per-mailbox schedules ("" = not per mailbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class Lease:
     sending_domain: str = ""
     tenant: str = ""
     retry_after: float = 0.0       # with count == 0: when asking again makes sense
+    request: int = -1              # index of the GrantRequest (in its batch) this lease answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class Outcome:
     code: int
     status: str                   # enhanced status code, "" if none
     count: int = 1
+    mailbox: str = ""
 
 
 class Limiter(Protocol):
@@ -112,7 +115,7 @@ class StaticLimiter:
     def grant(self, requests: Sequence[GrantRequest]) -> list[Lease]:
         leases: list[Lease] = []
         now = self.clock()
-        for req in requests:
+        for index, req in enumerate(requests):
             limits = self.limits_for(req.site, req.mx_hosts)
             remaining = req.wanted
             for source in self._rotation(req.site, req.sources):
@@ -124,12 +127,12 @@ class StaticLimiter:
                 remaining -= allowed
                 leases.append(Lease(req.site, source, allowed, limits.max_connections,
                                     limits.messages_per_connection, now + self.lease_seconds,
-                                    req.stream, req.sending_domain, req.tenant))
+                                    req.stream, req.sending_domain, req.tenant, request=index))
             if remaining == req.wanted and req.sources:
                 leases.append(Lease(req.site, req.sources[0], 0, limits.max_connections,
                                     limits.messages_per_connection, now + self.lease_seconds,
                                     req.stream, req.sending_domain, req.tenant,
-                                    retry_after=self._refill_time(limits, now)))
+                                    retry_after=self._refill_time(limits, now), request=index))
         return leases
 
     def _rotation(self, site: str, sources: tuple[str, ...]) -> list[str]:

@@ -34,7 +34,7 @@ _FeedbackKey = tuple[str, tuple[str, ...], str, str, str, str, str, str, int, st
 def _feedback_key(o: Outcome | FeedbackItem) -> _FeedbackKey:
     """Outcomes that agree on all of this are sent as one, with their counts summed."""
     return (o.site, tuple(o.mx_hosts), o.source, o.sending_domain, o.tenant, o.stream, o.outcome, o.reason,
-            o.code, o.status, getattr(o, "mailbox", ""))
+            o.code, o.status, o.mailbox)
 
 
 class PolicyUnavailable(ConnectionError):
@@ -144,7 +144,7 @@ class PolicyClient:
         if not requests:
             return []
         asks = [GrantAsk(r.site, tuple(r.mx_hosts), r.pool, tuple(r.sources), r.stream, r.sending_domain, r.tenant,
-                         r.wanted, getattr(r, "mailbox", "")) for r in requests]
+                         r.wanted, r.mailbox) for r in requests]
         try:
             reply = await self._call(lambda i: protocol.grant_message(i, asks))
             grants = protocol.decode_grants(reply, len(asks))
@@ -153,11 +153,11 @@ class PolicyClient:
             return self._fallback(requests)
         now = self.clock()
         leases = []
-        for req, per_ask in zip(requests, grants, strict=True):
+        for index, (req, per_ask) in enumerate(zip(requests, grants, strict=True)):
             for g in per_ask:
                 leases.append(Lease(req.site, g.source, g.count, g.max_connections, g.messages_per_connection,
                                     now + g.ttl, req.stream, req.sending_domain, req.tenant,
-                                    retry_after=now + g.retry_in if g.count == 0 else 0.0))
+                                    retry_after=now + g.retry_in if g.count == 0 else 0.0, request=index))
         self._schedule_flush()
         return leases
 
@@ -240,17 +240,19 @@ class PolicyClient:
     def _fallback(self, requests: Sequence[GrantRequest]) -> list[Lease]:
         now = self.clock()
         leases = []
-        for req in requests:
+        for index, req in enumerate(requests):
             granted = 0
             if req.stream == self.transactional_stream and self.transactional_floor > 0 and req.sources:
                 granted = self._take_floor(req.site, req.wanted, now)
             source = req.sources[0] if req.sources else ""
             if granted:
                 leases.append(Lease(req.site, source, granted, self.floor_max_connections, granted,
-                                    now + self.floor_lease_seconds, req.stream, req.sending_domain, req.tenant))
+                                    now + self.floor_lease_seconds, req.stream, req.sending_domain, req.tenant,
+                                    request=index))
             else:
                 leases.append(Lease(req.site, source, 0, self.floor_max_connections, 1, now, req.stream,
-                                    req.sending_domain, req.tenant, retry_after=now + self.retry_interval))
+                                    req.sending_domain, req.tenant, retry_after=now + self.retry_interval,
+                                    request=index))
         return leases
 
     def _take_floor(self, site: str, wanted: int, now: float) -> int:

@@ -72,6 +72,7 @@ class Scheduler:
         self.client_settings = ClientSettings(cfg.delivery.port, cfg.delivery.connect_timeout,
                                               cfg.delivery.command_timeout, cfg.delivery.starttls)
         self.sources = {s.name: Source(s.name, s.address, s.ehlo) for s in cfg.egress.sources}
+        self.mailbox_lanes = cfg.policy.mailbox_lanes
         self.bodies = BodyCache(q.body_cache)
         self.domains: dict[str, DomainState] = {}
         self.sites: dict[str, Site] = {}
@@ -126,6 +127,9 @@ class Scheduler:
         if leftover:
             await self.spool.call(lambda s: s.release(leftover))
         await self._flush_feedback()
+        close = getattr(self.limiter, "close", None)
+        if close is not None:
+            await close()      # sends feedback still pending to the policy daemon
         for task in list(self._tasks):
             task.cancel()
         self.events.flush()
@@ -351,7 +355,7 @@ class Scheduler:
                 lane.requesting = True
                 k = lane.key
                 asked.append((site, lane, GrantRequest(site.key, site.route.host_names, k.pool, lane.sources,
-                                                       k.stream, k.sending_domain, k.tenant, wanted)))
+                                                       k.stream, k.sending_domain, k.tenant, wanted, k.mailbox)))
         if not asked:
             return
         try:
@@ -359,12 +363,12 @@ class Scheduler:
         except Exception as exc:
             log.warning("grant request failed: %s", exc)
             leases = []
-        by_key: dict[tuple[str, str, str, str], list[Lease]] = {}
+        by_request: dict[int, list[Lease]] = {}
         for lease in leases:
-            by_key.setdefault((lease.site, lease.stream, lease.sending_domain, lease.tenant), []).append(lease)
+            by_request.setdefault(lease.request, []).append(lease)
         now = self.clock()
-        for site, lane, req in asked:
-            got = by_key.pop((req.site, req.stream, req.sending_domain, req.tenant), [])
+        for index, (site, lane, req) in enumerate(asked):
+            got = by_request.get(index, [])
             if not got:
                 got = [Lease(req.site, req.sources[0] if req.sources else "", 0, 0, 0, now, retry_after=now + 1.0)]
             site.add_leases(lane, got, now)
@@ -464,7 +468,8 @@ class Scheduler:
             if source is not None and o.code:
                 self._feedback.append(Outcome(site, self.sites[site].route.host_names if site in self.sites else (),
                                               source.name, msg.sending_domain, msg.tenant, msg.stream,
-                                              _feedback_class(o), o.cls.reason, o.code, o.status))
+                                              _feedback_class(o), o.cls.reason, o.code, o.status,
+                                              mailbox=msg.sender.lower() if self.mailbox_lanes else ""))
         dsn: NewMessage | None = None
         delay_dsn: NewMessage | None = None
         if failed or (deferred and self._wants_delay_warning(msg, now)):

@@ -39,6 +39,7 @@ class LaneKey:
     pool: str
     sending_domain: str
     tenant: str
+    mailbox: str = ""          # the envelope sender, when the policy caps mailboxes one by one
 
 
 @dataclass(slots=True)
@@ -101,7 +102,8 @@ class Site:
 
     def enqueue(self, job: Job, front: bool = False) -> None:
         msg = job.message
-        key = LaneKey(msg.stream, msg.pool, msg.sending_domain, msg.tenant)
+        key = LaneKey(msg.stream, msg.pool, msg.sending_domain, msg.tenant,
+                      msg.sender.lower() if self.owner.mailbox_lanes else "")
         lane = self.lanes.get(key)
         if lane is None:
             lane = Lane(key, msg.priority, self.owner.pool_source_names(msg.pool))
