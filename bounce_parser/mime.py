@@ -149,7 +149,7 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
     candidates = []
     if charset:
         name = charset.strip().strip('"').lower()
-        with contextlib.suppress(LookupError):
+        with contextlib.suppress(LookupError, ValueError):  # unknown name, or one with NUL in it
             candidates.append(codecs.lookup(name).name)
     candidates.append("utf-8")
     for name in candidates:
