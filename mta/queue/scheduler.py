@@ -470,6 +470,10 @@ class Scheduler:
                                               source.name, msg.sending_domain, msg.tenant, msg.stream,
                                               _feedback_class(o), o.cls.reason, o.code, o.status,
                                               mailbox=msg.sender.lower() if self.mailbox_lanes else ""))
+        pushback = source is not None and any(o.cls.kind in ("throttled", "blocked") for o in outcomes)
+        if pushback and source is not None and site in self.sites:
+            self.sites[site].revoke(source.name)
+            self._spawn(self._flush_feedback())
         dsn: NewMessage | None = None
         delay_dsn: NewMessage | None = None
         if failed or (deferred and self._wants_delay_warning(msg, now)):

@@ -160,6 +160,13 @@ class Site:
             lane.retry_after = retry_after
             self._schedule_pump(retry_after - now)
 
+    def revoke(self, source: str) -> None:
+        """The MX pushed back on `source` (throttle or block): stop spending its leases here and
+        ask the policy again, which by then has the feedback that caused this."""
+        for lane in self._lane_order:
+            lane.leases.pop(source, None)
+            lane.retry_after = 0.0
+
     def _schedule_pump(self, delay: float) -> None:
         if self._pump_timer is not None:
             self._pump_timer.cancel()

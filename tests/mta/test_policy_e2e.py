@@ -1,0 +1,191 @@
+"""The MTA and a real policyd process together, with aiosmtpd receivers standing in for two ISPs
+("google" and "yahoo", recognised by their MX host names)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.mta.conftest import message
+from tests.mta.proc import REPO
+from tests.support.receiver import Script
+from tests.support.tomlw import deep_merge, dumps
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Policyd:
+    def __init__(self, tmp: str, extra: dict[str, Any]) -> None:
+        self.port = _port()
+        self.config = os.path.join(tmp, "policy.toml")
+        doc: dict[str, Any] = {
+            "policyd": {"listen": f"127.0.0.1:{self.port}", "state": f"sqlite:///{tmp}/policy.db"},
+            "warmup": {"ip_schedule": "test", "domain_schedule": "", "burst": "1d"},
+            "leases": {"ttl": "2s", "max_messages": 50},
+            "schedules": {"test": {"days": [1000]}},
+            "isps": {"google": {"mx": ["*.google.test"]}, "yahoo": {"mx": ["*.yahoo.test"]},
+                     "other": {"warmup": False}},
+        }
+        with open(self.config, "w") as f:
+            f.write(dumps(deep_merge(doc, extra)))
+        self.log = os.path.join(tmp, "policyd.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Policyd:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "policy.cli", "serve", "--config", self.config],
+                                         cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("policyd did not start")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+
+    def cli(self, *args: str) -> str:
+        res = subprocess.run([sys.executable, "-m", "policy.cli", *args, "--config", self.config], cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+
+@pytest.fixture
+def policyd_factory(tmp_path) -> Iterator[Any]:
+    started: list[Policyd] = []
+
+    def make(**extra: Any) -> Policyd:
+        p = Policyd(str(tmp_path), extra).start()
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        p.stop()
+
+
+def isp_domains(world, dns_server, google_script: Script | None = None, yahoo_script: Script | None = None):
+    google = world.receiver(script=google_script)
+    yahoo = world.receiver(script=yahoo_script)
+    dns_server.mx("gmail.example", (10, "gmail-smtp-in.l.google.test"))
+    dns_server.address("gmail-smtp-in.l.google.test", google.host)
+    dns_server.mx("yahoo.example", (10, "mta5.am0.yahoo.test"))
+    dns_server.address("mta5.am0.yahoo.test", yahoo.host)
+    return google, yahoo
+
+
+ONE_SOURCE = {"pools": {"default": {"sources": ["ip1"]}}}
+
+
+async def test_day_cap_holds_rest_stays_queued(start_mta, world, dns_server, policyd_factory):
+    google, _yahoo = isp_domains(world, dns_server)
+    policyd = policyd_factory(schedules={"test": {"days": [5]}})
+    mta = await start_mta(policy={"address": policyd.address}, egress=ONE_SOURCE)
+    for i in range(12):
+        await mta.send("a@sender.example", [f"u{i}@gmail.example"], message())
+    await google.await_for(5)
+    await asyncio.sleep(3)          # several lease rounds: no sixth message goes out
+    assert google.count() == 5
+    events = mta.events()
+    assert not [e for e in events if e["event"] in ("bounced", "expired", "deferred")]
+    assert len([e for e in events if e["event"] == "delivered"]) == 5
+    status = json.loads(policyd.cli("status", "--json"))
+    assert status, "policyd status shows the pair"
+
+
+async def test_block_pauses_that_isp_others_keep_flowing(start_mta, world, dns_server, policyd_factory):
+    blocked = Script(rcpt=lambda a, n: "550 5.7.1 [127.0.0.11] Our system has detected an unusual rate of "
+                                       "unsolicited mail originating from your IP address. To protect our users "
+                                       "from spam, mail sent from your IP address has been blocked.")
+    google, yahoo = isp_domains(world, dns_server, google_script=blocked)
+    policyd_factory_result = policyd_factory(rules={"block_cooldown": "1h"})
+    mta = await start_mta(policy={"address": policyd_factory_result.address}, egress=ONE_SOURCE,
+                          delivery={"max_connections": 1})
+    await mta.send("a@sender.example", ["first@gmail.example"], message())
+    await mta.wait_event(lambda e: e["event"] == "bounced" and e["recipient"] == "first@gmail.example")
+    await asyncio.sleep(1.5)        # feedback reaches policyd; the pair is paused
+    attempts_before = sum(google.rcpt_seen.values())
+    for i in range(5):
+        await mta.send("a@sender.example", [f"g{i}@gmail.example"], message())
+        await mta.send("a@sender.example", [f"y{i}@yahoo.example"], message())
+    await yahoo.await_for(5)
+    await asyncio.sleep(3)
+    assert sum(google.rcpt_seen.values()) == attempts_before      # no more attempts to the blocked ISP
+    history = policyd_factory_result.cli("history", "--json")
+    assert "block" in history.lower() or "pause" in history.lower()
+
+
+async def test_throttle_slows_then_recovers(start_mta, world, dns_server, policyd_factory):
+    throttling = {"on": True}
+
+    def rcpt(address: str, n: int) -> str | None:
+        if throttling["on"] and address.startswith("t"):
+            throttling["on"] = False      # one throttle reply, then the ISP accepts again
+            return ("421 4.7.28 [127.0.0.11] Our system has detected an unusual rate of unsolicited mail "
+                    "originating from your IP address. To protect our users from spam, mail sent from your IP "
+                    "address has been temporarily rate limited.")
+        return None
+
+    google, yahoo = isp_domains(world, dns_server, google_script=Script(rcpt=rcpt))
+    policyd = policyd_factory(rules={"throttle_backoff": "3s", "throttle_backoff_max": "3s",
+                                     "recovery_interval": "1s", "recovery_step": 0.5})
+    mta = await start_mta(policy={"address": policyd.address}, egress=ONE_SOURCE,
+                          delivery={"max_connections": 1}, queue={"retry_base": 1, "retry_max": 1})
+    await mta.send("a@sender.example", ["t0@gmail.example"], message())
+    throttled = (await mta.wait_event(lambda e: e["event"] == "deferred" and e["code"] == 421))[0]
+    assert throttled["reason"] == "toomanyconn"
+    t_throttle = time.monotonic()
+    for i in range(3):
+        await mta.send("a@sender.example", [f"g{i}@gmail.example"], message())
+        await mta.send("a@sender.example", [f"y{i}@yahoo.example"], message())
+    await yahoo.await_for(3, timeout=10)
+    got = await google.await_for(4, timeout=30)          # recovers without a human
+    first_after = min(m.time for m in got)
+    # Nothing reached the throttling ISP during its back-off.
+    assert first_after - (time.time() - (time.monotonic() - t_throttle)) >= 2.0
+    assert "throttle" in policyd.cli("history", "--json").lower()
+
+
+async def test_policyd_down_keeps_accepting_and_resumes(start_mta, world, dns_server, policyd_factory):
+    google, _yahoo = isp_domains(world, dns_server)
+    policyd = policyd_factory()
+    mta = await start_mta(policy={"address": policyd.address}, egress=ONE_SOURCE)
+    await mta.send("a@sender.example", ["before@gmail.example"], message())
+    await google.await_for(1)
+    policyd.kill()
+    await asyncio.sleep(2.5)        # leases (2 s) run out
+    for i in range(5):
+        await mta.send("a@sender.example", [f"during{i}@gmail.example"], message())   # still 250
+    await asyncio.sleep(2)
+    assert google.count() == 1      # nothing sent to a limited site while policyd is away
+    policyd.start()
+    await google.await_for(6, timeout=20)
+    assert not [e for e in mta.events() if e["event"] in ("bounced", "expired")]
