@@ -26,9 +26,8 @@ from .reasons import FINER_REASONS, is_hard
 _STATUS_BEATS_UNKNOWN_USER = frozenset({"rejected", "mailboxfull", "mesgtoobig", "exceedlimit", "hasmoved"})
 # Wordings about a recipient address (which mean something else when the command says the
 # reply was not about a recipient).
-_ABOUT_THE_ADDRESS = frozenset({"userunknown", "hostunknown", "filtered", "suspend"})
-# A "user unknown" wording with neither a telling status nor the command it answered.
-UNKNOWN_USER_WITHOUT_CONTEXT = "userunknown"
+_UNKNOWN_USER = frozenset({"userunknown", patterns.UNCONFIRMED_UNKNOWN_USER})
+_ABOUT_THE_ADDRESS = _UNKNOWN_USER | {"hostunknown", "filtered", "suspend"}
 
 
 def _provider_rule(text: str, status: str) -> patterns.ProviderRule | None:
@@ -69,7 +68,7 @@ def _combine(wording: str, by_status: str, command: str, status: str) -> str:
         return "blocked"  # refused before any address was given: it is about the sending host
     if command == "MAIL" and wording in _ABOUT_THE_ADDRESS:
         return "rejected"  # "no such user/domain" in answer to MAIL FROM is about the sender
-    if wording == "userunknown":
+    if wording in _UNKNOWN_USER:
         if by_status in _STATUS_BEATS_UNKNOWN_USER:
             return by_status
         if by_status == "userunknown" or command == "RCPT":
@@ -78,7 +77,7 @@ def _combine(wording: str, by_status: str, command: str, status: str) -> str:
             # The address was accepted at RCPT time; refusing it after the content was seen is
             # a filter on that recipient's side.
             return "filtered"
-        return UNKNOWN_USER_WITHOUT_CONTEXT
+        return "userunknown" if wording == "userunknown" else "filtered"
     if wording == "mesgtoobig" and by_status == "exceedlimit":
         return "exceedlimit"
     if wording == "spamdetected" and by_status == "contenterror":
@@ -182,6 +181,12 @@ def classify(
         if wording:
             if not command:
                 command = smtp_text.find_command(candidate)
+            if _is_generic(status):
+                # The words that named the reason may also quote the status that goes with it.
+                quoted = smtp_text.find_status(candidate)
+                if quoted and not _is_generic(quoted):
+                    status = quoted
+                    by_status, status_detail = status_reason(status)
             break
     if wording:
         reason = _combine(wording, by_status, command, status)

@@ -55,7 +55,7 @@ class _Mention:
     address: str
     line: int
     strong: bool
-    rest: str
+    rest: str  # what follows the address on its line (the whole line when that is a reply)
 
 
 def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
@@ -88,7 +88,10 @@ def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
             # quoting it is the answer to MAIL FROM.
             if address in senders and not (alone or (named and not text_markers.HEADER_ECHO.search(before))):
                 continue
-            found.append(_Mention(address, index, alone or named or quoted_in_reply, after))
+            # A reply quoting the address ("550 5.1.1 <a@b>... User unknown") or a line naming it
+            # ("SMTP error after RCPT TO:<a@b>:") is itself part of the diagnostic.
+            rest = after if alone else line.strip()
+            found.append(_Mention(address, index, alone or named or quoted_in_reply, rest))
             if len(found) >= MAX_MENTIONS:
                 return found
     return found
