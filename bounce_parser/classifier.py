@@ -26,8 +26,7 @@ from .reasons import FINER_REASONS, is_hard
 _STATUS_BEATS_UNKNOWN_USER = frozenset({"rejected", "mailboxfull", "mesgtoobig", "exceedlimit", "hasmoved"})
 # Wordings about a recipient address (which mean something else when the command says the
 # reply was not about a recipient).
-_UNKNOWN_USER = frozenset({"userunknown", patterns.UNCONFIRMED_UNKNOWN_USER})
-_ABOUT_THE_ADDRESS = _UNKNOWN_USER | {"hostunknown", "filtered", "suspend"}
+_ABOUT_THE_ADDRESS = frozenset({"userunknown", "hostunknown", "filtered", "suspend"})
 
 
 def _provider_rule(text: str, status: str) -> patterns.ProviderRule | None:
@@ -68,7 +67,7 @@ def _combine(wording: str, by_status: str, command: str, status: str) -> str:
         return "blocked"  # refused before any address was given: it is about the sending host
     if command == "MAIL" and wording in _ABOUT_THE_ADDRESS:
         return "rejected"  # "no such user/domain" in answer to MAIL FROM is about the sender
-    if wording in _UNKNOWN_USER:
+    if wording == "userunknown":
         if by_status in _STATUS_BEATS_UNKNOWN_USER:
             return by_status
         if by_status == "userunknown" or command == "RCPT":
@@ -77,7 +76,7 @@ def _combine(wording: str, by_status: str, command: str, status: str) -> str:
             # The address was accepted at RCPT time; refusing it after the content was seen is
             # a filter on that recipient's side.
             return "filtered"
-        return "userunknown" if wording == "userunknown" else "filtered"
+        return "userunknown"
     if wording == "mesgtoobig" and by_status == "exceedlimit":
         return "exceedlimit"
     if wording == "spamdetected" and by_status == "contenterror":
@@ -168,6 +167,9 @@ def classify(
         reason = patterns.LOCAL_EXIT_REASONS.get(line.strip(), "mailererror")
         return _result(reason, status, code, rule="diagnostic-type:x-unix", action=action)
 
+    if not command:
+        # The report's other words often say what the reply answered ("in reply to RCPT TO").
+        command = next((found for extra in context if (found := smtp_text.find_command(extra))), "")
     by_status, status_detail = status_reason(status) if status else ("", "")
     wording = ""
     # The diagnostic itself first; the report's surrounding words only when it says nothing.
@@ -179,8 +181,6 @@ def classify(
             return _result(rule.reason, status, code, rule.detail, rule=rule.name, action=action)
         wording = phrase_reason(candidate)
         if wording:
-            if not command:
-                command = smtp_text.find_command(candidate)
             if _is_generic(status):
                 # The words that named the reason may also quote the status that goes with it.
                 quoted = smtp_text.find_status(candidate)
@@ -195,8 +195,6 @@ def classify(
     if by_status:
         reason = _combine(by_status, by_status, command, status)
         return _result(reason, status, code, status_detail, rule=f"status:{status}", action=action)
-    if not command:
-        command = next((found for extra in context if (found := smtp_text.find_command(extra))), "")
     reason = _fallback(status, code, line, command, action)
     if reason == "onhold" and recipient:
         domain = recipient.rpartition("@")[2]

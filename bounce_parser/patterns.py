@@ -187,12 +187,6 @@ LOCAL_EXIT_REASONS: dict[str, str] = {
     "78": "systemerror",  # EX_CONFIG
 }
 
-# "User unknown" and its kin are also what some filtering gateways answer for mail they refuse
-# (a well-known habit of Japanese mobile carriers), so without the SMTP command or a status code
-# to place them they do not prove the address gone.  The wordings of directory lookups listed
-# under "userunknown" do.
-UNCONFIRMED_UNKNOWN_USER = "userunknown?"
-
 # reason -> wordings, in precedence order (see the module docstring).
 REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("virusdetected", (
@@ -252,6 +246,9 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"(?<!reverse )dns (?:error|lookup|failure)",
     )),
     ("userunknown", (
+        r"user unknown", r"unknown user", r"user not found", r"no such user",
+        r"no such (?:recipient|mailbox|address|account|person)", r"mailbox (?:not found|unavailable)",
+        r"recipient address rejected", r"\baddress rejected", r"user doesn't have a .{1,64} account",
         r"unknown recipient", r"no mailbox here", r"mailbox (?:does not|doesn't) exist", r"recipient not found",
         r"recip(?:ient)?notfound", r"address not found", r"invalid recipient",
         r"(?:user|account|mailbox|recipient|address|addressee) (?:does not|doesn't|did not) exist",
@@ -264,11 +261,6 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"no such local user", r"not our customer", r"address unknown", r"undeliverable address",
         r"destination (?:address|mailbox) (?:unknown|invalid)", r"adresse destinataire invalide",
         r"ディレクトリ", r"存在しません",
-    )),
-    (UNCONFIRMED_UNKNOWN_USER, (
-        r"user unknown", r"unknown user", r"user not found", r"no such user",
-        r"no such (?:recipient|mailbox|address|account|person)", r"mailbox (?:not found|unavailable)",
-        r"recipient address rejected", r"\baddress rejected", r"user doesn't have a .{1,64} account",
     )),
     ("toomanyconn", (
         r"too many (?:concurrent )?(?:connections|sessions|smtp sessions)", r"connection rate limit",
