@@ -8,7 +8,7 @@ import re
 from . import fields, smtp_text, textscan
 from .addresses import address_from_field
 from .classifier import classify
-from .model import BounceRecord
+from .model import BounceRecord, failure_record
 
 MAX_RECIPIENTS = 1000  # per report; real ones list a handful, more is an attack on the parser
 
@@ -87,21 +87,18 @@ def records_from_fields(
             diagnostic_type=diagnostic_type,
             recipient=recipient,
         )
-        records[recipient] = BounceRecord(
+        records[recipient] = failure_record(
+            classification,
             recipient=recipient,
             kind=kind,
-            reason=classification.reason,
-            hard=classification.hard,
             action=action,
             status=status,
             diagnostic=diagnostic,
-            remote_mta=_split_typed(group.get("remote-mta", ""))[1] or remote_default
+            reply_code=smtp_text.find_reply_code(diagnostic),
+            remote_mta=_split_typed(group.get("remote-mta", ""))[1]
+            or remote_default
             or smtp_text.find_remote_host(diagnostic),
             message_id=message_id,
-            reply_code=smtp_text.find_reply_code(diagnostic),
             command=command,
-            detail=classification.detail,
-            reply_kind=classification.kind,
-            rule=classification.rule,
         )
     return list(records.values())

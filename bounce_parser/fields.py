@@ -48,6 +48,10 @@ def unfold_fields(text: str) -> list[tuple[str, str] | None]:
         match = _FIELD.match(line)
         if match:
             items.append((match.group(1).lower(), match.group(2).strip()))
+        elif items and items[-1] is not None and items[-1][0] == "diagnostic-code":
+            # A multi-line reply pasted without folding ("550-first line" / "550 last line").
+            name, value = items[-1]
+            items[-1] = (name, f"{value} {line.strip()}")
     return items
 
 
@@ -72,9 +76,9 @@ def field_text(part: Message) -> str:
             lines.append(f"{name}: {' '.join(mime.unsurrogate(str(value)).split())}")
         body = block.get_payload()
         if isinstance(body, str) and body.strip():
-            # Fields after a stray blank line end up as the block's "body": keep them.
-            lines.append("")
-            lines.append(body[: mime.MAX_PART_CHARS])
+            # A line that is not a field ends the stdlib's header block; the rest (often the
+            # unfolded continuation of a multi-line Diagnostic-Code) becomes its "body".
+            lines.append(body[: mime.MAX_PART_CHARS].rstrip("\n"))
         lines.append("")
     return "\n".join(lines)
 

@@ -76,6 +76,38 @@ class BounceRecord:
         }
 
 
+def failure_record(
+    classification: Classification,
+    *,
+    recipient: str,
+    kind: str,
+    action: str,
+    status: str,
+    diagnostic: str,
+    reply_code: int | None,
+    remote_mta: str = "",
+    message_id: str = "",
+    command: str = "",
+) -> BounceRecord:
+    """A record for one recipient's failure (or delivery) as the classifier saw it."""
+    return BounceRecord(
+        recipient=recipient,
+        kind=kind,
+        reason=classification.reason,
+        hard=classification.hard,
+        action=action,
+        status=status,
+        diagnostic=diagnostic,
+        remote_mta=remote_mta,
+        message_id=message_id,
+        reply_code=reply_code,
+        command=command,
+        detail=classification.detail,
+        reply_kind=classification.kind,
+        rule=classification.rule,
+    )
+
+
 @dataclass(slots=True)
 class ParseResult:
     """Everything found in one message; ``kind`` is ``none`` when it was not a bounce."""

@@ -1,52 +1,78 @@
 """``parse_bytes``: one message in, the recipients it reports out.
 
-The order of attempts goes from the most to the least structured evidence: a feedback report,
-a delivery-status report, delivery-status fields pasted into text, a provider's JSON event, a
-bounce written for humans, an auto-reply, and finally a bounce forwarded as an attachment.
+A message is first sorted into what its parts can tell (``Report``), then offered to a fixed
+sequence of readers, from the most to the least structured evidence; the first that finds
+recipients decides the result:
+
+1. a feedback report (ARF), or Microsoft's JMRP complaint;
+2. a delivery-status report (RFC 3464);
+3. delivery-status fields pasted into the text of a bounce;
+4. an Amazon SES event notification (JSON);
+5. a bounce written for humans;
+6. an auto-reply (RFC 3834);
+7. a delivery-status report that names no recipient: the returned message's recipients;
+8. a bounce forwarded as an attachment.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 
-from . import arf, dsn, mime, original, ses, signals, smtp_text, textscan
+from . import arf, dsn, mime, original, ses, signals, textbounce, textscan
 from .addresses import find_addresses
-from .classifier import classify
 from .fields import field_text
 from .model import KIND_ARF, KIND_BOUNCE, KIND_DSN, KIND_NONE, BounceRecord, ParseResult
 
 MAX_FORWARD_DEPTH = 2  # bounces attached to bounces, followed this deep
 
+_DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+_RETURNED_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers", "text/rfc822-header")
+
 
 @dataclass(slots=True)
-class _Report:
-    """The parts of a message, sorted by what they can tell."""
+class Report:
+    """A message's parts, sorted by what they can tell, and what follows from them."""
 
+    message: Message
     delivery_status: list[Message] = field(default_factory=list)
     feedback: list[Message] = field(default_factory=list)
     returned: list[Message] = field(default_factory=list)
     plain: list[str] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
-    leaves: list[Message] = field(default_factory=list)
     after_returned: list[str] = field(default_factory=list)
+    own_words: str = ""  # the human-readable text, up to a pasted copy of the original
+    pasted: str = ""  # that pasted copy
+    original_headers: dict[str, str] = field(default_factory=dict)
+    message_id: str = ""
+    senders: set[str] = field(default_factory=set)
+    headers: dict[str, str] = field(default_factory=dict)
+    sender: str = ""
+    subject: str = ""
 
     @property
     def human_text(self) -> str:
         return "\n".join(self.plain or self.html)
 
+    @property
+    def body(self) -> str:
+        return self.own_words or self.human_text
 
-def _sort_parts(message: Message) -> _Report:
-    report = _Report()
+    def looks_like_bounce(self) -> bool:
+        return signals.looks_like_bounce(self.sender, self.subject, self.headers, self.body)
+
+
+def _sort_parts(message: Message) -> Report:
+    report = Report(message)
     seen_returned = False
     for part in mime.iter_report_parts(message):
-        report.leaves.append(part)
         kind = mime.content_type(part)
-        if kind in ("message/delivery-status", "message/global-delivery-status"):
+        if kind in _DSN_TYPES:
             report.delivery_status.append(part)
         elif kind == "message/feedback-report":
             report.feedback.append(part)
-        elif kind in ("message/rfc822", "message/global", "text/rfc822-headers", "text/rfc822-header"):
+        elif kind in _RETURNED_TYPES:
             report.returned.append(part)
             seen_returned = True
         elif seen_returned:
@@ -56,7 +82,7 @@ def _sort_parts(message: Message) -> _Report:
                 report.after_returned.append(mime.part_text(part, original.MAX_HEADER_CHARS))
         elif kind == "text/html":
             report.html.append(mime.part_text(part))
-        elif kind.startswith("text/") or kind.startswith("multipart/"):
+        elif kind.startswith(("text/", "multipart/")):
             # A multipart left as a leaf had a broken boundary: its raw text is all we have.
             report.plain.append(mime.part_text(part))
     return report
@@ -67,6 +93,122 @@ def _senders(message: Message, returned: dict[str, str]) -> set[str]:
     values = [mime.header_text(message, name) for name in ("from", "to", "delivered-to", "x-original-to", "sender")]
     values += [returned.get(name, "") for name in ("from", "return-path", "sender", "reply-to")]
     return {address for value in values for address in find_addresses(value)}
+
+
+def _read(message: Message) -> Report:
+    report = _sort_parts(message)
+    report.own_words, report.pasted = textscan.split_at_original(report.human_text)
+    report.original_headers = original.from_parts(report.returned) or (
+        original.headers_from_text(report.pasted) if report.pasted else {}
+    )
+    report.message_id = original.message_id(report.original_headers) or original.message_id_in_text(
+        [report.pasted, *report.after_returned], report.own_words
+    )
+    report.senders = _senders(message, report.original_headers)
+    report.headers = original.headers_of(message)
+    report.sender = mime.header_text(message, "from")
+    report.subject = mime.header_text(message, "subject")
+    return report
+
+
+# Each reader returns (kind, records), or None when the message is not of its sort.
+Reader = Callable[[Report, int], "tuple[str, list[BounceRecord]] | None"]
+
+
+def _feedback_report(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
+    returned = report.original_headers
+    auth = [returned["authentication-results"]] if "authentication-results" in returned else []
+    if report.feedback:
+        records = []
+        for part in report.feedback:
+            records += arf.records_from_report(field_text(part), returned, auth, report.own_words, report.message_id)
+        return KIND_ARF, records
+    if returned.get("x-hmxmroriginalrecipient"):
+        return KIND_ARF, arf.records_from_jmrp(returned, auth, report.own_words, report.message_id)
+    return None
+
+
+def _delivery_status(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
+    records = []
+    for part in report.delivery_status:
+        records += dsn.records_from_fields(
+            field_text(part), report.own_words, kind=KIND_DSN, message_id=report.message_id, senders=report.senders
+        )
+    return (KIND_DSN, records) if records else None
+
+
+def _fields_in_text(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
+    if not dsn.has_fields_in_text(report.body) or not report.looks_like_bounce():
+        return None
+    prose, report_fields = dsn.split_fields_from_text(report.body)
+    records = dsn.records_from_fields(
+        report_fields, prose, kind=KIND_BOUNCE, message_id=report.message_id, senders=report.senders
+    )
+    return KIND_BOUNCE, records
+
+
+def _provider_event(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
+    if not ses.looks_like_notification(report.human_text):
+        return None
+    return KIND_BOUNCE, ses.records_from_text(report.human_text)
+
+
+def _human_bounce(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
+    if not report.looks_like_bounce():
+        return None
+    failed_header = report.headers.get("x-failed-recipients", "")
+    return KIND_BOUNCE, textbounce.records(report.body, report.subject, report.senders, failed_header,
+                                           report.message_id)
+
+
+def _auto_reply(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
+    if not signals.looks_like_auto_reply(report.subject, report.headers):
+        return None
+    return KIND_BOUNCE, textbounce.auto_reply(report.sender, report.body, report.message_id)
+
+
+def _report_naming_nobody(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
+    # "--- Delivery report unavailable ---": still a failure of the returned message.
+    if not report.delivery_status:
+        return None
+    return KIND_DSN, textbounce.unnamed_failures(
+        report.original_headers, report.senders, report.own_words, report.message_id, KIND_DSN
+    )
+
+
+def _forwarded_bounce(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
+    if depth >= MAX_FORWARD_DEPTH:
+        return None
+    for part in report.returned:
+        for inner in mime.children(part):
+            forwarded = _parse_message(inner, depth + 1)
+            if forwarded.records:
+                return forwarded.kind, forwarded.records
+    return None
+
+
+READERS: tuple[Reader, ...] = (
+    _feedback_report,
+    _delivery_status,
+    _fields_in_text,
+    _provider_event,
+    _human_bounce,
+    _auto_reply,
+    _report_naming_nobody,
+    _forwarded_bounce,
+)
+
+
+def _parse_message(message: Message, depth: int) -> ParseResult:
+    report = _read(message)
+    result = ParseResult(original_headers=report.original_headers)
+    for reader in READERS:
+        found = reader(report, depth)
+        if found and found[1]:
+            result.kind, result.records = found
+            return result
+    result.kind = KIND_NONE
+    return result
 
 
 def parse_bytes(raw: bytes) -> ParseResult:
@@ -81,165 +223,11 @@ def parse_bytes(raw: bytes) -> ParseResult:
 
 
 def parse_message(message: Message) -> ParseResult:
-    """Like ``parse_bytes`` for a message already parsed by the stdlib (compat32 policy)."""
+    """Like ``parse_bytes`` for a message the caller parsed (stdlib, compat32 policy).
+
+    The input caps of ``parse_bytes`` (size, nesting) are the caller's business here.
+    """
     try:
         return _parse_message(message, depth=0)
     except Exception as exc:
         return ParseResult(defects=[f"parser error: {type(exc).__name__}"])
-
-
-def _parse_message(message: Message, depth: int) -> ParseResult:
-    report = _sort_parts(message)
-    own_words, pasted = textscan.split_at_original(report.human_text)
-    returned = original.from_parts(report.returned) or (original.headers_from_text(pasted) if pasted else {})
-    message_id = original.message_id(returned) or original.message_id_in_text(
-        [pasted, *report.after_returned], own_words
-    )
-    senders = _senders(message, returned)
-    result = ParseResult(original_headers=returned)
-
-    if report.feedback:
-        auth = [returned[name] for name in ("authentication-results",) if name in returned]
-        for part in report.feedback:
-            result.records += arf.records_from_report(
-                field_text(part),
-                returned, auth, own_words, message_id,
-            )
-        return _done(result, KIND_ARF)
-    if returned.get("x-hmxmroriginalrecipient"):
-        auth = [returned["authentication-results"]] if "authentication-results" in returned else []
-        result.records = arf.records_from_jmrp(returned, auth, own_words, message_id)
-        return _done(result, KIND_ARF)
-
-    if report.delivery_status:
-        for part in report.delivery_status:
-            result.records += dsn.records_from_fields(
-                field_text(part), own_words, kind=KIND_DSN, message_id=message_id, senders=senders
-            )
-        if result.records:
-            return _done(result, KIND_DSN)
-
-    headers = original.headers_of(message)
-    sender = mime.header_text(message, "from")
-    subject = mime.header_text(message, "subject")
-    body = own_words or report.human_text
-
-    if dsn.has_fields_in_text(body) and signals.looks_like_bounce(sender, subject, headers, body):
-        prose, report_fields = dsn.split_fields_from_text(body)
-        result.records = dsn.records_from_fields(
-            report_fields, prose, kind=KIND_BOUNCE, message_id=message_id, senders=senders
-        )
-        if result.records:
-            return _done(result, KIND_BOUNCE)
-
-    if ses.looks_like_notification(report.human_text):
-        result.records = ses.records_from_text(report.human_text)
-        if result.records:
-            return _done(result, KIND_BOUNCE)
-
-    if signals.looks_like_bounce(sender, subject, headers, body):
-        result.records = _text_bounce(message, headers, subject, body, senders, message_id)
-        if result.records:
-            return _done(result, KIND_BOUNCE)
-
-    if signals.looks_like_auto_reply(subject, headers):
-        result.records = _auto_reply(sender, body, message_id)
-        if result.records:
-            return _done(result, KIND_BOUNCE)
-
-    if report.delivery_status:
-        # A delivery report that names nobody ("Delivery report unavailable") still says the
-        # returned message failed: its own recipients are the ones concerned.
-        result.records = _unnamed_failures(returned, senders, own_words, message_id)
-        if result.records:
-            return _done(result, KIND_DSN)
-
-    if depth < MAX_FORWARD_DEPTH:
-        for part in report.returned:
-            for inner in mime.children(part):
-                forwarded = _parse_message(inner, depth + 1)
-                if forwarded.records:
-                    return forwarded
-    return result
-
-
-def _done(result: ParseResult, kind: str) -> ParseResult:
-    result.kind = kind if result.records else KIND_NONE
-    return result
-
-
-def _text_bounce(
-    message: Message, headers: dict[str, str], subject: str, body: str, senders: set[str], message_id: str
-) -> list[BounceRecord]:
-    found = textscan.scan(body, senders)
-    failed = find_addresses(headers.get("x-failed-recipients", ""))
-    if failed:
-        by_address = {item.address: item for item in found}
-        listed = []
-        for address in failed:
-            item = by_address.get(address)
-            if item is None:
-                local = address.split("@", 1)[0]
-                item = textscan.TextRecipient(address, textscan.block_for_local_part(body, local), True)
-            listed.append(item)
-        found = listed
-    if not found:
-        return []
-    delayed = textscan.is_delay_notice(subject + "\n" + body)
-    region = textscan.region_diagnostic(body)
-    records = []
-    for item in found:
-        diagnostic = item.diagnostic or region
-        action = "delayed" if delayed else "failed"
-        command = item.command or smtp_text.find_command(diagnostic)
-        found_reason = classify(
-            text=diagnostic, context=(region,), command=command, action=action, recipient=item.address
-        )
-        records.append(
-            BounceRecord(
-                recipient=item.address,
-                kind=KIND_BOUNCE,
-                reason=found_reason.reason,
-                hard=found_reason.hard,
-                action=action,
-                status=smtp_text.find_status(diagnostic),
-                diagnostic=diagnostic,
-                remote_mta=smtp_text.find_remote_host(diagnostic),
-                message_id=message_id,
-                reply_code=smtp_text.find_reply_code(diagnostic),
-                command=command,
-                detail=found_reason.detail,
-                reply_kind=found_reason.kind,
-                rule=found_reason.rule,
-            )
-        )
-    return records
-
-
-def _unnamed_failures(returned: dict[str, str], senders: set[str], text: str, message_id: str) -> list[BounceRecord]:
-    addresses = [a for a in find_addresses(returned.get("to", "") + "," + returned.get("cc", "")) if a not in senders]
-    found = classify(text="", action="failed")
-    return [
-        BounceRecord(
-            recipient=address, kind=KIND_DSN, reason=found.reason, hard=found.hard, action="failed",
-            diagnostic=textscan.region_diagnostic(text, 300), message_id=message_id, reply_kind=found.kind,
-        )
-        for address in addresses
-    ]
-
-
-def _auto_reply(sender: str, body: str, message_id: str) -> list[BounceRecord]:
-    addresses = find_addresses(sender)
-    if not addresses:
-        return []
-    return [
-        BounceRecord(
-            recipient=addresses[0],
-            kind=KIND_BOUNCE,
-            reason="vacation",
-            hard=False,
-            diagnostic=textscan.region_diagnostic(body, 300),
-            message_id=message_id,
-            reply_kind="autoreply",
-        )
-    ]

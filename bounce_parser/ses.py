@@ -13,7 +13,7 @@ import re
 from . import smtp_text
 from .addresses import address_from_field
 from .classifier import classify
-from .model import KIND_BOUNCE, BounceRecord
+from .model import KIND_BOUNCE, BounceRecord, failure_record
 
 _MAX_JSON_CHARS = 512 * 1024
 _FOLD = re.compile(r"\n[ \t]?")
@@ -87,11 +87,9 @@ def _bounces(bounce: dict, message_id: str) -> list[BounceRecord]:
         action = str(entry.get("action", "failed" if permanent else "delayed")).lower()
         found = classify(status=status, text=diagnostic, action=action)
         records.append(
-            BounceRecord(
-                recipient=recipient, kind=KIND_BOUNCE, reason=found.reason, hard=found.hard, action=action,
-                status=status, diagnostic=diagnostic, message_id=message_id,
-                reply_code=smtp_text.find_reply_code(diagnostic), detail=found.detail, reply_kind=found.kind,
-                rule=found.rule,
+            failure_record(
+                found, recipient=recipient, kind=KIND_BOUNCE, action=action, status=status, diagnostic=diagnostic,
+                reply_code=smtp_text.find_reply_code(diagnostic), message_id=message_id,
             )
         )
     return records
