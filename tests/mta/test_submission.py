@@ -30,6 +30,16 @@ async def session(mta, source: str | None = None) -> RawClient:
     return client
 
 
+async def in_data(mta) -> RawClient:
+    """A session that has sent EHLO, MAIL, RCPT and DATA (and had 354)."""
+    c = await session(mta)
+    await c.cmd("EHLO client.example")
+    await c.cmd("MAIL FROM:<a@sender.example>")
+    await c.cmd("RCPT TO:<b@example.test>")
+    assert (await c.cmd("DATA")).startswith("354")
+    return c
+
+
 async def test_ehlo_advertises_extensions(start_mta):
     mta = await start_mta()
     c = await session(mta)
@@ -101,11 +111,7 @@ async def test_recipient_limit(start_mta):
 
 async def test_line_too_long_refused(start_mta):
     mta = await start_mta(submission={"max_line_length": 100})
-    c = await session(mta)
-    await c.cmd("EHLO client.example")
-    await c.cmd("MAIL FROM:<a@sender.example>")
-    await c.cmd("RCPT TO:<b@example.test>")
-    await c.cmd("DATA")
+    c = await in_data(mta)
     c.send(message(body="y" * 150 + "\r\n").encode() + b".\r\n")
     assert (await c.reply()).startswith("500 5.5.2")
     assert queued_messages(mta.spool_dir) == 0
@@ -120,11 +126,7 @@ async def test_line_too_long_refused(start_mta):
 ])
 async def test_bare_cr_or_lf_refused_and_nothing_smuggled(start_mta, payload):
     mta = await start_mta()
-    c = await session(mta)
-    await c.cmd("EHLO client.example")
-    await c.cmd("MAIL FROM:<a@sender.example>")
-    await c.cmd("RCPT TO:<b@example.test>")
-    await c.cmd("DATA")
+    c = await in_data(mta)
     c.send(payload)
     assert (await c.reply()).startswith("554 5.6.0")
     # Nothing after the fake terminator was taken as a command: the next reply answers NOOP.
@@ -135,11 +137,7 @@ async def test_bare_cr_or_lf_refused_and_nothing_smuggled(start_mta, payload):
 async def test_dot_stuffing_is_undone(start_mta, world):
     rx = world.domain("example.test")
     mta = await start_mta()
-    c = await session(mta)
-    await c.cmd("EHLO client.example")
-    await c.cmd("MAIL FROM:<a@sender.example>")
-    await c.cmd("RCPT TO:<b@example.test>")
-    await c.cmd("DATA")
+    c = await in_data(mta)
     c.send(b"Subject: dots\r\n\r\n..leading dot\r\n...\r\n.\r\n")
     assert (await c.reply()).startswith("250")
     got = await rx.await_for(1)
@@ -148,11 +146,7 @@ async def test_dot_stuffing_is_undone(start_mta, world):
 
 async def test_disconnect_mid_data_queues_nothing(start_mta):
     mta = await start_mta()
-    c = await session(mta)
-    await c.cmd("EHLO client.example")
-    await c.cmd("MAIL FROM:<a@sender.example>")
-    await c.cmd("RCPT TO:<b@example.test>")
-    await c.cmd("DATA")
+    c = await in_data(mta)
     c.send(b"Subject: half\r\n\r\nsome text\r\n")
     await asyncio.sleep(0.2)
     c.close()
@@ -197,11 +191,7 @@ async def test_command_timeout_closes_with_421(start_mta):
 
 async def test_data_timeout_queues_nothing(start_mta):
     mta = await start_mta(submission={"data_timeout": 1, "command_timeout": 30})
-    c = await session(mta)
-    await c.cmd("EHLO client.example")
-    await c.cmd("MAIL FROM:<a@sender.example>")
-    await c.cmd("RCPT TO:<b@example.test>")
-    await c.cmd("DATA")
+    c = await in_data(mta)
     c.send(b"Subject: slow\r\n\r\npartial")
     assert (await c.reply(timeout=5)).startswith("421 4.4.2")
     assert queued_messages(mta.spool_dir) == 0
