@@ -62,9 +62,9 @@ def records_from_fields(
         if not recipient or recipient in records:
             continue
         action = group.get("action", "").strip().lower().split(" ")[0].strip("();")
-        status = smtp_text.find_status(group.get("status", ""))
         diagnostic_type, diagnostic = _split_typed(group.get("diagnostic-code", ""))
         diagnostic = smtp_text.collapse(diagnostic)
+        status = smtp_text.find_status(group.get("status", "")) or smtp_text.find_status(diagnostic)
         from_text = human.get(recipient)
         if from_text is None and len(groups) == 1 and len(human) == 1:
             from_text = next(iter(human.values()))

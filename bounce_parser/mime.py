@@ -183,9 +183,12 @@ def part_bytes(part: Message, limit: int = MAX_PART_CHARS) -> bytes:
         payload = str(payload)
     encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
     if encoding == "base64":
-        # Four characters carry three bytes; cut so the decoder sees whole quanta only.
+        # Four characters carry three bytes.  Padding is dropped with the other non-alphabet
+        # characters and restored for the last quantum; a cut-off payload loses its tail.
         letters = _NOT_BASE64.sub("", payload[: limit * 2])
-        letters = letters[: min(len(letters), limit * 4 // 3) // 4 * 4]
+        letters = letters[: limit * 4 // 3]
+        whole, rest = divmod(len(letters), 4)
+        letters = letters[: whole * 4] + (letters[whole * 4 :] + "==" if rest >= 2 else "")
         try:
             return binascii.a2b_base64(letters)
         except (binascii.Error, ValueError):

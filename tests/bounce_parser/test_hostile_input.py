@@ -64,7 +64,9 @@ def test_the_well_formed_report_parses():
     assert (record.reason, record.status, record.message_id) == ("userunknown", "5.1.1", "original-1@example.org")
 
 
-@pytest.mark.parametrize("raw", [b"", b" ", b"\n\n\n", b"\x00" * 4096, b"From \n", b"Content-Type: multipart/mixed\n\n"])
+@pytest.mark.parametrize(
+    "raw", [b"", b" ", b"\n\n\n", b"\x00" * 4096, b"From \n", b"Content-Type: multipart/mixed\n\n"]
+)
 def test_degenerate_input_gives_nothing(raw):
     assert parse_mbox(raw) == [] or all(not result.records for result in parse_mbox(raw))
 
@@ -126,7 +128,9 @@ def test_a_report_with_thousands_of_recipients_is_capped():
         b"Final-Recipient: rfc822; user%d@example.com\nAction: failed\nStatus: 5.1.1\n\n" % index
         for index in range(5000)
     )
-    raw = DSN.replace(b"Final-Recipient: rfc822; gone@example.com\n", groups + b"Final-Recipient: rfc822; x@y.example\n")
+    raw = DSN.replace(
+        b"Final-Recipient: rfc822; gone@example.com\n", groups + b"Final-Recipient: rfc822; x@y.example\n"
+    )
     started = time.perf_counter()
     result = parse_bytes(raw)
     assert time.perf_counter() - started < 5

@@ -58,7 +58,8 @@ def test_recipients_and_reasons_agree_with_the_labels(sample, labels, name):
 
 @pytest.mark.parametrize("newline", ["bsd", "dos", "mac"])
 def test_line_endings_do_not_matter(sample, newline):
-    results = [parse_bytes(sample(f"maildir/{newline}/{name}")) for name in ("lhost-postfix-01.eml", "rhost-outlook-01.eml")]
+    names = ("lhost-postfix-01.eml", "rhost-outlook-01.eml")
+    results = [parse_bytes(sample(f"maildir/{newline}/{name}")) for name in names]
     found = [(record.recipient, record.reason, record.status) for result in results for record in result.records]
     assert found == [
         ("r@p351355.pool.example.ne.jp", "mailererror", "5.1.1"),
