@@ -35,8 +35,6 @@ def _provider_rule(text: str, status: str) -> patterns.ProviderRule | None:
         matched = (status and status in rule.statuses) or (
             compiled.pattern is not None and compiled.pattern.search(text) is not None
         )
-        if not matched and not rule.statuses and compiled.pattern is None:
-            matched = True  # a rule defined by ``requires`` alone
         if matched and (compiled.requires is None or compiled.requires.search(text)):
             return rule
     return None
@@ -98,21 +96,20 @@ def _fallback(status: str, code: int | None, text: str, command: str, action: st
     return "undefined"
 
 
+# The policy daemon's coarse class of an outcome, where the reason alone decides it.
+_KIND_OF_REASON = {
+    "delivered": "delivered",
+    "toomanyconn": "throttled",
+    "blocked": "blocked",
+    "securityerror": "auth",
+    "feedback": "complaint",
+    "vacation": "autoreply",
+}
+
+
 def reply_kind(reason: str, hard: bool) -> str:
-    """The policy daemon's coarse class of an outcome."""
-    if reason == "delivered":
-        return "delivered"
-    if reason == "toomanyconn":
-        return "throttled"
-    if reason == "blocked":
-        return "blocked"
-    if reason == "securityerror":
-        return "auth"
-    if reason == "feedback":
-        return "complaint"
-    if reason == "vacation":
-        return "autoreply"
-    return "hard" if hard else "soft"
+    """``delivered``, ``throttled``, ``blocked``, ``auth``, ``complaint``, ``autoreply``, ``hard`` or ``soft``."""
+    return _KIND_OF_REASON.get(reason, "hard" if hard else "soft")
 
 
 _CLASS_OF_ACTION = {"failed": "5.0.0", "delayed": "4.0.0"}

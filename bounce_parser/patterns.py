@@ -26,7 +26,8 @@ class ProviderRule:
     """A provider reply with a known meaning.
 
     ``statuses`` (enhanced codes) and ``pattern`` (a regex) are alternatives: the rule matches
-    when the status is listed or the pattern is found.  ``requires`` must also be found when set.
+    when the status is listed or the pattern is found.  ``requires``, when set, must be found
+    as well (it narrows a status that providers use for several things).
     """
 
     name: str
@@ -59,8 +60,7 @@ PROVIDER_RULES: tuple[ProviderRule, ...] = (
     ProviderRule("yahoo-tss04-deferred", "toomanyconn", "speeding", pattern=r"\[?tss04\]?"),
     ProviderRule("yahoo-tss09-deferred", "blocked", "badreputation", pattern=r"\[?tss09\]?"),
     ProviderRule("yahoo-blocklisted", "blocked", "badreputation", pattern=r"\[?bl2[123]\]?"),
-    ProviderRule("yahoo-dmarc", "securityerror", "authfailure", statuses=("5.7.9",),
-                 pattern="", requires=r"dmarc"),
+    ProviderRule("yahoo-dmarc", "securityerror", "authfailure", statuses=("5.7.9",), requires=r"dmarc"),
     ProviderRule("yahoo-policy", "policyviolation", statuses=("5.7.9", "4.7.9"),
                  requires=r"not accepted for policy reasons"),
     ProviderRule("yahoo-no-account", "userunknown",
@@ -224,7 +224,7 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"account (?:is |has been )?(?:disabled|suspended|deactivated|locked|frozen|inactive)",
         r"(?:mailbox|address|recipient|user) (?:is |has been )?(?:disabled|suspended|frozen|deactivated|locked)",
         r"is disabled", r"account has been (?:closed|discontinued)", r"disabled or discontinued",
-        r"mailbox is frozen", r"user account is (?:expired|unavailable)",
+        r"mailbox is frozen", r"user account is (?:expired|unavailable)", r"disabled recipient",
     )),
     ("notaccept", (
         r"does not accept (?:any )?mail", r"accepts? no mail", r"null mx",
@@ -248,8 +248,7 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("userunknown", (
         r"user unknown", r"unknown user", r"user not found", r"no such user",
         r"no such (?:recipient|mailbox|address|account|person)", r"mailbox (?:not found|unavailable)",
-        r"recipient address rejected", r"\baddress rejected", r"user doesn't have a .{1,64} account",
-        r"unknown recipient", r"no mailbox here", r"mailbox (?:does not|doesn't) exist", r"recipient not found",
+        r"user doesn't have a .{1,64} account", r"unknown recipient", r"no mailbox here", r"mailbox (?:does not|doesn't) exist", r"recipient not found",
         r"recip(?:ient)?notfound", r"address not found", r"invalid recipient",
         r"(?:user|account|mailbox|recipient|address|addressee) (?:does not|doesn't|did not) exist",
         r"(?:e-?mail )?account that you tried to reach does not exist",
@@ -322,11 +321,16 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"could not send message for past", r"unable to deliver.{0,60}after.{0,40}retries",
     )),
     ("contenterror", (
-        r"content error", r"malformed message", r"invalid message", r"message (?:header|content) (?:is )?invalid",
+        r"content error", r"media error", r"malformed message", r"invalid message", r"message (?:header|content) (?:is )?invalid",
         r"8-?bit (?:data|characters) not allowed",
     )),
     ("syntaxerror", (
         r"syntax error", r"malformed address", r"command unrecognized", r"unrecognized command",
+    )),
+    # Postfix prefixes every recipient restriction with these words and says the real reason
+    # after them, so they count only when nothing more specific was said.
+    ("userunknown", (
+        r"recipient address rejected", r"\baddress rejected",
     )),
 )
 

@@ -62,6 +62,7 @@ RECIPIENT_PREFIX = _compile(
         r"(?:could not|cannot|couldn't|can't|unable to|failed to) (?:be )?deliver(?:ed)?"
         r"(?: the)?(?: message| mail| e-?mail)?(?: to)?:?\s*$",
         r"delivery (?:to|failed:?)\s*$",
+        r"(?:error|failure|problem) (?:while )?(?:delivering|sending) (?:your |the )?(?:mail|message|e-?mail) to:?\s*$",
         r"(?:was |were |has been )?not delivered to:?\s*$",
         r"did not reach the following recipients?:?\s*$",
         r"(?:your )?message to:?\s*$",
