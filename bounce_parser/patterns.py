@@ -248,7 +248,8 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("userunknown", (
         r"user unknown", r"unknown user", r"user not found", r"no such user",
         r"no such (?:recipient|mailbox|address|account|person)", r"mailbox (?:not found|unavailable)",
-        r"user doesn't have a .{1,64} account", r"unknown recipient", r"no mailbox here", r"mailbox (?:does not|doesn't) exist", r"recipient not found",
+        r"user doesn't have a .{1,64} account", r"unknown recipient", r"no mailbox here",
+        r"mailbox (?:does not|doesn't) exist", r"recipient not found",
         r"recip(?:ient)?notfound", r"address not found", r"invalid recipient",
         r"(?:user|account|mailbox|recipient|address|addressee) (?:does not|doesn't|did not) exist",
         r"(?:e-?mail )?account that you tried to reach does not exist",
@@ -321,7 +322,8 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"could not send message for past", r"unable to deliver.{0,60}after.{0,40}retries",
     )),
     ("contenterror", (
-        r"content error", r"media error", r"malformed message", r"invalid message", r"message (?:header|content) (?:is )?invalid",
+        r"content error", r"media error", r"malformed message", r"invalid message",
+        r"message (?:header|content) (?:is )?invalid",
         r"8-?bit (?:data|characters) not allowed",
     )),
     ("syntaxerror", (
