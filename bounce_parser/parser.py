@@ -157,8 +157,10 @@ def _human_bounce(report: Report, depth: int) -> tuple[str, list[BounceRecord]] 
     if not report.looks_like_bounce():
         return None
     failed_header = report.headers.get("x-failed-recipients", "")
-    return KIND_BOUNCE, textbounce.records(report.body, report.subject, report.senders, failed_header,
-                                           report.message_id)
+    return KIND_BOUNCE, textbounce.records(
+        report.body, report.subject, report.senders, failed_header, report.message_id,
+        from_system=signals.is_system_sender(report.sender),
+    )
 
 
 def _auto_reply(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:

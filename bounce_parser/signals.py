@@ -11,7 +11,7 @@ import re
 
 _SYSTEM_SENDER = re.compile(
     r"(?:^|[<\s\"])(?:mailer[-_]?daemon|post_?master|mail[-_]?delivery|mmdf|bounces?|"
-    r"mail[-_]?system|mail-?router)[^@\s]*@|mailer-daemon",
+    r"mail[-_]?system|mail-?router|owner-[^@\s]+|[^@\s<\"]+-(?:admin|owner|request))[^@\s]*@|mailer-daemon",
     re.IGNORECASE,
 )
 _BOUNCE_SUBJECT = re.compile(
@@ -58,6 +58,11 @@ def bounce_score(sender: str, subject: str, headers: dict[str, str], body: str) 
     if _BOUNCE_BODY.search(body[:20000]):
         score += 2
     return score
+
+
+def is_system_sender(sender: str) -> bool:
+    """A mailer daemon, postmaster or list manager, as opposed to a person or a newsletter."""
+    return _SYSTEM_SENDER.search(sender) is not None
 
 
 def looks_like_bounce(sender: str, subject: str, headers: dict[str, str], body: str) -> bool:

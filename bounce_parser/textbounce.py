@@ -8,9 +8,11 @@ from .classifier import classify
 from .model import KIND_BOUNCE, BounceRecord, failure_record
 
 
-def _listed_recipients(body: str, senders: set[str], failed_header: str) -> list[textscan.TextRecipient]:
+def _listed_recipients(
+    body: str, senders: set[str], failed_header: str, loose: bool
+) -> list[textscan.TextRecipient]:
     """Recipients named in the text; an X-Failed-Recipients header, when present, decides who."""
-    found = textscan.scan(body, senders)
+    found = textscan.scan(body, senders, loose=loose)
     failed = find_addresses(failed_header)
     if not failed:
         return found
@@ -26,9 +28,15 @@ def _listed_recipients(body: str, senders: set[str], failed_header: str) -> list
     return listed
 
 
-def records(body: str, subject: str, senders: set[str], failed_header: str, message_id: str) -> list[BounceRecord]:
-    """One record per failed recipient named in a human-readable bounce."""
-    found = _listed_recipients(body, senders, failed_header)
+def records(
+    body: str, subject: str, senders: set[str], failed_header: str, message_id: str, *, from_system: bool
+) -> list[BounceRecord]:
+    """One record per failed recipient named in a human-readable bounce.
+
+    ``from_system``: the bounce came from a mailer daemon or postmaster, so an address merely
+    mentioned in its prose may be taken as the recipient when none is listed plainly.
+    """
+    found = _listed_recipients(body, senders, failed_header, loose=from_system)
     if not found:
         return []
     action = "delayed" if textscan.is_delay_notice(subject + "\n" + body) else "failed"

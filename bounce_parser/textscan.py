@@ -112,12 +112,16 @@ def _block_after(lines: list[str], start: int, stop_lines: set[int], first_rest:
     return smtp_text.collapse(" ".join(parts))
 
 
-def scan(text: str, senders: set[str]) -> list[TextRecipient]:
-    """Failed recipients named in ``text`` (the bounce's own words only), in order."""
+def scan(text: str, senders: set[str], *, loose: bool = True) -> list[TextRecipient]:
+    """Failed recipients named in ``text`` (the bounce's own words only), in order.
+
+    When no line clearly lists a recipient, addresses merely mentioned in a sentence are taken
+    instead, but only if ``loose`` (the caller trusts that the text is a bounce).
+    """
     lines = _lines(text)
     mentions = _mentions(lines, senders)
     strong = [mention for mention in mentions if mention.strong]
-    chosen = strong or mentions
+    chosen = strong or (mentions if loose else [])
     stop_lines = {mention.line for mention in strong}
     results: dict[str, TextRecipient] = {}
     for mention in chosen:
