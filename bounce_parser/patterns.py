@@ -240,7 +240,10 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("networkerror", (
         r"name service error", r"host name lookup failure", r"no route to host",
-        r"network is unreachable", r"lost connection", r"connection reset", r"too many hops",
+        # A refused TCP connection is a host that is down or closed, not a block of our IP:
+        # reading it as a block would pause warm-up for a server's outage.
+        r"network is unreachable", r"lost connection", r"connection reset", r"connection refused",
+        r"too many hops",
         r"hop count exceeded", r"routing loop", r"mail loop", r"loop detected", r"loops back to myself",
         r"name server reply", r"temporary lookup failure", r"nxdomain", r"no mx found",
         r"(?<!reverse )dns (?:error|lookup|failure)",
@@ -271,7 +274,7 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("blocked", (
         r"blocked using", r"block ?list", r"black ?list(?:ed)? (?:ip|host|server)", r"spamhaus", r"spamcop",
         r"\bsorbs\b", r"dnsbl", r"\brbl\b", r"reverse dns", r"\bptr record", r"no ptr\b",
-        r"ip name lookup failed", r"client host rejected", r"connection refused", r"reputation",
+        r"ip name lookup failed", r"client host rejected", r"reputation",
         r"open relay", r"on our block list",
         r"(?:ip|host|client) (?:address )?(?:\S+ )?(?:is |has been )?(?:blocked|listed|banned)",
         r"client \[?[0-9.]+\]? blocked", r"dynamic ip", r"dial-?up", r"mismatches client ip",

@@ -60,7 +60,10 @@ class _Mention:
 
 def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
     found: list[_Mention] = []
+    previous = ""  # the last non-blank line before the current one
     for index, line in enumerate(lines):
+        if index and lines[index - 1].strip():
+            previous = lines[index - 1]
         matches = list(ADDRESS.finditer(line))
         anchor: int | None = None
         for position, match in enumerate(matches):
@@ -77,7 +80,6 @@ def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
             after = line[end:].lstrip(">\"'")
             if text_markers.NOT_RECIPIENT_PREFIX.search(before):
                 continue
-            previous = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
             if not before.strip() and text_markers.SENDER_INTRO.search(previous.strip()):
                 continue
             alone = not text_markers.ADDRESS_LINE_NOISE.sub("", before)
