@@ -1,8 +1,21 @@
 """Bounce, DSN and complaint parsing, and SMTP reply classification, with one reason taxonomy.
 
-A pure library: bytes in, plain dataclasses out, no sockets and no file access.
+A pure library: bytes in, plain dataclasses out, no sockets and no file access (the
+``bounce-parse`` command in ``cli`` reads files).
 
-    >>> from bounce_parser import parse_bytes, classify_reply
+``parse_bytes(raw) -> ParseResult``
+    One message: an RFC 3464 DSN, a non-standard bounce, an ARF (RFC 5965) complaint, an SES
+    event or an auto-reply.  ``result.kind`` is ``dsn``, ``arf``, ``bounce`` or ``none``;
+    ``result.records`` holds one ``BounceRecord`` per recipient.  Never raises.
+``split_mbox(raw) -> list[bytes]`` / ``parse_mbox(raw) -> list[ParseResult]``
+    The same for every message of an mbox (a single message passes through unchanged).
+``classify_reply(code, status, text, command="") -> Classification``
+    A synchronous SMTP reply: ``reason`` (taxonomy), ``hard``, ``kind`` (``delivered``,
+    ``throttled``, ``blocked``, ``auth``, ``hard``, ``soft``), ``permanent``, ``detail`` (a finer
+    name such as ``speeding``) and ``rule`` (what decided).
+``REASONS``, ``FINER_REASONS``, ``is_hard(reason, status)``
+    The taxonomy of shared/corpus/bounces/README.md and its hard/soft rule.
+
     >>> classify_reply(421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred").kind
     'throttled'
 """
