@@ -12,7 +12,6 @@ import authres
 from . import fields, smtp_text
 from .addresses import address_from_field, find_addresses
 from .model import KIND_ARF, AuthResult, BounceRecord
-from .reasons import coarse_reason
 
 _RECIPIENT_FIELDS = ("original-rcpt-to", "removal-recipient")
 
@@ -85,17 +84,17 @@ def _records(recipients: list[str], feedback_type: str, auth_values: list[str],
     auth = tuple(result for value in auth_values for result in parse_authentication_results(value))
     # The start of the report's own words says what kind of report it is.
     diagnostic = smtp_text.collapse(human_text)[:300]
-    reason = coarse_reason("feedback")
     return [
         BounceRecord(
             recipient=recipient,
             kind=KIND_ARF,
-            reason=reason,
+            reason="feedback",
             hard=False,
             diagnostic=diagnostic,
             message_id=message_id,
             feedback_type=feedback_type,
             reply_kind="complaint",
+            rule=f"feedback-report:{feedback_type}",
             authentication_results=auth,
         )
         for recipient in recipients

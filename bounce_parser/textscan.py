@@ -75,10 +75,11 @@ def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
                 # name stands.
                 anchor = start if anchor is None else anchor
                 continue
-            before = line[: start if anchor is None else anchor].rstrip("<\"' ")
+            prefix = line[: start if anchor is None else anchor].rstrip("<\"'")
+            before = prefix.rstrip()
             anchor = None
             after = line[end:].lstrip(">\"'")
-            if text_markers.NOT_RECIPIENT_PREFIX.search(before):
+            if text_markers.NOT_RECIPIENT_PREFIX.search(prefix):
                 continue
             if not before.strip() and text_markers.SENDER_INTRO.search(previous.strip()):
                 continue
