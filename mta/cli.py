@@ -21,9 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=argparse.SUPPRESS)
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("--config", default=argparse.SUPPRESS)
-    from mta import queuecli
+    from mta import queuecli, suppressioncli
 
     queuecli.add_parser(sub)
+    suppressioncli.add_parser(sub)
     u = sub.add_parser("user", help="manage submission users")
     us = u.add_subparsers(dest="user_cmd", required=True)
     a = us.add_parser("add", help="add or replace a user in a users file (password read from stdin or prompt)")
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from mta import queuecli
 
         return queuecli.run(cfg, args)
+    if args.cmd == "suppression":
+        from mta import suppressioncli
+
+        return suppressioncli.run(cfg, args)
     if args.cmd == "serve":
         return _serve(cfg)
     return 2

@@ -99,6 +99,16 @@ class QueueSection:
 
 
 @dataclass
+class SuppressionSection:
+    soft_bounce_ttl: Duration = Duration(3 * 86400)     # how long a soft bounce holds an address back
+    # Soft reasons that mean "the mailbox cannot take mail now" (the others, like blocked, say
+    # nothing about the address and suppress nothing).
+    soft_reasons: list[str] = field(default_factory=lambda: ["mailboxfull", "suspend", "exceedlimit"])
+    complaint_scope: str = "tenant"     # tenant | global: whom a complaint suppresses the address for
+    delivery_log_days: float = 7.0      # how long deliveries are remembered to attribute late bounces
+
+
+@dataclass
 class StreamSection:
     priority: int = 5                   # lower goes first
     pool: str = "default"
@@ -151,6 +161,7 @@ class Config:
     streams: dict[str, StreamSection] = field(default_factory=dict)
     egress: EgressSection = field(default_factory=EgressSection)
     events: EventsSection = field(default_factory=EventsSection)
+    suppression: SuppressionSection = field(default_factory=SuppressionSection)
     policy: PolicySection = field(default_factory=PolicySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     path: str = ""                      # the file this came from
@@ -306,6 +317,8 @@ def validate(cfg: Config) -> None:
     for sname, stream in cfg.streams.items():
         if stream.pool not in cfg.egress.pools:
             raise ConfigError(f"streams.{sname}.pool: no egress pool named {stream.pool!r}")
+    if cfg.suppression.complaint_scope not in ("tenant", "global"):
+        raise ConfigError("suppression.complaint_scope: one of tenant, global")
     if not cfg.inbound.bounce_domain or "." not in cfg.inbound.bounce_domain:
         raise ConfigError("inbound.bounce_domain: must be a domain name")
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mta.bounces import BounceProcessor
 from mta.config import Config, parse_hostport
 from mta.control import ControlServer
 from mta.dnsroute import MxResolver, ResolverConfig
@@ -67,6 +68,8 @@ class MtaDaemon:
         self.scheduler: Scheduler | None = None
         self.control: ControlServer | None = None
         self.auth: Authenticator | None = None
+        self.bounces: BounceProcessor | None = None
+        self._bounce_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
 
@@ -85,6 +88,9 @@ class MtaDaemon:
         self.metrics.add_gauges("mta_queue_state", "In-memory queue state", lambda: {
             k: float(v) for k, v in self.scheduler.stats().items()} if self.scheduler else {}, "what")
         self.auth = Authenticator(load_users(cfg.submission.users_file)) if cfg.submission.users_file else None
+        self.bounces = BounceProcessor(cfg, self.spool, self.events, self.metrics, verp_key,
+                                       self.scheduler.add_feedback, self.scheduler.suppressed, self.clock)
+        self._bounce_task = asyncio.get_running_loop().create_task(self.bounces.run())
         await self._start_listeners(verp_key)
         if cfg.metrics.listen:
             host, port = parse_hostport(cfg.metrics.listen, "metrics.listen")
@@ -110,7 +116,8 @@ class MtaDaemon:
                                 loopback_plain_auth=sub.loopback_plain_auth)
         self.servers += await start_listeners(sub.listen, "submission.listen", make)
         if cfg.inbound.listen:
-            inbound = InboundHandler(cfg, verp_key, self.metrics, self.clock)
+            inbound = InboundHandler(cfg, verp_key, self.metrics, self.clock,
+                                     on_stored=self.bounces.wake if self.bounces else None)
             in_limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip)
             make_in = protocol_factory(inbound, hostname=cfg.mta.hostname, limits=in_limits,
                                        max_size=cfg.inbound.max_message_size, max_line_length=sub.max_line_length,
@@ -140,6 +147,8 @@ class MtaDaemon:
             server.close()
         if self.control is not None:
             await self.control.stop()
+        if self._bounce_task is not None:
+            self._bounce_task.cancel()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.spool is not None:

@@ -23,11 +23,12 @@ log = logging.getLogger("mta.inbound")
 
 class InboundHandler:
     def __init__(self, cfg: Config, verp_key: bytes, metrics: Metrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, on_stored: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
         self.verp_key = verp_key
         self.metrics = metrics
         self.clock = clock
+        self.on_stored = on_stored
         self.bounce_domain = cfg.inbound.bounce_domain.lower()
         self.feedback = {a.lower() for a in cfg.inbound.feedback_addresses}
         self.dir = os.path.join(cfg.mta.spool_dir, "inbound")
@@ -72,6 +73,8 @@ class InboundHandler:
             log.error("cannot store inbound report: %s", exc)
             return "451 4.3.0 Temporary failure writing the message, try again later"
         self.metrics.accepted_messages.labels("inbound").inc()
+        if self.on_stored is not None:
+            self.on_stored()
         return f"250 2.0.0 Ok: queued as {qid}"
 
     def _store(self, qid: str, data: bytes) -> None:

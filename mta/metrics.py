@@ -42,6 +42,10 @@ class Metrics:
         self.possible_duplicates = Counter("mta_possible_duplicates",
                                            "Recipients in flight at a crash, re-queued (may be delivered twice)",
                                            registry=r)
+        self.inbound_reports = Counter("mta_inbound_reports", "Reports received by the inbound listener, by kind",
+                                       ["kind"], registry=r)
+        self.suppressed = Counter("mta_suppressed_recipients", "Recipients dropped before delivery: suppressed",
+                                  ["reason"], registry=r)
         self.dsns = Counter("mta_dsns_generated", "Delivery status notifications generated", ["kind"],
                             registry=r)
 

@@ -30,6 +30,10 @@ from mta.queue.backoff import RetryPolicy
 from mta.queue.site import Lane, Site
 from mta.spool import Spool, SpoolStore
 from mta.submission.headers import split_headers
+from mta.suppression import GLOBAL, Suppression, SuppressionFilter
+from mta.suppression import add as add_suppression
+from mta.suppression import lookup as lookup_suppression
+from mta.suppression import prune as prune_suppressions
 from mta.verp import encode as verp_encode
 
 log = logging.getLogger("mta.queue")
@@ -84,12 +88,14 @@ class Scheduler:
         self._feedback: list[Outcome] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.cancelled: set[int] = set()       # message ids deleted by an operator while in memory
+        self.suppressed = SuppressionFilter()
         self.stopping = False
         self.in_flight = 0
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
         report = await self.spool.call(lambda s: s.recover())
+        await self.spool.read(lambda s: self.suppressed.sync(s.db))
         now = self.clock()
         for backlog in report.domains:
             ds = self._domain(backlog.domain)
@@ -398,6 +404,9 @@ class Scheduler:
             await self._finish_job(job, oc.expired_outcomes(job.recipients), site=site.key,
                                    source=conn.source, mx="")
             return
+        if await self._drop_suppressed(job) == 0:
+            self._release(job)
+            return
         ids = [r.id for r in job.recipients]
         self.spool.post(lambda s: s.mark_attempting(ids))
         body = await self._body(job)
@@ -412,6 +421,32 @@ class Scheduler:
         plan = oc.plan(msg, results, self.clock(), self.retry, self.rng)
         await self._finish_job(job, plan.outcomes, site=site.key, source=conn.source,
                                mx=f"{conn.mx_name}[{conn.address}]")
+
+    async def _drop_suppressed(self, job: Job) -> int:
+        """Removes suppressed recipients from the job (dropped, with an event); returns how many remain."""
+        candidates = [r for r in job.recipients if self.suppressed.may_contain(r.address)]
+        if not candidates:
+            return len(job.recipients)
+        msg = job.message
+        now = self.clock()
+        hits = await self.spool.read(lambda s: [(r, lookup_suppression(s.db, r.address, msg.tenant, now))
+                                                for r in candidates])
+        dropped = [(r, entry) for r, entry in hits if entry is not None]
+        if not dropped:
+            return len(job.recipients)
+        gone = {r.id for r, _e in dropped}
+        job.recipients = [r for r in job.recipients if r.id not in gone]
+        for r, entry in dropped:
+            assert entry is not None
+            self.metrics.suppressed.labels(entry.reason).inc()
+            scope = f"tenant {entry.tenant}" if entry.tenant else "all tenants"
+            self.events.emit(Event("dropped", msg.queue_id, r.address, msg.sender, now, msg.created,
+                                   reason=entry.reason, text=f"suppressed: {entry.reason} ({scope})",
+                                   stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
+                                   message_id=msg.header_message_id))
+        ids = list(gone)
+        self.spool.post(lambda s: s.finish(ids))
+        return len(job.recipients)
 
     async def _body(self, job: Job) -> bytes | None:
         body = self.bodies.get(job.message.id)
@@ -492,6 +527,15 @@ class Scheduler:
                 msg.warned = True
         self._release(job)
         warned_id = msg.id if delay_dsn is not None else None
+        delivered_rows = []
+        if source is not None:
+            mx_hosts = ",".join(self.sites[site].route.host_names) if site in self.sites else ""
+            delivered_rows = [(msg.queue_id, o.recipient.address.lower(), now, source.name, site, mx_hosts,
+                               msg.sending_domain, msg.tenant, msg.stream, msg.header_message_id)
+                              for o in outcomes if o.event == "delivered"]
+        suppress = [s for s in (self._suppression_for(o, now) for o in failed) if s is not None]
+        for entry in suppress:
+            self.suppressed.note(entry.address)
 
         def record(store: SpoolStore) -> None:
             if deferrals:
@@ -500,6 +544,10 @@ class Scheduler:
                 store.finish(done_ids)
             if warned_id is not None:
                 store.set_warned(warned_id)
+            if delivered_rows:
+                store.record_deliveries(delivered_rows)
+            for entry in suppress:
+                add_suppression(store.db, entry)
 
         if dsn is None and delay_dsn is None:
             self.spool.post(record)
@@ -523,6 +571,22 @@ class Scheduler:
         for d in deferrals:
             self.mark_due(job.domain, d.next_attempt)
 
+    def _suppression_for(self, o: oc.RecipientOutcome, now: float) -> Suppression | None:
+        """A synchronous permanent failure that says something about the address itself."""
+        if o.event != "bounced" or not o.code:
+            return None
+        if o.cls.hard:
+            return Suppression(GLOBAL, o.recipient.address, "hard_bounce", now, 0.0, "smtp", o.text)
+        cfg = self.cfg.suppression
+        if o.cls.reason in cfg.soft_reasons:
+            return Suppression(GLOBAL, o.recipient.address, "soft_bounce", now, now + cfg.soft_bounce_ttl, "smtp",
+                               o.text)
+        return None
+
+    def add_feedback(self, outcome: Outcome) -> None:
+        """Feedback from elsewhere (asynchronous bounces, complaints) for the policy daemon."""
+        self._feedback.append(outcome)
+
     def _note_dsn(self, failed: list[oc.RecipientOutcome], dsn_qid: str) -> None:
         log.info("DSN %s queued for %d failed recipient(s)", dsn_qid, len(failed))
 
@@ -532,17 +596,28 @@ class Scheduler:
 
     # ------------------------------------------------------------------ housekeeping
     async def _housekeeping_loop(self) -> None:
+        tick = 0
         while not self.stopping:
             await asyncio.sleep(1.0)
+            tick += 1
             self.events.flush()
             await self._flush_feedback()
             now = self.clock()
+            if tick % 2 == 0:   # suppressions added by the CLI or the inbound listener
+                await self.spool.read(lambda s: self.suppressed.sync(s.db))
+            if tick % 3600 == 0:
+                self._prune(now)
             for key in [k for k, s in self.sites.items() if s.idle_for(now) > SITE_IDLE_GC]:
                 del self.sites[key]
             if len(self.domains) > 10000:
                 for name in [n for n, d in self.domains.items()
                              if d.in_memory == 0 and d.due is None and not d.routing and not d.claiming]:
                     del self.domains[name]
+
+    def _prune(self, now: float) -> None:
+        """Forgets deliveries too old to be bounced and suppressions that expired."""
+        keep_after = now - self.cfg.suppression.delivery_log_days * 86400
+        self.spool.post(lambda s: (s.prune_deliveries(keep_after), prune_suppressions(s.db, now)))
 
     async def _flush_feedback(self) -> None:
         if not self._feedback:

@@ -55,6 +55,34 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- Addresses not to send to: per tenant, or for everyone with tenant ''.
+CREATE TABLE IF NOT EXISTS suppressions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    address TEXT NOT NULL,
+    reason TEXT NOT NULL,          -- hard_bounce | complaint | unsubscribe | manual | soft_bounce
+    created REAL NOT NULL,
+    expires REAL NOT NULL,         -- 0 = never
+    source TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    UNIQUE (tenant, address)
+);
+-- What went where, so a later bounce or complaint can be attributed to its source IP and ISP.
+CREATE TABLE IF NOT EXISTS deliveries (
+    queue_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    time REAL NOT NULL,
+    source TEXT NOT NULL,
+    site TEXT NOT NULL,
+    mx_hosts TEXT NOT NULL,
+    sending_domain TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    header_message_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_message ON deliveries(queue_id, recipient);
+CREATE INDEX IF NOT EXISTS deliveries_by_header_id ON deliveries(header_message_id);
+CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries(time);
 """
 
 _MESSAGE_COLUMNS = ("m.id, m.queue_id, m.sender, m.created, m.size, m.stream, m.priority, m.tenant, m.pool, "
@@ -164,6 +192,15 @@ class SpoolStore:
         """Gives claimed rows back to the on-disk queue without counting an attempt."""
         self.db.executemany("UPDATE recipients SET state = ? WHERE id = ? AND state <> ?",
                             [(WAITING, r, HELD) for r in recipient_ids])
+
+    def record_deliveries(self, rows: Sequence[tuple]) -> None:
+        """(queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, message_id)."""
+        self.db.executemany("INSERT INTO deliveries (queue_id, recipient, time, source, site, mx_hosts,"
+                            " sending_domain, tenant, stream, header_message_id) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def prune_deliveries(self, before: float, limit: int = 10000) -> int:
+        return self.db.execute("DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries"
+                               " WHERE time < ? LIMIT ?)", (before, limit)).rowcount
 
     def set_warned(self, message_id: int) -> None:
         self.db.execute("UPDATE messages SET warned = 1 WHERE id = ?", (message_id,))

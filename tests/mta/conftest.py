@@ -19,6 +19,7 @@ import pytest
 
 from mta.config import load_config
 from mta.daemon import MtaDaemon
+from tests.mta.policyd import Policyd
 from tests.support.dnsserver import DnsTestServer
 from tests.support.receiver import Receiver, Script, free_port
 from tests.support.tomlw import deep_merge, dumps
@@ -173,6 +174,20 @@ async def start_mta(tmp_path: Any, dns_server: DnsTestServer, mx_port: int, worl
     yield start
     for mta in running:
         await mta.daemon.stop()
+
+
+@pytest.fixture
+def policyd_factory(tmp_path) -> Iterator[Any]:
+    started: list[Policyd] = []
+
+    def make(**extra: Any) -> Policyd:
+        p = Policyd(str(tmp_path), extra).start()
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        p.stop()
 
 
 def message(subject: str = "test", sender: str = "app@sender.example", to: str = "user@example.test",
