@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from policy.server import PolicyServer
 from policy.service import PolicyService
 from policy.store.base import Store
 from policy.store.memory_store import MemoryStore
+from tests.support.redisserver import start_redis
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = 86400.0
@@ -89,27 +89,8 @@ class RedisServer:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not found: install it (apt-get install -y redis-server) to test the Redis store")
     port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(workdir), "--logfile", str(workdir / "log")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise RuntimeError(f"redis-server did not start; see {workdir / 'log'}")
-        time.sleep(0.05)
+    process = start_redis(port, tmp_path_factory.mktemp("redis"))
     yield RedisServer(f"redis://127.0.0.1:{port}/0", process)
     process.terminate()
     process.wait(10)

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
-
-import pytest
 
 from mta.limits import GrantRequest
 from policy.client import PolicyClient
@@ -18,26 +13,9 @@ from policy.server import PolicyServer
 from policy.service import PolicyService
 from policy.store.redis_store import RedisStore
 from tests.policy.conftest import free_port, make_settings
+from tests.support.redisserver import start_redis
 
 GOOGLE = ("gmail-smtp-in.l.google.com",)
-
-
-def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not found: install it (apt-get install -y redis-server)")
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(workdir)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 async def test_grants_stop_while_redis_is_down_and_resume_when_it_is_back(tmp_path: Path) -> None:
