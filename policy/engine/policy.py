@@ -181,8 +181,9 @@ class Policy:
         limits = self.catalog.settings(isp)
         ttl = self.settings.leases.ttl
         if result is not None and result.grants:
+            granted = spread_unlimited(result.grants, plan, now)
             return [Grant(src, n, max(1, min(limits.max_connections, n)), limits.messages_per_connection, ttl)
-                    for src, n in result.grants]
+                    for src, n in granted]
         retry_at = plan.retry_at
         if result is not None:
             wait = result.wait
@@ -253,3 +254,23 @@ class Policy:
             return state, []
         return rules.roll_over(key, state, health.day(today - 1), schedule.volume(state.day), schedule.last_day,
                                now, today, self.rules, self.settings.warmup)
+
+
+def spread_unlimited(grants: list[tuple[str, int]], plan: GrantPlan, now: float) -> list[tuple[str, int]]:
+    """Shares what went to sources without any bucket (no warm-up applies to them) evenly among
+    all such sources of the pool, the remainder rotating with the clock, so a pool's IPs all
+    carry traffic. Sources with buckets keep exactly what their buckets granted."""
+    if plan.take is None:
+        return grants
+    free = [src for src, specs in plan.take.per_source if not specs]
+    if len(free) < 2:
+        return grants
+    free_set = set(free)
+    total = sum(n for src, n in grants if src in free_set)
+    if total == 0:
+        return grants
+    shift = int(now) % len(free)
+    rotated = free[shift:] + free[:shift]
+    base, extra = divmod(total, len(free))
+    shares = [(src, base + (1 if i < extra else 0)) for i, src in enumerate(rotated)]
+    return [g for g in grants if g[0] not in free_set] + [s for s in shares if s[1] > 0]
