@@ -49,6 +49,9 @@ class Job:
     site: str = ""
     seq: int = 0               # FIFO order among equal priorities
     resumes: int = 0           # times the job went back to its queue without an attempt
+    # Jobs of the same message for other domains of the same site, folded into this one so the
+    # message's recipients on one site share one transaction (their memory accounting stays theirs).
+    merged: list[Job] = field(default_factory=list)
 
     @property
     def priority(self) -> int:

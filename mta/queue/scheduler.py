@@ -212,7 +212,11 @@ class Scheduler:
             self._wake.set()
 
     def _release(self, job: Job) -> None:
-        """The job left memory (done, deferred to disk, or failed)."""
+        """The job (and any job folded into it) left memory: done, deferred to disk, or failed."""
+        for part in (job, *job.merged):
+            self._release_one(part)
+
+    def _release_one(self, job: Job) -> None:
         ds = self.domains.get(job.domain)
         self.bodies.release(job.message.id)
         if ds is None:
@@ -567,9 +571,14 @@ class Scheduler:
             except Exception:
                 # Could not queue the DSN: keep the recipients queued rather than lose the news.
                 log.exception("queueing a DSN for %s failed; recipients stay queued", msg.queue_id)
-                return
+                retry_at = now + self.retry.base
+                deferrals = [Deferral(o.recipient.id, o.recipient.attempts + 1, retry_at, o.code, o.text, site)
+                             for o in outcomes]
+                kept = deferrals
+                self.spool.post(lambda s: s.defer(kept))
+        domain_of = {o.recipient.id: o.recipient.domain for o in outcomes}
         for d in deferrals:
-            self.mark_due(job.domain, d.next_attempt)
+            self.mark_due(domain_of.get(d.recipient_id, job.domain), d.next_attempt)
 
     def _suppression_for(self, o: oc.RecipientOutcome, now: float) -> Suppression | None:
         """A synchronous permanent failure that says something about the address itself."""

@@ -79,6 +79,7 @@ class Site:
         self.sources = sources
         self.clock = clock
         self.lanes: dict[LaneKey, Lane] = {}
+        self._queued_by_message: dict[int, Job] = {}   # jobs waiting in a lane, by message id
         self._lane_order: list[Lane] = []
         self.open_conns: dict[str, int] = {}
         self.connecting: dict[str, int] = {}
@@ -111,6 +112,13 @@ class Site:
             self._lane_order.append(lane)
             self._lane_order.sort(key=lambda ln: ln.priority)
         job.site = self.key
+        host = self._queued_by_message.get(msg.id)
+        if host is not None and host is not job:
+            # Same message, another domain on this site: one transaction for all its recipients.
+            host.recipients.extend(job.recipients)
+            host.merged.append(job)
+            return
+        self._queued_by_message[msg.id] = job
         if front:
             lane.jobs.appendleft(job)
         else:
@@ -123,6 +131,7 @@ class Site:
         for lane in self._lane_order:
             jobs.extend(lane.jobs)
             lane.jobs.clear()
+        self._queued_by_message.clear()
         return jobs
 
     def in_backoff(self, now: float) -> bool:
@@ -236,6 +245,8 @@ class Site:
             if lease is None:
                 continue
             job = lane.jobs.popleft()
+            if self._queued_by_message.get(job.message.id) is job:
+                del self._queued_by_message[job.message.id]
             lease.remaining -= len(job.recipients)
             self.last_active = now
             return job

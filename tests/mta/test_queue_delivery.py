@@ -211,10 +211,12 @@ async def test_domains_sharing_mx_share_a_site(start_mta, world, dns_server):
     mta = await start_mta(egress={"pools": {"default": {"sources": ["ip1"]}}},
                           delivery={"max_connections": 1})
     await mta.send("a@sender.example", ["u@one.example", "v@two.example"], message())
-    await rx.await_for(2)
+    got = await rx.await_for(1)
+    await mta.wait_event(lambda e: e["event"] == "delivered", n=2)
     sites = {e["site"] for e in mta.events() if e["event"] == "delivered"}
     assert sites == {"mx.shared.example"}
-    assert rx.connections == 1
+    assert sorted(got[0].rcpt_tos) == ["u@one.example", "v@two.example"]    # one transaction
+    assert rx.count() == 1 and rx.connections == 1
 
 
 async def test_unreachable_site_defers_all_and_backs_off(start_mta, world, dns_server):
