@@ -22,12 +22,13 @@ from mta.config import Config
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
 from mta.dnsroute import MxResolver, Route, RouteError
 from mta.events import Event, EventLog
-from mta.limits import GrantRequest, Lease, Limiter, Outcome
+from mta.limits import Limiter, Outcome
 from mta.metrics import Metrics
 from mta.model import Deferral, Job, MessageInfo, NewMessage, Recipient
 from mta.queue import outcomes as oc
 from mta.queue.backoff import RetryPolicy
-from mta.queue.site import Lane, Site
+from mta.queue.grants import GrantBroker
+from mta.queue.site import Site
 from mta.spool import Spool, SpoolStore
 from mta.submission.headers import split_headers
 from mta.suppression import GLOBAL, Suppression, SuppressionFilter
@@ -83,10 +84,8 @@ class Scheduler:
         self._due: list[tuple[float, str]] = []
         self._wake = asyncio.Event()
         self._seq = 0
-        self._grant_sites: set[Site] = set()
-        self._grant_scheduled = False
-        self._feedback: list[Outcome] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.grants = GrantBroker(limiter, clock, self._spawn)
         self.cancelled: set[int] = set()       # message ids deleted by an operator while in memory
         self.suppressed = SuppressionFilter()
         self.stopping = False
@@ -132,10 +131,7 @@ class Scheduler:
             ds.pending = []
         if leftover:
             await self.spool.call(lambda s: s.release(leftover))
-        await self._flush_feedback()
-        close = getattr(self.limiter, "close", None)
-        if close is not None:
-            await close()      # sends feedback still pending to the policy daemon
+        await self.grants.close()      # feedback still pending goes to the policy daemon
         for task in list(self._tasks):
             task.cancel()
         self.events.flush()
@@ -349,41 +345,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ grants
     def want_grants(self, site: Site) -> None:
-        self._grant_sites.add(site)
-        if not self._grant_scheduled:
-            self._grant_scheduled = True
-            self._spawn(self._request_grants())
-
-    async def _request_grants(self) -> None:
-        await asyncio.sleep(0)   # let this loop iteration's sites join the batch
-        self._grant_scheduled = False
-        sites, self._grant_sites = self._grant_sites, set()
-        now = self.clock()
-        asked: list[tuple[Site, Lane, GrantRequest]] = []
-        for site in sites:
-            for lane, wanted in site.grant_requests(now):
-                lane.requesting = True
-                k = lane.key
-                asked.append((site, lane, GrantRequest(site.key, site.route.host_names, k.pool, lane.sources,
-                                                       k.stream, k.sending_domain, k.tenant, wanted, k.mailbox)))
-        if not asked:
-            return
-        try:
-            leases = await self.limiter.request([a[2] for a in asked])
-        except Exception as exc:
-            log.warning("grant request failed: %s", exc)
-            leases = []
-        by_request: dict[int, list[Lease]] = {}
-        for lease in leases:
-            by_request.setdefault(lease.request, []).append(lease)
-        now = self.clock()
-        for index, (site, lane, req) in enumerate(asked):
-            got = by_request.get(index, [])
-            if not got:
-                got = [Lease(req.site, req.sources[0] if req.sources else "", 0, 0, 0, now, retry_after=now + 1.0)]
-            site.add_leases(lane, got, now)
-        for site in sites:
-            site.pump()
+        self.grants.want(site)
 
     # ------------------------------------------------------------------ delivery
     async def open_connection(self, route: Route, source: Source) -> Connection:
@@ -505,14 +467,14 @@ class Scheduler:
                                    o.code, o.status, o.text, o.cls.reason, attempt, msg.stream, msg.tenant,
                                    msg.sending_domain, msg.header_message_id))
             if source is not None and o.code:
-                self._feedback.append(Outcome(site, self.sites[site].route.host_names if site in self.sites else (),
+                self.grants.report(Outcome(site, self.sites[site].route.host_names if site in self.sites else (),
                                               source.name, msg.sending_domain, msg.tenant, msg.stream,
                                               _feedback_class(o), o.cls.reason, o.code, o.status,
                                               mailbox=msg.sender.lower() if self.mailbox_lanes else ""))
         pushback = source is not None and any(o.cls.kind in ("throttled", "blocked") for o in outcomes)
         if pushback and source is not None and site in self.sites:
             self.sites[site].revoke(source.name)
-            self._spawn(self._flush_feedback())
+            self._spawn(self.grants.flush())
         dsn: NewMessage | None = None
         delay_dsn: NewMessage | None = None
         if failed or (deferred and self._wants_delay_warning(msg, now)):
@@ -594,7 +556,7 @@ class Scheduler:
 
     def add_feedback(self, outcome: Outcome) -> None:
         """Feedback from elsewhere (asynchronous bounces, complaints) for the policy daemon."""
-        self._feedback.append(outcome)
+        self.grants.report(outcome)
 
     def _note_dsn(self, failed: list[oc.RecipientOutcome], dsn_qid: str) -> None:
         log.info("DSN %s queued for %d failed recipient(s)", dsn_qid, len(failed))
@@ -610,7 +572,7 @@ class Scheduler:
             await asyncio.sleep(1.0)
             tick += 1
             self.events.flush()
-            await self._flush_feedback()
+            await self.grants.flush()
             now = self.clock()
             if tick % 2 == 0:   # suppressions added by the CLI or the inbound listener
                 await self.spool.read(lambda s: self.suppressed.sync(s.db))
@@ -627,15 +589,6 @@ class Scheduler:
         """Forgets deliveries too old to be bounced and suppressions that expired."""
         keep_after = now - self.cfg.suppression.delivery_log_days * 86400
         self.spool.post(lambda s: (s.prune_deliveries(keep_after), prune_suppressions(s.db, now)))
-
-    async def _flush_feedback(self) -> None:
-        if not self._feedback:
-            return
-        batch, self._feedback = self._feedback, []
-        try:
-            await self.limiter.feedback(batch)
-        except Exception as exc:
-            log.warning("policy feedback failed (%d outcomes dropped): %s", len(batch), exc)
 
     # ------------------------------------------------------------------ operator actions
     async def flush(self) -> int:
