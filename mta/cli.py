@@ -8,6 +8,7 @@ import getpass
 import logging
 import sys
 
+from mta.cliutil import quiet_broken_pipe
 from mta.config import ConfigError, load_config
 
 DEFAULT_CONFIG = "/etc/warmup-mta/mta.toml"
@@ -54,6 +55,7 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "user":

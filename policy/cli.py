@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from mta.cliutil import quiet_broken_pipe
 from mta.configload import ConfigError, parse_duration
 from policy.config import Config, load_config
 from policy.engine import Policy
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@quiet_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
