@@ -28,6 +28,7 @@ from mta.metrics import Metrics
 from mta.spool import Spool, SpoolStore
 from mta.suppression import GLOBAL, Suppression, SuppressionFilter
 from mta.suppression import add as add_suppression
+from mta.verp import BounceDomains
 from mta.verp import decode as verp_decode
 
 log = logging.getLogger("mta.bounces")
@@ -119,8 +120,8 @@ class BounceProcessor:
             raw = f.read()
         result: ParseResult = await loop.run_in_executor(None, parse_bytes, raw)
         envelope_rcpts = _envelope_recipients(raw)
-        verp = next((v for v in (verp_decode(self.verp_key, a, self.cfg.inbound.bounce_domain)
-                                 for a in envelope_rcpts) if v), None)
+        domains = BounceDomains(self.cfg.inbound.bounce_domain, self.cfg.inbound.aligned_bounce_subdomain)
+        verp = next((v for v in (verp_decode(self.verp_key, a, domains) for a in envelope_rcpts) if v), None)
         applied = 0
         for record in result.records:
             if await self._apply(record, verp.queue_id if verp else "", verp.recipient if verp else ""):

@@ -50,6 +50,7 @@ class SubmissionSection:
 class InboundSection:
     listen: list[str] = field(default_factory=lambda: ["127.0.0.1:2526"])
     bounce_domain: str = "bounces.localhost"
+    aligned_bounce_subdomain: str = ""  # e.g. "bounces": return path at bounces.<sending domain>
     verp_secret: str = ""               # HMAC key for VERP return paths; or verp_secret_file
     verp_secret_file: str = ""
     feedback_addresses: list[str] = field(default_factory=list)

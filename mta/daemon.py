@@ -8,7 +8,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from mta.inbound import InboundHandler
 from mta.limits import Limiter, StaticLimiter
 from mta.metrics import Metrics, serve_metrics
 from mta.queue.scheduler import Scheduler
+from mta.sdnotify import notify
 from mta.spool import Spool
 from mta.submission.auth import Authenticator, load_users
 from mta.submission.handler import SubmissionHandler
@@ -29,21 +29,6 @@ from mta.submission.protocol import ConnectionLimits
 from mta.submission.server import protocol_factory, server_tls_context, start_listeners
 
 log = logging.getLogger("mta")
-
-
-def sd_notify(state: str) -> None:
-    """systemd's notify protocol: one datagram to $NOTIFY_SOCKET, if set."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(path)
-            s.sendall(state.encode())
-    except OSError as exc:
-        log.warning("sd_notify failed: %s", exc)
 
 
 def make_limiter(cfg: Config, clock: Callable[[], float]) -> Limiter:
@@ -99,7 +84,7 @@ class MtaDaemon:
         await self.control.start()
         log.info("mta ready: submission on %s, inbound on %s", ", ".join(cfg.submission.listen),
                  ", ".join(cfg.inbound.listen))
-        sd_notify("READY=1\nSTATUS=accepting mail")
+        notify("READY=1\nSTATUS=accepting mail")
 
     async def _start_listeners(self, verp_key: bytes) -> None:
         cfg = self.cfg
@@ -141,7 +126,7 @@ class MtaDaemon:
         if self._stopping:
             return
         self._stopping = True
-        sd_notify("STOPPING=1")
+        notify("STOPPING=1")
         log.info("stopping: closing listeners, draining deliveries")
         for server in self.servers:
             server.close()
@@ -158,7 +143,7 @@ class MtaDaemon:
 
     def reload(self) -> None:
         """SIGHUP: reopen the event log (log rotation) and reload the users file."""
-        sd_notify("RELOADING=1")
+        notify("RELOADING=1")
         self.events.reopen()
         if self.auth is not None and self.cfg.submission.users_file:
             try:
@@ -166,7 +151,7 @@ class MtaDaemon:
                 log.info("users file reloaded: %d users", len(self.auth.users))
             except (OSError, ValueError) as exc:
                 log.error("users file not reloaded, keeping the old one: %s", exc)
-        sd_notify("READY=1")
+        notify("READY=1")
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

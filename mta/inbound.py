@@ -16,6 +16,7 @@ from typing import Any
 from mta.config import Config
 from mta.ids import new_queue_id
 from mta.metrics import Metrics
+from mta.verp import BounceDomains
 from mta.verp import decode as verp_decode
 
 log = logging.getLogger("mta.inbound")
@@ -29,7 +30,7 @@ class InboundHandler:
         self.metrics = metrics
         self.clock = clock
         self.on_stored = on_stored
-        self.bounce_domain = cfg.inbound.bounce_domain.lower()
+        self.bounce_domains = BounceDomains(cfg.inbound.bounce_domain, cfg.inbound.aligned_bounce_subdomain)
         self.feedback = {a.lower() for a in cfg.inbound.feedback_addresses}
         self.dir = os.path.join(cfg.mta.spool_dir, "inbound")
         for sub in ("tmp", "new"):
@@ -39,7 +40,7 @@ class InboundHandler:
         lower = address.lower()
         if lower in self.feedback:
             return True
-        return verp_decode(self.verp_key, lower, self.bounce_domain) is not None
+        return verp_decode(self.verp_key, lower, self.bounce_domains) is not None
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 
-log = logging.getLogger("policyd")
+log = logging.getLogger("sdnotify")
 
 
 def notify(message: str) -> bool:

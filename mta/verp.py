@@ -6,6 +6,10 @@ Format (local part at the bounce domain, all lower-case):
     b-<queue id>-<mac>@<bounce domain>                       one transaction, several recipients
     b-<queue id>-<mac>-<local>=<domain>@<bounce domain>      exactly one recipient
 
+The bounce domain is `inbound.bounce_domain`, or `<inbound.aligned_bounce_subdomain>.<sending
+domain>` when that is configured (its MX must point at the inbound listener; `mta check-dns`
+checks it), so the return path's domain aligns with the From domain for DMARC's SPF check.
+
 `mac` is the first 40 bits of HMAC-SHA256(key, "<queue id>|<recipient>") in base32 (8
 characters); the recipient is "" in the first form. The recipient part is the recipient's
 address with its last "@" replaced by "=" (the domain has no "="), so it can be recovered
@@ -49,10 +53,32 @@ def encode(key: bytes, queue_id: str, recipient: str | None, bounce_domain: str)
     return f"{PREFIX}{qid}-{_mac(key, qid, '')}@{bounce_domain}"
 
 
-def decode(key: bytes, address: str, bounce_domain: str) -> VerpInfo | None:
+class BounceDomains:
+    """Where our return paths live: the bounce domain, and with an aligned subdomain configured
+    `<subdomain>.<sending domain>` for every sending domain (so SPF aligns for DMARC)."""
+
+    def __init__(self, bounce_domain: str, aligned_subdomain: str = "") -> None:
+        self.bounce_domain = bounce_domain.lower()
+        self.aligned = aligned_subdomain.lower().strip(".")
+
+    def for_sender(self, sending_domain: str) -> str:
+        if self.aligned and sending_domain:
+            return f"{self.aligned}.{sending_domain.lower()}"
+        return self.bounce_domain
+
+    def __contains__(self, domain: str) -> bool:
+        domain = domain.lower()
+        if domain == self.bounce_domain:
+            return True
+        return bool(self.aligned) and domain.startswith(self.aligned + ".") and "." in domain[len(self.aligned) + 1:]
+
+
+def decode(key: bytes, address: str, domains: BounceDomains | str) -> VerpInfo | None:
     """The VerpInfo of a genuine VERP address of ours, or None (unknown form or forged)."""
+    if isinstance(domains, str):
+        domains = BounceDomains(domains)
     local, _at, domain = address.lower().rpartition("@")
-    if domain != bounce_domain.lower() or not local.startswith(PREFIX):
+    if domain not in domains or not local.startswith(PREFIX):
         return None
     parts = local[len(PREFIX):].split("-", 2)
     if len(parts) < 2:

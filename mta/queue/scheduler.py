@@ -35,6 +35,7 @@ from mta.suppression import GLOBAL, Suppression, SuppressionFilter
 from mta.suppression import add as add_suppression
 from mta.suppression import lookup as lookup_suppression
 from mta.suppression import prune as prune_suppressions
+from mta.verp import BounceDomains
 from mta.verp import encode as verp_encode
 
 log = logging.getLogger("mta.queue")
@@ -78,6 +79,7 @@ class Scheduler:
                                               cfg.delivery.command_timeout, cfg.delivery.starttls)
         self.sources = {s.name: Source(s.name, s.address, s.ehlo) for s in cfg.egress.sources}
         self.mailbox_lanes = cfg.policy.mailbox_lanes
+        self.bounce_domains = BounceDomains(cfg.inbound.bounce_domain, cfg.inbound.aligned_bounce_subdomain)
         self.bodies = BodyCache(q.body_cache)
         self.domains: dict[str, DomainState] = {}
         self.sites: dict[str, Site] = {}
@@ -357,7 +359,8 @@ class Scheduler:
         if not sender:
             return ""
         rcpt = job.recipients[0].address if len(job.recipients) == 1 else None
-        return verp_encode(self.verp_key, job.message.queue_id, rcpt, self.cfg.inbound.bounce_domain)
+        return verp_encode(self.verp_key, job.message.queue_id, rcpt,
+                           self.bounce_domains.for_sender(job.message.sending_domain))
 
     async def deliver(self, site: Site, job: Job, conn: Connection) -> None:
         """One transaction for `job` over `conn`; the outcome goes to the spool and the events."""

@@ -183,3 +183,16 @@ def test_suppression_import_rejects_bad_rows(tmp_path, bad):
         f.write(bad + "\n")
     res = run_cli("suppression", "import", src, "--config", path)
     assert res.returncode == 2 and "line" in res.stderr
+
+
+async def test_aligned_return_path_and_its_bounce_is_accepted(start_mta, world):
+    rx = world.domain("example.test")
+    mta = await start_mta(inbound={"aligned_bounce_subdomain": "bounces"})
+    await mta.send("app@sender.example", ["gone@example.test"], message(to="gone@example.test"))
+    first = (await rx.await_for(1))[0]
+    assert first.mail_from.endswith("@bounces.sender.example")      # aligns with From: sender.example
+    head = first.data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    await inject(mta, first.mail_from, remote_dsn(first.mail_from, "gone@example.test", "5.1.1", "550 5.1.1 no",
+                                                  head))
+    ev = (await mta.wait_event(lambda e: e["event"] == "bounced"))[0]
+    assert ev["recipient"] == "gone@example.test" and ev["reason"] == "userunknown"
