@@ -21,7 +21,7 @@ class GrantBroker:
     def __init__(self, limiter: Limiter, clock: Callable[[], float], spawn: Callable[[Any], Any]) -> None:
         self.limiter = limiter
         self.clock = clock
-        self._spawn = spawn
+        self.spawn = spawn
         self._sites: set[Site] = set()
         self._scheduled = False
         self._feedback: list[Outcome] = []
@@ -32,7 +32,7 @@ class GrantBroker:
         self._sites.add(site)
         if not self._scheduled:
             self._scheduled = True
-            self._spawn(self._request())
+            self.spawn(self._request())
 
     async def _request(self) -> None:
         await asyncio.sleep(0)   # let this loop iteration's sites join the batch

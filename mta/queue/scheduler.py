@@ -24,15 +24,14 @@ from mta.dnsroute import MxResolver, Route, RouteError
 from mta.events import Event, EventLog
 from mta.limits import Limiter, Outcome
 from mta.metrics import Metrics
-from mta.model import Deferral, Job, MessageInfo, NewMessage, Recipient
+from mta.model import Job, MessageInfo, NewMessage, Recipient
 from mta.queue import outcomes as oc
 from mta.queue.backoff import RetryPolicy
 from mta.queue.grants import GrantBroker
+from mta.queue.recorder import OutcomeRecorder
 from mta.queue.site import Site
 from mta.spool import Spool, SpoolStore
-from mta.submission.headers import split_headers
-from mta.suppression import GLOBAL, Suppression, SuppressionFilter
-from mta.suppression import add as add_suppression
+from mta.suppression import SuppressionFilter
 from mta.suppression import lookup as lookup_suppression
 from mta.suppression import prune as prune_suppressions
 from mta.verp import BounceDomains
@@ -87,7 +86,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.grants = GrantBroker(limiter, clock, self._spawn)
+        self.grants = GrantBroker(limiter, clock, self.spawn)
+        self.recorder = OutcomeRecorder(self)
         self.cancelled: set[int] = set()       # message ids deleted by an operator while in memory
         self.suppressed = SuppressionFilter()
         self.stopping = False
@@ -108,8 +108,8 @@ class Scheduler:
                         "they may be delivered twice", report.possible_duplicates)
         log.info("queue recovered: %d recipients re-queued, %d domains with backlog",
                  report.recovered_recipients, len(report.domains))
-        self._spawn(self._scan_loop())
-        self._spawn(self._housekeeping_loop())
+        self.spawn(self._scan_loop())
+        self.spawn(self._housekeeping_loop())
         del now
 
     async def stop(self, grace: float = 20.0) -> None:
@@ -138,7 +138,7 @@ class Scheduler:
             task.cancel()
         self.events.flush()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -209,7 +209,7 @@ class Scheduler:
             heapq.heappush(self._due, (when, domain))
             self._wake.set()
 
-    def _release(self, job: Job) -> None:
+    def release(self, job: Job) -> None:
         """The job (and any job folded into it) left memory: done, deferred to disk, or failed."""
         for part in (job, *job.merged):
             self._release_one(part)
@@ -242,11 +242,11 @@ class Scheduler:
                 if ds is None or ds.due is None or ds.due != due or ds.claiming:
                     continue
                 if ds.in_memory >= self.window:
-                    continue   # _release() pushes it again when room frees up
+                    continue   # release() pushes it again when room frees up
                 if self.total_in_memory >= self.memory_jobs:
                     self._starved.add(name)
                     continue
-                self._spawn(self._claim(ds))
+                self.spawn(self._claim(ds))
             timeout = min(1.0, self._due[0][0] - now) if self._due else 1.0
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -292,7 +292,7 @@ class Scheduler:
         ds.pending.append(job)
         if not ds.routing:
             ds.routing = True
-            self._spawn(self._route_domain(ds))
+            self.spawn(self._route_domain(ds))
 
     async def _route_domain(self, ds: DomainState) -> None:
         try:
@@ -366,7 +366,7 @@ class Scheduler:
         """One transaction for `job` over `conn`; the outcome goes to the spool and the events."""
         msg = job.message
         if msg.id in self.cancelled:
-            self._release(job)
+            self.release(job)
             return
         now = self.clock()
         if self.retry.expired(now, msg.created):
@@ -374,13 +374,13 @@ class Scheduler:
                                    source=conn.source, mx="")
             return
         if await self._drop_suppressed(job) == 0:
-            self._release(job)
+            self.release(job)
             return
         ids = [r.id for r in job.recipients]
         self.spool.post(lambda s: s.mark_attempting(ids))
-        body = await self._body(job)
+        body = await self.load_body(job)
         if body is None:   # deleted by an operator meanwhile
-            self._release(job)
+            self.release(job)
             return
         self.in_flight += 1
         try:
@@ -417,7 +417,7 @@ class Scheduler:
         self.spool.post(lambda s: s.finish(ids))
         return len(job.recipients)
 
-    async def _body(self, job: Job) -> bytes | None:
+    async def load_body(self, job: Job) -> bytes | None:
         body = self.bodies.get(job.message.id)
         if body is None:
             mid = job.message.id
@@ -444,129 +444,16 @@ class Scheduler:
                     o.next_attempt = self.retry.next_attempt(now, job.message.created, r.attempts + 1, self.rng,
                                                              site.backoff_until)
                 results.append(o)
-            self._spawn(self._finish_job(job, results, site=site.key, source=None, mx=""))
+            self.spawn(self._finish_job(job, results, site=site.key, source=None, mx=""))
 
     # ------------------------------------------------------------------ outcomes
     async def _finish_job(self, job: Job, outcomes: list[oc.RecipientOutcome], *, site: str,
                           source: Source | None, mx: str) -> None:
-        msg = job.message
-        now = self.clock()
-        done_ids: list[int] = []
-        deferrals: list[Deferral] = []
-        failed: list[oc.RecipientOutcome] = []
-        deferred: list[oc.RecipientOutcome] = []
-        for o in outcomes:
-            r = o.recipient
-            attempt = r.attempts + 1
-            if o.event == "deferred":
-                deferrals.append(Deferral(r.id, attempt, o.next_attempt, o.code, o.text, site))
-                deferred.append(o)
-            else:
-                done_ids.append(r.id)
-                if o.event in ("bounced", "expired"):
-                    failed.append(o)
-            self.events.emit(Event(o.event, msg.queue_id, r.address, msg.sender, now, msg.created, site,
-                                   mx, source.name if source else "", source.address if source else "",
-                                   o.code, o.status, o.text, o.cls.reason, attempt, msg.stream, msg.tenant,
-                                   msg.sending_domain, msg.header_message_id))
-            if source is not None and o.code:
-                self.grants.report(Outcome(site, self.sites[site].route.host_names if site in self.sites else (),
-                                              source.name, msg.sending_domain, msg.tenant, msg.stream,
-                                              _feedback_class(o), o.cls.reason, o.code, o.status,
-                                              mailbox=msg.sender.lower() if self.mailbox_lanes else ""))
-        pushback = source is not None and any(o.cls.kind in ("throttled", "blocked") for o in outcomes)
-        if pushback and source is not None and site in self.sites:
-            self.sites[site].revoke(source.name)
-            self._spawn(self.grants.flush())
-        dsn: NewMessage | None = None
-        delay_dsn: NewMessage | None = None
-        if failed or (deferred and self._wants_delay_warning(msg, now)):
-            headers = split_headers(await self._body(job) or b"")[0]
-            remote = mx.partition("[")[0]
-            stream = self.cfg.streams.get("transactional")
-            common = dict(now=now, hostname=self.cfg.mta.hostname, remote_mta=remote,
-                          stream="transactional", pool=stream.pool if stream else "default",
-                          priority=stream.priority if stream else 0)
-            if failed:
-                dsn = oc.dsn_for(msg, failed, headers, action="failed", **common)  # type: ignore[arg-type]
-            if deferred and self._wants_delay_warning(msg, now):
-                delay_dsn = oc.dsn_for(msg, deferred, headers, action="delayed",
-                                       will_retry_until=self.retry.expires_at(msg.created),
-                                       **common)  # type: ignore[arg-type]
-                msg.warned = True
-        self._release(job)
-        warned_id = msg.id if delay_dsn is not None else None
-        delivered_rows = []
-        if source is not None:
-            mx_hosts = ",".join(self.sites[site].route.host_names) if site in self.sites else ""
-            delivered_rows = [(msg.queue_id, o.recipient.address.lower(), now, source.name, site, mx_hosts,
-                               msg.sending_domain, msg.tenant, msg.stream, msg.header_message_id)
-                              for o in outcomes if o.event == "delivered"]
-        suppress = [s for s in (self._suppression_for(o, now) for o in failed) if s is not None]
-        for entry in suppress:
-            self.suppressed.note(entry.address)
-
-        def record(store: SpoolStore) -> None:
-            if deferrals:
-                store.defer(deferrals)
-            if done_ids:
-                store.finish(done_ids)
-            if warned_id is not None:
-                store.set_warned(warned_id)
-            if delivered_rows:
-                store.record_deliveries(delivered_rows)
-            for entry in suppress:
-                add_suppression(store.db, entry)
-
-        if dsn is None and delay_dsn is None:
-            self.spool.post(record)
-        else:
-            try:
-                if dsn is not None:
-                    info = await self.accept(dsn, also=record)
-                    self.metrics.dsns.labels("failed").inc()
-                    self._note_dsn(failed, info.queue_id)
-                    if delay_dsn is not None:
-                        await self.accept(delay_dsn)
-                        self.metrics.dsns.labels("delayed").inc()
-                else:
-                    assert delay_dsn is not None
-                    await self.accept(delay_dsn, also=record)
-                    self.metrics.dsns.labels("delayed").inc()
-            except Exception:
-                # Could not queue the DSN: keep the recipients queued rather than lose the news.
-                log.exception("queueing a DSN for %s failed; recipients stay queued", msg.queue_id)
-                retry_at = now + self.retry.base
-                deferrals = [Deferral(o.recipient.id, o.recipient.attempts + 1, retry_at, o.code, o.text, site)
-                             for o in outcomes]
-                kept = deferrals
-                self.spool.post(lambda s: s.defer(kept))
-        domain_of = {o.recipient.id: o.recipient.domain for o in outcomes}
-        for d in deferrals:
-            self.mark_due(domain_of.get(d.recipient_id, job.domain), d.next_attempt)
-
-    def _suppression_for(self, o: oc.RecipientOutcome, now: float) -> Suppression | None:
-        """A synchronous permanent failure that says something about the address itself."""
-        if o.event != "bounced" or not o.code:
-            return None
-        if o.cls.hard:
-            return Suppression(GLOBAL, o.recipient.address, "hard_bounce", now, 0.0, "smtp", o.text)
-        cfg = self.cfg.suppression
-        if o.cls.reason in cfg.soft_reasons:
-            return Suppression(GLOBAL, o.recipient.address, "soft_bounce", now, now + cfg.soft_bounce_ttl, "smtp",
-                               o.text)
-        return None
+        await self.recorder.finish(job, outcomes, site=site, source=source, mx=mx)
 
     def add_feedback(self, outcome: Outcome) -> None:
         """Feedback from elsewhere (asynchronous bounces, complaints) for the policy daemon."""
         self.grants.report(outcome)
-
-    def _note_dsn(self, failed: list[oc.RecipientOutcome], dsn_qid: str) -> None:
-        log.info("DSN %s queued for %d failed recipient(s)", dsn_qid, len(failed))
-
-    def _wants_delay_warning(self, msg: MessageInfo, now: float) -> bool:
-        warn_after = self.cfg.queue.delay_warning
-        return bool(warn_after) and not msg.warned and bool(msg.sender) and now - msg.created >= warn_after
 
     # ------------------------------------------------------------------ housekeeping
     async def _housekeeping_loop(self) -> None:
@@ -614,11 +501,3 @@ class Scheduler:
             "in_flight": self.in_flight,
         }
 
-
-def _feedback_class(o: oc.RecipientOutcome) -> str:
-    if o.event == "delivered":
-        return "delivered"
-    kind = o.cls.kind
-    if kind in ("throttled", "blocked", "auth"):
-        return kind
-    return "bounced" if o.event in ("bounced", "expired") else "deferred"
