@@ -131,6 +131,8 @@ def _decode(token: str) -> bytes:
         raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
     except (binascii.Error, ValueError):
         raise InvalidToken("the link is malformed") from None
+    if base64.b32encode(raw).decode("ascii").rstrip("=").lower() != text:
+        raise InvalidToken("the link is malformed")     # stray bits in the last character: not ours
     if len(raw) < 5 + 4 + _MAC_BYTES:
         raise InvalidToken("the link is malformed (too short)")
     return raw
