@@ -1,7 +1,8 @@
 """DKIM "relaxed" canonicalisation (RFC 6376 3.4.2 and 3.4.4) on raw bytes.
 
-Whole-buffer regex and bytes operations rather than line loops: a 20 KB body canonicalises in
-tens of microseconds, well inside the 0.5 ms signing budget.
+Whole-buffer bytes operations (translate, replace) rather than line loops or a regex: a regex
+substitution pays per match, and marketing HTML has a whitespace run on nearly every line
+(250 us for 20 KB), while a replace pass costs about 20 us.
 
 Line ends are first normalised the way aiosmtplib normalises them on the wire (CRLF, bare LF and
 bare CR all become CRLF), so what is signed is exactly what receivers get.
@@ -17,6 +18,7 @@ __all__ = ["HeaderField", "normalize_line_ends", "parse_header_fields", "relaxed
 _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 _WSP_TO_SQUEEZE = re.compile(rb"[ \t]{2,}|\t")
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
+_TAB_TO_SPACE = bytes.maketrans(b"\t", b" ")
 
 HeaderField = tuple[bytes, bytes]       # (lower-case name, raw field text without its final CRLF)
 
@@ -72,8 +74,12 @@ def relaxed_header(name: bytes, raw: bytes) -> bytes:
 def relaxed_body(body: bytes) -> bytes:
     """WSP runs squeezed, WSP at line ends removed, empty lines at the end removed, one final CRLF.
 
-    An empty body stays empty (RFC 6376 errata 1384 for relaxed)."""
-    body = _WSP_TO_SQUEEZE.sub(b" ", body).replace(b" \r\n", b"\r\n")
+    An empty body stays empty (RFC 6376 errata 1384 for relaxed). A last line without CRLF is
+    canonicalised as it will be sent: SMTP ends the data with CRLF (aiosmtplib adds one)."""
+    body = body.translate(_TAB_TO_SPACE)
+    while b"  " in body:                # each pass halves every run of spaces
+        body = body.replace(b"  ", b" ")
+    body = body.replace(b" \r\n", b"\r\n")
     # What trails the last text now is at most one space, then CRLFs of empty lines: all of it goes.
     body = body.rstrip(b" \r\n")
     return body + b"\r\n" if body else b""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mta.dkim import DkimKeyConfig, DkimSigner, dns_record_value
+from mta.dkim.signer import SIGNED_HEADERS
 from tests.compliance.messages import message
 from tests.compliance.verifiers import mail_dkim_results, signature_fields
 
@@ -38,6 +39,16 @@ def test_mail_dkim_verifies_rsa_signatures_of_a_20k_message(rsa_pair, dns_server
 def test_mail_dkim_verifies_edge_case_bodies(rsa_pair, dns_server, body):
     msg = message(0).split(b"\r\n\r\n")[0] + b"\r\n\r\n" + body
     assert mail_dkim_results(rsa_pair.sign(msg, "example.com") + msg, dns_server) == ["pass", "pass"]
+
+
+def test_mail_dkim_verifies_a_long_folded_header_list(rsa_pair, dns_server):
+    extra = b"".join(f"{name.title()}: value of {name}\r\n".encode() for name in SIGNED_HEADERS
+                     if name not in ("from", "subject", "to", "date", "message-id", "mime-version",
+                                     "content-type", "content-transfer-encoding"))
+    msg = message(extra_headers=extra + b"Cc: c@example.net\r\nReferences: <a@b>\r\n")
+    headers = rsa_pair.sign(msg, "example.com")
+    assert headers.count(b"\r\n\th=") == 2 and len(headers.split(b"\r\n")[2]) > 60   # h= spans lines
+    assert mail_dkim_results(headers + msg, dns_server) == ["pass", "pass"]
 
 
 @pytest.mark.parametrize("added", [b"From: Mallory <mallory@example.org>\r\n", b"Subject: Urgent\r\n"])

@@ -6,7 +6,7 @@ import dkim.canonicalization
 import pytest
 
 from mta.dkim import DkimKeyConfig, DkimSigner, dns_record_value
-from mta.dkim.canon import relaxed_body
+from mta.dkim.canon import relaxed_body, relaxed_header
 from mta.dkim.signer import OVERSIGNED_HEADERS
 from tests.compliance.messages import message
 from tests.compliance.verifiers import dkimpy_results, signature_fields, tags
@@ -168,6 +168,7 @@ def test_bare_lf_message_is_signed_as_it_goes_on_the_wire(rsa_setup):
     b"  leading\t\tand  inner   runs \r\n",
     b"a\r\n\r\nb\r\n\r\n",
     b"tab at end\t",
+    b"x" + b" \t" * 100 + b"y\r\n" + b" " * 33 + b"\r\n\tz\r\n",
 ])
 def test_relaxed_body_matches_dkimpy(body):
     assert relaxed_body(body) == dkim.canonicalization.Relaxed.canonicalize_body(as_sent(body))
@@ -176,6 +177,19 @@ def test_relaxed_body_matches_dkimpy(body):
 def as_sent(body: bytes) -> bytes:
     """SMTP ends every message with CRLF (aiosmtplib adds one), so a last line always has one."""
     return body + b"\r\n" if body and not body.endswith(b"\r\n") else body
+
+
+@pytest.mark.parametrize("raw", [
+    b"Subject: plain",
+    b"SUBJECT :  runs   of\t\tspace  \t",
+    b"Subject:\r\n folded\r\n\tacross  lines ",
+    b"X-Empty:",
+    b"To:   a@example.net,\r\n    b@example.net",
+])
+def test_relaxed_header_matches_dkimpy(raw):
+    name = raw.split(b":")[0].rstrip(b" ").lower()
+    [(dkimpy_name, dkimpy_value)] = dkim.canonicalization.Relaxed.canonicalize_headers([raw.split(b":", 1)])
+    assert relaxed_header(name, raw) == dkimpy_name + b":" + dkimpy_value
 
 
 @pytest.mark.parametrize("body", [b"", b"only\r\n\r\n\r\n", b"no final crlf  ", b"x \t y\r\n \r\n"])
