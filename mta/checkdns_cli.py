@@ -26,6 +26,7 @@ from mta.configload import build
 from mta.dkim.config import DkimKeyConfig, load_dkim_section
 from mta.dkim.keys import DkimKey, DkimKeyError, dns_record_name, load_key
 from mta.dnsroute import MxResolver, ResolverConfig, RouteError
+from mta.verp import BounceDomains
 
 __all__ = ["add_parser", "run"]
 
@@ -37,7 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("check-dns", help="check SPF, DKIM, DMARC, reverse DNS and the bounce MX of a domain")
     p.add_argument("domain", help="sending domain, e.g. example.com")
     p.add_argument("--config", default=argparse.SUPPRESS)
-    p.add_argument("--bounce-domain", default="", help="return path domain (default: inbound.bounce_domain)")
+    p.add_argument("--bounce-domain", default="",
+                   help="return path domain (default: inbound.aligned_bounce_subdomain.DOMAIN if set, "
+                        "else inbound.bounce_domain)")
     p.add_argument("--inbound-address", action="append", default=[], metavar="IP",
                    help="public address of the inbound listener (default: from inbound.listen)")
     p.add_argument("--dkim-key", action="append", default=[], metavar="SELECTOR=FILE",
@@ -75,8 +78,10 @@ async def _run(domain: str, cfg: Config, key_configs: list[tuple[str, DkimKeyCon
     inbound, note = await _inbound_addresses(cfg, args.inbound_address, resolver)
     if note:
         print(f"note: {note}")
-    checked = await check_dns(domain, sources=sources, dkim_keys=keys,
-                              bounce_domain=args.bounce_domain or cfg.inbound.bounce_domain,
+    # The return path domain the MTA uses for this sender: the aligned subdomain when configured.
+    bounce_domain = args.bounce_domain or BounceDomains(
+        cfg.inbound.bounce_domain, getattr(cfg.inbound, "aligned_bounce_subdomain", "")).for_sender(domain)
+    checked = await check_dns(domain, sources=sources, dkim_keys=keys, bounce_domain=bounce_domain,
                               inbound_addresses=inbound, resolver=resolver)
     if unloadable:
         # A key that failed to load already says what is wrong; "no key configured" would mislead.

@@ -252,7 +252,7 @@ async def test_dns_failure_is_a_failure_not_a_crash(zone):
 
 # -- the command ------------------------------------------------------------------------------------
 
-def write_config(tmp_path, server: DnsTestServer, key_path: str) -> str:
+def write_config(tmp_path, server: DnsTestServer, key_path: str, inbound_extra: str = "") -> str:
     config = tmp_path / "mta.toml"
     config.write_text(f"""
 [mta]
@@ -262,6 +262,7 @@ spool_dir = "spool"
 [inbound]
 listen = ["{INBOUND}:2526"]
 bounce_domain = "{BOUNCE}"
+{inbound_extra}
 
 [dns]
 nameservers = ["{server.nameserver}"]
@@ -324,6 +325,18 @@ def test_command_takes_extra_keys_and_overrides(zone, tmp_path, capsys, ed25519_
     out = capsys.readouterr().out
     assert "PASS dkim e1._domainkey.example.com" in out
     assert "FAIL bounce-mx bounces.example.com: no MX host has the inbound listener's address 127.0.0.99" in out
+
+
+def test_command_checks_the_aligned_bounce_subdomain_when_configured(zone, tmp_path, capsys):
+    server, _keys = zone
+    config = write_config(tmp_path, server, "s1.key", inbound_extra='aligned_bounce_subdomain = "rp"')
+    assert run_cli(config) == 1
+    out = capsys.readouterr().out
+    assert "FAIL bounce-mx rp.example.com: " in out
+    server.mx("rp.example.com", (10, f"mx.{BOUNCE}"))
+    server.txt("rp.example.com", "v=spf1 redirect=example.com")
+    assert run_cli(config) == 0
+    assert "PASS alignment rp.example.com: " in capsys.readouterr().out
 
 
 def test_command_config_error_exits_2(tmp_path, capsys):
