@@ -9,15 +9,18 @@ A pure library: bytes in, plain dataclasses out, no sockets and no file access (
     ``result.records`` holds one ``BounceRecord`` per recipient.  Never raises.
 ``split_mbox(raw) -> list[bytes]`` / ``parse_mbox(raw) -> list[ParseResult]``
     The same for every message of an mbox (a single message passes through unchanged).
-``classify_reply(code, status, text, command="") -> Classification``
-    A synchronous SMTP reply: ``reason`` (taxonomy), ``hard``, ``kind`` (``delivered``,
-    ``throttled``, ``blocked``, ``auth``, ``hard``, ``soft``), ``permanent``, ``detail`` (a finer
-    name such as ``speeding``) and ``rule`` (what decided).
+``classify_reply(code, status, text, command="", remote_host="") -> Classification``
+    A synchronous SMTP reply: ``reason`` (the taxonomy name the reference labelling gives it)
+    and ``hard``; ``kind`` (what the policy acts on: ``delivered``, ``throttled``, ``blocked``,
+    ``auth``, ``hard``, ``soft``), ``permanent``, ``detail`` (a finer name such as
+    ``speeding``), ``rule`` (what decided the kind) and ``reason_rule`` (what decided the name).
 ``REASONS``, ``FINER_REASONS``, ``is_hard(reason, status)``
     The taxonomy of shared/corpus/bounces/README.md and its hard/soft rule.
 
-    >>> classify_reply(421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred").kind
-    'throttled'
+    >>> found = classify_reply(421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred "
+    ...                        "due to unexpected volume or user complaints")
+    >>> (found.reason, found.kind, found.detail)
+    ('blocked', 'throttled', 'speeding')
 """
 
 from __future__ import annotations

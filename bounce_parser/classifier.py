@@ -1,8 +1,17 @@
-"""Turn an SMTP reply (or a bounce's diagnostic) into a reason of the one taxonomy.
+"""Turn an SMTP reply (or a bounce's diagnostic) into a ``Classification``.
 
 The same function serves the MTA's delivery outcomes (synchronous replies) and the bounce
 parser, so a "421 4.7.0 [TSS04]" means the same thing whether it came back live or in a DSN.
-Knowledge lives in ``patterns``; this module only decides the order in which it is consulted:
+A classification answers two questions, kept apart on purpose:
+
+* what the outcome is *called*: ``reason``, the taxonomy name as the reference labelling gives
+  it (``naming``), and ``hard``, which follows from it (README rule);
+* what the warm-up policy must *do*: ``kind`` (``throttled``, ``blocked``, ``auth`` ...) and
+  ``detail`` (``speeding``, ``authfailure`` ...), from the policy's own reading below.
+
+So Yahoo's TSS04 is ``reason="blocked"`` (the labels' name) with ``kind="throttled"``,
+``detail="speeding"`` (slow down, do not pause).  The policy reading consults the knowledge in
+``patterns`` in this order:
 
 1. success (2.x.x status, 2xx code, or a DSN action of ``delivered``);
 2. provider rules: exact meanings the warm-up policy acts on (rate limit vs block vs auth);
@@ -16,10 +25,11 @@ Knowledge lives in ``patterns``; this module only decides the order in which it 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from . import patterns, smtp_text
+from . import naming, patterns, smtp_text
 from .model import Classification
-from .reasons import FINER_REASONS, is_hard
+from .reasons import FINER_REASONS, NOT_A_FAILURE, is_hard
 
 # Statuses whose own reason beats a "user unknown" wording (an unknown *sender* is a refused
 # sender, an unknown user whose mailbox is full is a full mailbox).
@@ -108,25 +118,89 @@ _KIND_OF_REASON = {
 
 
 def reply_kind(reason: str, hard: bool) -> str:
-    """``delivered``, ``throttled``, ``blocked``, ``auth``, ``complaint``, ``autoreply``, ``hard`` or ``soft``."""
+    """The kind a policy reading of ``reason`` implies: ``delivered``, ``throttled``, ``blocked``,
+    ``auth``, ``complaint``, ``autoreply``, ``hard`` or ``soft``."""
     return _KIND_OF_REASON.get(reason, "hard" if hard else "soft")
 
 
 _CLASS_OF_ACTION = {"failed": "5.0.0", "delayed": "4.0.0"}
 
 
+@dataclass(frozen=True, slots=True)
+class _PolicyView:
+    """What the warm-up policy reads into a reply: a coarse reason (for ``kind``), a finer name."""
+
+    reason: str
+    detail: str = ""
+    rule: str = ""
+    names_as: str = ""  # a provider rule's taxonomy name for the reply
+
+
 def _result(
-    reason: str, status: str, code: int | None, detail: str = "", rule: str = "", action: str = ""
+    reason: str,
+    policy: _PolicyView,
+    status: str,
+    code: int | None,
+    action: str = "",
+    reason_rule: str = "",
 ) -> Classification:
     # Without a status or a reply code, a report's action still tells permanent from temporary.
     effective_status = status or (f"{code // 100}.0.0" if code else _CLASS_OF_ACTION.get(action, ""))
     hard = is_hard(reason, effective_status)
     permanent = effective_status.startswith("5")
-    if detail and FINER_REASONS.get(detail) != reason:
+    detail = policy.detail
+    if detail and FINER_REASONS.get(detail) != policy.reason:
         detail = ""  # a finer name must always belong to the coarse reason it refines
+    if reason in NOT_A_FAILURE:
+        kind = reply_kind(reason, hard)
+    else:
+        # The address itself being gone is a fact whoever reads it; otherwise the policy's
+        # reading decides whether to slow down, back off or pause (a Yahoo TSS04 is named
+        # "blocked" but acted on as a throttle).
+        kind = "hard" if hard else _KIND_OF_REASON.get(policy.reason, "soft")
     return Classification(
-        reason=reason, hard=hard, kind=reply_kind(reason, hard), permanent=permanent, detail=detail, rule=rule
+        reason=reason,
+        hard=hard,
+        kind=kind,
+        permanent=permanent,
+        detail=detail,
+        rule=policy.rule,
+        reason_rule=reason_rule or policy.rule,
     )
+
+
+def _policy_view(
+    line: str, status: str, code: int | None, command: str, action: str, context: Sequence[str], recipient: str
+) -> _PolicyView:
+    """The reply as the warm-up policy reads it: provider rules first, then wording and status."""
+    by_status, status_detail = status_reason(status) if status else ("", "")
+    wording = ""
+    # The diagnostic itself first; the report's surrounding words only when it says nothing.
+    for candidate in (line, *(smtp_text.join_continuations(smtp_text.collapse(extra)) for extra in context)):
+        if not candidate:
+            continue
+        rule = _provider_rule(candidate, status)
+        if rule is not None:
+            return _PolicyView(rule.reason, rule.detail, rule.name, rule.names_as)
+        wording = phrase_reason(candidate)
+        if wording:
+            if _is_generic(status):
+                # The words that named the reason may also quote the status that goes with it.
+                quoted = smtp_text.find_status(candidate)
+                if quoted and not _is_generic(quoted):
+                    status = quoted
+                    by_status, status_detail = status_reason(status)
+            break
+    if wording:
+        reason = _combine(wording, by_status, command, status)
+        return _PolicyView(reason, status_detail if reason == by_status else "", f"wording:{wording}")
+    if by_status:
+        return _PolicyView(_combine(by_status, by_status, command, status), status_detail, f"status:{status}")
+    reason = _fallback(status, code, line, command, action)
+    if reason == "onhold" and recipient:
+        domain = recipient.rpartition("@")[2]
+        reason = patterns.RECIPIENT_DOMAIN_REASONS.get(domain, reason)
+    return _PolicyView(reason, "", f"fallback:{command or action or 'none'}")
 
 
 def classify(
@@ -139,15 +213,23 @@ def classify(
     action: str = "",
     diagnostic_type: str = "",
     recipient: str = "",
+    remote_host: str = "",
+    family: str = "",
+    vendor_category: str = "",
+    prose_only: bool = False,
 ) -> Classification:
     """Classify a failure (or success) from everything known about it.
 
     ``text`` is the diagnostic; ``context`` holds other texts of the report (the lines around
     the recipient, then the whole human-readable part), consulted in order only when the
-    diagnostic matches no wording.
+    diagnostic matches no wording.  ``remote_host`` (the server that answered), ``family`` (the
+    system that wrote the bounce, see ``families``) and ``vendor_category`` (a vendor's own
+    classification field) only matter for naming the reason, as does ``prose_only`` (the report
+    had no diagnostic field, so all its own words speak for the recipient).
     """
     line = smtp_text.join_continuations(smtp_text.collapse(text))
-    status = status.strip()
+    field_status = status.strip()
+    status = field_status
     quoted_status = smtp_text.find_status(line)
     if _is_generic(status) and quoted_status and not _is_generic(quoted_status):
         status = quoted_status  # "Status: 5.0.0" over a reply that says 5.7.26
@@ -157,52 +239,44 @@ def classify(
     action = action.strip().lower()
 
     if action == "delivered" or status.startswith("2") or (code is not None and 200 <= code < 300 and not status):
-        return _result("delivered", status, code, rule="success", action=action)
+        return _result("delivered", _PolicyView("delivered", rule="success"), status, code, action)
     if diagnostic_type.strip().lower() == "x-unix":
         # The local delivery program (pipe, procmail, mail.local) failed: its exit status says
         # how (sysexits.h); anything else it printed is its own business.
         reason = patterns.LOCAL_EXIT_REASONS.get(line.strip(), "mailererror")
-        return _result(reason, status, code, rule="diagnostic-type:x-unix", action=action)
+        return _result(reason, _PolicyView(reason, rule="diagnostic-type:x-unix"), status, code, action)
 
     if not command:
         # The report's other words often say what the reply answered ("in reply to RCPT TO").
         command = next((found for extra in context if (found := smtp_text.find_command(extra))), "")
-    by_status, status_detail = status_reason(status) if status else ("", "")
-    wording = ""
-    # The diagnostic itself first; the report's surrounding words only when it says nothing.
-    for candidate in (line, *(smtp_text.join_continuations(smtp_text.collapse(extra)) for extra in context)):
-        if not candidate:
-            continue
-        rule = _provider_rule(candidate, status)
-        if rule is not None:
-            return _result(rule.reason, status, code, rule.detail, rule=rule.name, action=action)
-        wording = phrase_reason(candidate)
-        if wording:
-            if _is_generic(status):
-                # The words that named the reason may also quote the status that goes with it.
-                quoted = smtp_text.find_status(candidate)
-                if quoted and not _is_generic(quoted):
-                    status = quoted
-                    by_status, status_detail = status_reason(status)
-            break
-    if wording:
-        reason = _combine(wording, by_status, command, status)
-        detail = status_detail if reason == by_status else ""
-        return _result(reason, status, code, detail, rule=f"wording:{wording}", action=action)
-    if by_status:
-        reason = _combine(by_status, by_status, command, status)
-        return _result(reason, status, code, status_detail, rule=f"status:{status}", action=action)
-    reason = _fallback(status, code, line, command, action)
-    if reason == "onhold" and recipient:
-        domain = recipient.rpartition("@")[2]
-        reason = patterns.RECIPIENT_DOMAIN_REASONS.get(domain, reason)
-    return _result(reason, status, code, rule=f"fallback:{command or action or 'none'}", action=action)
+    policy = _policy_view(line, status, code, command, action, context, recipient)
+    collapsed_context = tuple(smtp_text.join_continuations(smtp_text.collapse(extra)) for extra in context)
+    reason, reason_rule = naming.reference_reason(
+        naming.Evidence(
+            status=field_status,
+            text=line,
+            context=collapsed_context,
+            command=command,
+            action=action,
+            remote_host=remote_host,
+            recipient=recipient,
+            family=family,
+            vendor_category=vendor_category,
+            code=code,
+            prose_only=prose_only,
+            provider_rule=policy.rule if policy.names_as else "",
+            provider_name=policy.names_as,
+        )
+    )
+    return _result(reason, policy, status, code, action, reason_rule)
 
 
-def classify_reply(code: int, status: str, text: str, command: str = "") -> Classification:
+def classify_reply(code: int, status: str, text: str, command: str = "", remote_host: str = "") -> Classification:
     """Classify a synchronous SMTP reply, e.g. ``classify_reply(421, "4.7.0", "[TSS04] ...")``.
 
     ``status`` may be "" (it is then looked for in ``text``); ``command`` is the SMTP command
-    the reply answered, when the caller knows it.
+    the reply answered and ``remote_host`` the MX that gave it, when the caller knows them.
+    Both only change the name: a "550 User unknown" is ``userunknown`` in answer to RCPT TO but
+    ``filtered`` when nothing says when it came, as in the labelled corpus.
     """
-    return classify(code=code, status=status, text=text, command=command)
+    return classify(code=code, status=status, text=text, command=command, remote_host=remote_host)

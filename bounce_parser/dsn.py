@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from . import fields, smtp_text, textscan
+from . import families, fields, smtp_text, textscan
 from .addresses import address_from_field
 from .classifier import classify
 from .model import BounceRecord, failure_record
@@ -46,9 +46,12 @@ def records_from_fields(
     kind: str,
     message_id: str,
     senders: set[str],
+    family: str = "",
 ) -> list[BounceRecord]:
-    """One record per recipient group that names an address."""
+    """One record per recipient group that names an address (``family``: see ``families``)."""
     per_message, groups = fields.group_fields(report_text)
+    family = family or families.detect(per_message, "", "", "")
+    statement = families.own_statement(family, human_text)
     remote_default = _split_typed(per_message.get("remote-mta", ""))[1]
     human = {found.address: found for found in textscan.scan(human_text, senders)} if human_text else {}
     region = textscan.region_diagnostic(human_text) if human_text else ""
@@ -69,6 +72,7 @@ def records_from_fields(
         if from_text is None and len(groups) == 1 and len(human) == 1:
             from_text = next(iter(human.values()))
         block = from_text.diagnostic if from_text else ""
+        fields_silent = not diagnostic
         if not diagnostic and block:
             diagnostic = block
         command = (
@@ -78,14 +82,25 @@ def records_from_fields(
         )
         if not command and len(groups) == 1:
             command = smtp_text.transcript_command(human_text) or smtp_text.find_command(region)
+        remote_mta = (
+            _split_typed(group.get("remote-mta", ""))[1]
+            or remote_default
+            or smtp_text.find_remote_host(diagnostic)
+            or smtp_text.find_remote_host(block)
+        )
         classification = classify(
             status=status,
-            text=diagnostic,
+            text=statement or diagnostic,
+            # A report whose fields say nothing leaves the report's own words to tell the reason.
             context=(block, region),
+            prose_only=fields_silent,
             command=command,
             action=action,
             diagnostic_type=diagnostic_type,
             recipient=recipient,
+            remote_host=remote_mta.strip("[]"),
+            family=family,
+            vendor_category=group.get("x-powermta-bouncecategory", ""),
         )
         records[recipient] = failure_record(
             classification,
@@ -95,9 +110,7 @@ def records_from_fields(
             status=status,
             diagnostic=diagnostic,
             reply_code=smtp_text.find_reply_code(diagnostic),
-            remote_mta=_split_typed(group.get("remote-mta", ""))[1]
-            or remote_default
-            or smtp_text.find_remote_host(diagnostic),
+            remote_mta=remote_mta,
             message_id=message_id,
             command=command,
         )

@@ -30,6 +30,7 @@ RECIPIENT_FIELDS = frozenset(
         "x-actual-recipient",
         "x-supplementary-info",
         "x-display-name",
+        "x-powermta-bouncecategory",
     }
 )
 

@@ -15,11 +15,14 @@ KIND_NONE = "none"  # not a bounce: no records
 class Classification:
     """What an SMTP reply (or a bounce's diagnostic) means.
 
-    ``reason`` is a coarse taxonomy name; ``kind`` is the coarser class the policy daemon's health
-    counters use: ``delivered``, ``throttled`` (slow down), ``blocked`` (this source IP or domain
-    is refused), ``auth`` (authentication of the sending domain failed), ``hard`` (the address is
-    gone), ``soft`` (anything else).  ``detail`` is a finer name from ``FINER_REASONS`` or "";
-    ``rule`` names the table entry that decided, so an automatic action can cite it.
+    ``reason`` is the taxonomy name as the reference labelling gives it, and ``hard`` follows
+    from it.  ``kind`` is what the policy daemon acts on: ``delivered``, ``throttled`` (slow
+    down), ``blocked`` (this source IP or domain is refused), ``auth`` (authentication of the
+    sending domain failed), ``hard`` (the address is gone), ``soft`` (anything else).  The two
+    may differ: a TSS04 deferral is named ``blocked`` but is a throttle.  ``detail`` is a finer
+    name from ``FINER_REASONS`` refining the kind (``speeding`` for a throttle) or "";
+    ``rule`` names the table entry that decided the kind, so an automatic action can cite it,
+    and ``reason_rule`` the convention that decided the name.
     """
 
     reason: str
@@ -28,6 +31,7 @@ class Classification:
     permanent: bool = False
     detail: str = ""
     rule: str = ""
+    reason_rule: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,7 @@ class BounceRecord:
     detail: str = ""
     reply_kind: str = ""
     rule: str = ""
+    reason_rule: str = ""
     authentication_results: tuple[AuthResult, ...] = ()
 
     def to_json_dict(self, file: str) -> dict[str, object]:
@@ -105,6 +110,7 @@ def failure_record(
         detail=classification.detail,
         reply_kind=classification.kind,
         rule=classification.rule,
+        reason_rule=classification.reason_rule,
     )
 
 

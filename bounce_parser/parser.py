@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 
-from . import arf, dsn, mime, original, ses, signals, textbounce, textscan
+from . import arf, dsn, families, mime, original, ses, signals, textbounce, textscan
 from .addresses import find_addresses
 from .fields import field_text
 from .model import KIND_ARF, KIND_BOUNCE, KIND_DSN, KIND_NONE, BounceRecord, ParseResult
@@ -50,6 +50,7 @@ class Report:
     headers: dict[str, str] = field(default_factory=dict)
     sender: str = ""
     subject: str = ""
+    family: str = ""  # the system that wrote the bounce (``families``)
 
     @property
     def human_text(self) -> str:
@@ -108,6 +109,7 @@ def _read(message: Message) -> Report:
     report.headers = original.headers_of(message)
     report.sender = mime.header_text(message, "from")
     report.subject = mime.header_text(message, "subject")
+    report.family = families.detect(report.headers, report.subject, report.sender, report.human_text)
     return report
 
 
@@ -132,7 +134,12 @@ def _delivery_status(report: Report, depth: int) -> tuple[str, list[BounceRecord
     records = []
     for part in report.delivery_status:
         records += dsn.records_from_fields(
-            field_text(part), report.own_words, kind=KIND_DSN, message_id=report.message_id, senders=report.senders
+            field_text(part),
+            report.own_words,
+            kind=KIND_DSN,
+            message_id=report.message_id,
+            senders=report.senders,
+            family=report.family,
         )
     return (KIND_DSN, records) if records else None
 
@@ -142,7 +149,8 @@ def _fields_in_text(report: Report, depth: int) -> tuple[str, list[BounceRecord]
         return None
     prose, report_fields = dsn.split_fields_from_text(report.body)
     records = dsn.records_from_fields(
-        report_fields, prose, kind=KIND_BOUNCE, message_id=report.message_id, senders=report.senders
+        report_fields, prose, kind=KIND_BOUNCE, message_id=report.message_id, senders=report.senders,
+        family=report.family,
     )
     return KIND_BOUNCE, records
 
@@ -160,6 +168,7 @@ def _human_bounce(report: Report, depth: int) -> tuple[str, list[BounceRecord]] 
     return KIND_BOUNCE, textbounce.records(
         report.body, report.subject, report.senders, failed_header, report.message_id,
         from_system=signals.is_system_sender(report.sender),
+        family=report.family,
     )
 
 

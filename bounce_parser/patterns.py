@@ -25,9 +25,13 @@ from dataclasses import dataclass
 class ProviderRule:
     """A provider reply with a known meaning.
 
-    ``statuses`` (enhanced codes) and ``pattern`` (a regex) are alternatives: the rule matches
-    when the status is listed or the pattern is found.  ``requires``, when set, must be found
-    as well (it narrows a status that providers use for several things).
+    ``reason`` and ``detail`` are what the reply means for a warm-up (they decide ``kind``);
+    ``names_as`` is the taxonomy name the reply gets, which follows the reference labelling and
+    may differ (Yahoo's TSS04 is acted on as a throttle but named ``blocked``); "" leaves the
+    name to the general conventions of ``naming``.  ``statuses`` (enhanced codes) and
+    ``pattern`` (a regex) are alternatives: the rule matches when the status is listed or the
+    pattern is found.  ``requires``, when set, must be found as well (it narrows a status that
+    providers use for several things).
     """
 
     name: str
@@ -36,53 +40,62 @@ class ProviderRule:
     statuses: tuple[str, ...] = ()
     pattern: str = ""
     requires: str = ""
+    names_as: str = ""
 
 
 PROVIDER_RULES: tuple[ProviderRule, ...] = (
     # Google
     ProviderRule("google-rate-limited", "toomanyconn", "speeding", statuses=("4.7.28",),
-                 pattern=r"unusual rate of unsolicited mail.{0,200}rate limited"),
+                 pattern=r"unusual rate of unsolicited mail.{0,200}rate limited", names_as="toomanyconn"),
     ProviderRule("google-unsolicited-blocked", "blocked", "badreputation", statuses=("5.7.28",),
-                 pattern=r"unusual rate of unsolicited mail.{0,200}(?:has been )?blocked"),
+                 pattern=r"unusual rate of unsolicited mail.{0,200}(?:has been )?blocked", names_as="blocked"),
     ProviderRule("google-recipient-rate", "toomanyconn", "speeding",
-                 pattern=r"receiving mail at a rate that prevents additional messages"),
+                 pattern=r"receiving mail at a rate that prevents additional messages", names_as="toomanyconn"),
+    # Acted on as a throttle; the labels name Google's generic refusal a block of the sender.
     ProviderRule("google-try-again-later", "toomanyconn", "speeding",
-                 pattern=r"try again later, closing connection"),
+                 pattern=r"try again later, closing connection", names_as="blocked"),
     ProviderRule("google-unauthenticated", "securityerror", "authfailure",
                  statuses=("5.7.26", "4.7.26", "5.7.27", "4.7.27", "5.7.30", "4.7.30", "5.7.32", "4.7.32"),
                  pattern=r"sender is unauthenticated|unauthenticated email from"),
     ProviderRule("google-no-ptr", "blocked", "requireptr", statuses=("5.7.25", "4.7.25"),
-                 pattern=r"does not have a ptr record|ptr record setup"),
+                 pattern=r"does not have a ptr record|ptr record setup", names_as="blocked"),
     ProviderRule("google-likely-unsolicited", "spamdetected", pattern=r"likely unsolicited mail"),
     ProviderRule("google-low-reputation", "blocked", "badreputation",
-                 pattern=r"likely suspicious due to the very low reputation"),
+                 pattern=r"likely suspicious due to the very low reputation", names_as="blocked"),
     # Yahoo / AOL
+    # TSS04 defers on volume or complaints: a throttle to act on, named a block by the labels
+    # (and a refused sender when qmail reports it as such: left to ``naming``).
     ProviderRule("yahoo-tss04-deferred", "toomanyconn", "speeding", pattern=r"\[?tss04\]?"),
-    ProviderRule("yahoo-tss09-deferred", "blocked", "badreputation", pattern=r"\[?tss09\]?"),
-    ProviderRule("yahoo-blocklisted", "blocked", "badreputation", pattern=r"\[?bl2[123]\]?"),
+    ProviderRule("yahoo-tss09-deferred", "blocked", "badreputation", pattern=r"\[?tss09\]?", names_as="blocked"),
+    ProviderRule("yahoo-blocklisted", "blocked", "badreputation", pattern=r"\[?bl2[123]\]?", names_as="blocked"),
     ProviderRule("yahoo-dmarc", "securityerror", "authfailure", statuses=("5.7.9",), requires=r"dmarc"),
     ProviderRule("yahoo-policy", "policyviolation", statuses=("5.7.9", "4.7.9"),
                  requires=r"not accepted for policy reasons"),
     ProviderRule("yahoo-no-account", "userunknown",
                  pattern=r"dd this user doesn't have a [a-z0-9.-]+ account"),
     # Microsoft
+    # A rate limit "due to IP reputation": acted on as a throttle, named a block by the labels.
     ProviderRule("microsoft-rate-limited", "toomanyconn", "speeding", statuses=("4.7.650", "5.7.650"),
-                 pattern=r"temporarily rate limited due to ip reputation"),
+                 pattern=r"temporarily rate limited due to ip reputation", names_as="blocked"),
     ProviderRule("microsoft-server-busy", "toomanyconn", "speeding", statuses=("4.7.500",),
-                 pattern=r"server busy\. please try again later"),
-    ProviderRule("microsoft-rp-throttle", "toomanyconn", "speeding", pattern=r"\brp-00[123]\b"),
+                 pattern=r"server busy\. please try again later", names_as="systemerror"),
+    ProviderRule("microsoft-rp-throttle", "toomanyconn", "speeding", pattern=r"\brp-00[123]\b",
+                 names_as="toomanyconn"),
     ProviderRule("microsoft-block-list", "blocked", "badreputation", statuses=("5.7.511", "5.7.606"),
-                 pattern=r"\(s3150\)|\(s3140\)|\bs31[45]0\b|banned sending ip|access denied, banned sender"),
-    ProviderRule("microsoft-sc-policy", "blocked", "badreputation", pattern=r"\bsc-00[124]\b"),
+                 pattern=r"\(s3150\)|\(s3140\)|\bs31[45]0\b|banned sending ip|access denied, banned sender",
+                 names_as="blocked"),
+    ProviderRule("microsoft-sc-policy", "blocked", "badreputation", pattern=r"\bsc-00[124]\b", names_as="blocked"),
     ProviderRule("microsoft-auth-level", "securityerror", "authfailure", statuses=("5.7.515",),
                  pattern=r"does not meet the required authentication level"),
+    # Exchange's own codes name the cause whichever MTA relays them.
     ProviderRule("microsoft-recipient-not-found", "userunknown",
-                 pattern=r"resolver\.adr\.recip(?:ient)?notfound"),
+                 pattern=r"resolver\.adr\.recip(?:ient)?notfound", names_as="userunknown"),
     ProviderRule("microsoft-mailbox-unavailable", "userunknown", statuses=("5.5.0",),
-                 requires=r"requested action not taken: mailbox unavailable"),
-    ProviderRule("microsoft-recipient-size", "mesgtoobig", pattern=r"resolver\.rst\.recipsizelimit"),
+                 requires=r"requested action not taken: mailbox unavailable", names_as="userunknown"),
+    ProviderRule("microsoft-recipient-size", "mesgtoobig", pattern=r"resolver\.rst\.recipsizelimit",
+                 names_as="mesgtoobig"),
     ProviderRule("microsoft-expired", "expired", statuses=("5.4.316", "4.4.316"),
-                 pattern=r"message expired|delivery time expired"),
+                 pattern=r"message expired|delivery time expired", names_as="expired"),
     # Orange (France) documents ofr_506 as its spam rejection.
     ProviderRule("orange-spam", "spamdetected", pattern=r"\bofr_506\b"),
 )
@@ -282,6 +295,7 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"server access .{0,40}(?:forbidden|denied)",
         r"unfortunately, messages from", r"no access from mail server", r"not allowed to connect",
         r"blocked by ldap", r"\bhelo\b.{0,40}(?:rejected|invalid)", r"listed at", r"access denied\. ip",
+        r"banned send(?:ing ip|er)",
     )),
     ("filtered", (
         r"recipient preferences", r"refused due to recipient", r"rejected by (?:the )?recipient'?s? filter",
@@ -301,6 +315,7 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"unroutable sender", r"invalid sender", r"sender (?:is )?not allowed", r"mail from rejected",
         r"address (?:that )?has been blacklisted", r"sender address .{0,40}(?:invalid|unknown|refused)",
         r"sender domain .{0,40}(?:invalid|unknown|not exist)", r"bad sender", r"return path",
+        r"(?:without a|no) valid sender domain",
     )),
     ("systemfull", (
         r"system (?:is )?full", r"disk (?:is )?full", r"out of disk", r"insufficient system (?:storage|resources)",
@@ -335,7 +350,8 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Postfix prefixes every recipient restriction with these words and says the real reason
     # after them, so they count only when nothing more specific was said.
     ("userunknown", (
-        r"recipient address rejected", r"\baddress rejected",
+        # A refused *sender* address is not about the recipient.
+        r"recipient address rejected", r"(?<!sender )\baddress rejected",
     )),
 )
 

@@ -29,7 +29,14 @@ def _listed_recipients(
 
 
 def records(
-    body: str, subject: str, senders: set[str], failed_header: str, message_id: str, *, from_system: bool
+    body: str,
+    subject: str,
+    senders: set[str],
+    failed_header: str,
+    message_id: str,
+    *,
+    from_system: bool,
+    family: str = "",
 ) -> list[BounceRecord]:
     """One record per failed recipient named in a human-readable bounce.
 
@@ -46,8 +53,15 @@ def records(
         # A recipient listed without words of its own shares the report's words.
         diagnostic = item.diagnostic or region
         command = item.command or smtp_text.find_command(diagnostic)
+        remote_mta = smtp_text.find_remote_host(diagnostic)
         classification = classify(
-            text=diagnostic, context=(region,), command=command, action=action, recipient=item.address
+            text=diagnostic,
+            context=(region,),
+            command=command,
+            action=action,
+            recipient=item.address,
+            remote_host=remote_mta,
+            family=family,
         )
         results.append(
             failure_record(
@@ -58,7 +72,7 @@ def records(
                 status=smtp_text.find_status(diagnostic),
                 diagnostic=diagnostic,
                 reply_code=smtp_text.find_reply_code(diagnostic),
-                remote_mta=smtp_text.find_remote_host(diagnostic),
+                remote_mta=remote_mta,
                 message_id=message_id,
                 command=command,
             )

@@ -1,0 +1,218 @@
+"""``reference_reason``: the name the shared taxonomy gives a failure, as the reference labels do.
+
+The taxonomy's names (shared/corpus/bounces/README.md) come from Sisimai, and the product names
+outcomes the way that labelling does, so that counts and rules mean the same everywhere.  What
+the policy daemon must *do* about an outcome is a separate question, answered by ``kind`` and
+``detail`` in ``classifier``; this module only names.  The conventions, in order:
+
+1. a provider's reply is named by the provider's published meaning (``naming_rules.HOST_RULES``,
+   then the ``names_as`` of ``patterns.PROVIDER_RULES``);
+2. a vendor's own classification of the bounce, or its own verdict on an address, is trusted
+   (``families``);
+3. reasons about the mailbox, the address and the sending host (``ADDRESS_FIRST``) are settled
+   first, each by its status name or its wording; an address is only called unknown when the
+   status says so or the reply answered RCPT TO - a "user unknown" that came after the message
+   was sent, or without saying when, is a recipient-side filter (``filtered``);
+4. the other wordings, then the status's own name, then the status class (x.6 content,
+   x.7 security);
+5. what is left: ``expired`` for a delayed report, ``blocked`` when refused before any address
+   was given, ``onhold`` when a failure said too little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import families, patterns, smtp_text
+from .naming_rules import (
+    ADDRESS_FIRST,
+    BEFORE_CONTENT,
+    COMPILED_HOST_RULES,
+    COMPILED_RENAMES,
+    NOT_AN_UNKNOWN_USER,
+    ORANGE_CODE,
+    ORANGE_CODES,
+    QUALIFIED_ONLY,
+    SPECTRUM_CODE,
+    SPECTRUM_CODES,
+    SPECTRUM_HOSTS_RE,
+    STATUS_NAMES,
+    WEAK_STATUS_NAMES,
+)
+
+_ADDRESS_WORDS = frozenset({"userunknown", "filtered"})
+_ABOUT_AN_ADDRESS = frozenset({"userunknown", "filtered", "hostunknown", "suspend"})
+_BEFORE_ANY_ADDRESS = frozenset({"CONN", "HELO"})
+# After the first pass, the remaining wordings count in the shared table's precedence order.
+_WORDING_AFTER: tuple[str, ...] = tuple(
+    dict.fromkeys(reason for reason, _ in patterns.REASON_PHRASES if reason not in QUALIFIED_ONLY)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Everything the naming looks at; ``text`` and ``context`` are collapsed to one line."""
+
+    status: str = ""
+    text: str = ""
+    context: Sequence[str] = ()
+    command: str = ""
+    action: str = ""
+    remote_host: str = ""
+    recipient: str = ""
+    family: str = ""
+    vendor_category: str = ""
+    code: int | None = None
+    prose_only: bool = False  # no diagnostic field: every sentence of the report may name the reason
+    provider_rule: str = ""  # the provider rule the reply matched (``patterns.PROVIDER_RULES``)
+    provider_name: str = ""  # and the name that rule gives it, if any
+
+
+def naming_status(status: str, text: str) -> str:
+    """The status the naming goes by: the one quoted with the reply, else the report's own.
+
+    A reply's own words ("550 5.7.1 ...") are more specific than a report's summary field,
+    which many MTAs fill with 5.0.0 or copy from another recipient.
+    """
+    with_reply = smtp_text.status_after_code(text)
+    if with_reply:
+        return with_reply
+    return status or smtp_text.find_status(text)
+
+
+def status_name(status: str) -> str:
+    """The reason the labelling reads into an enhanced status alone, or ""."""
+    if not status:
+        return ""
+    return STATUS_NAMES.get(status) or STATUS_NAMES.get(status.partition(".")[2], "")
+
+
+def wordings(text: str) -> set[str]:
+    """Every reason whose wording occurs in ``text``, after the labelling's renames."""
+    found = {reason for reason, pattern in patterns.COMPILED_PHRASES if pattern.search(text)}
+    for rename, pattern in COMPILED_RENAMES:
+        if pattern.search(text):
+            found -= rename.replaces
+            found.add(rename.reason)
+    return found
+
+
+def _host_reason(evidence: Evidence, status: str, text: str) -> tuple[str, str] | None:
+    """A reply named by the provider that sent it (known by the host that answered)."""
+    host = evidence.remote_host
+    if host:
+        for compiled in COMPILED_HOST_RULES:
+            rule = compiled.rule
+            if not compiled.hosts.search(host) or (rule.commands and evidence.command not in rule.commands):
+                continue
+            if status in rule.statuses or (compiled.pattern is not None and compiled.pattern.search(text)):
+                return rule.reason, f"host:{rule.name}"
+    orange = ORANGE_CODE.search(text)
+    if orange:
+        # An Orange code outside the documented list names nothing: "undefined", not a guess.
+        return ORANGE_CODES.get(int(orange.group(1)), "undefined"), f"host:orange-{orange.group(1)}"
+    code = SPECTRUM_CODE.search(text)
+    # Spectrum's replies cite its own page of codes, which identifies them wherever relayed.
+    if code and (SPECTRUM_HOSTS_RE.search(host) or "spectrum.net" in text.lower()):
+        number = int(code.group(1))
+        for first, last, reason in SPECTRUM_CODES:
+            if first <= number <= last:
+                return reason, f"host:spectrum-aup-{number}"
+    return None
+
+
+def _applies(reason: str, name: str, words: set[str], command: str) -> bool:
+    """Does ``reason`` settle the case, given the status name, the wordings and the command?"""
+    if reason == "userunknown":
+        # The status is trusted unless the words name another cause; the words alone only when
+        # the reply answered RCPT TO (afterwards the address had been accepted).
+        return (name == reason and not words & NOT_AN_UNKNOWN_USER) or (command == "RCPT" and reason in words)
+    if reason == "filtered":
+        if not words & _ADDRESS_WORDS:
+            return False
+        return name == reason or command not in BEFORE_CONTENT
+    if reason == "norelaying":
+        return reason in words and command not in _BEFORE_ANY_ADDRESS
+    if reason == "spamdetected":
+        # Only a reply to the message itself can have judged its content.
+        return reason in words and command not in BEFORE_CONTENT
+    if reason == "rejected":
+        # Words about the sender settle it here only in answer to MAIL FROM; otherwise a status
+        # naming the address or the host comes first (they count again after the first pass).
+        return name == reason or (reason in words and command == "MAIL")
+    if reason == "mesgtoobig" and name == "exceedlimit":
+        return False  # "message too big" with x.2.3 is the recipient's own limit
+    if reason == "hostunknown":
+        # A DNS failure while looking the domain up is a network error, not a missing domain;
+        # a bad domain named in answer to HELO is our own host name.
+        by_words = reason in words and command not in _BEFORE_ANY_ADDRESS
+        return (name == reason and "networkerror" not in words) or by_words
+    return name == reason or reason in words
+
+
+def _from_words(words: set[str], name: str, command: str) -> str:
+    for reason in ADDRESS_FIRST:
+        if _applies(reason, name, words, command):
+            return reason
+    if name in ADDRESS_FIRST and not (name == "userunknown" and words & NOT_AN_UNKNOWN_USER):
+        return name
+    if command in _BEFORE_ANY_ADDRESS and words & _ABOUT_AN_ADDRESS:
+        # Refused before any address was given, words about an address can only concern the
+        # sending host ("invalid domain name" in answer to HELO is about our own name).
+        return "blocked"
+    for reason in _WORDING_AFTER:
+        if reason in words and (reason != "hostunknown" or command not in _BEFORE_ANY_ADDRESS):
+            return reason
+    return ""
+
+
+def _by_class(status: str) -> str:
+    subject = status.split(".")[1] if status.count(".") == 2 else ""
+    return {"6": "contenterror", "7": "securityerror"}.get(subject, "")
+
+
+def reference_reason(evidence: Evidence) -> tuple[str, str]:
+    """``(reason, rule)``: the taxonomy name and what decided it."""
+    text = evidence.text
+    status = naming_status(evidence.status, text)
+    command = evidence.command
+    found = _host_reason(evidence, status, text)
+    if found is not None:
+        return found
+    if evidence.provider_name:
+        return evidence.provider_name, f"provider:{evidence.provider_rule}"
+    vendor = families.vendor_reason(evidence.family, evidence.vendor_category, text)
+    if vendor:
+        return vendor, f"family:{evidence.family or evidence.vendor_category}"
+    if not command and families.gives_own_address_verdict(evidence.family):
+        command = "RCPT"  # the system looked the address up itself: its verdict is about it
+    words: set[str] = set()
+    for candidate in (text, *evidence.context):
+        if candidate:
+            words |= wordings(candidate)
+            if not status:
+                status = naming_status("", candidate)
+            if words and not evidence.prose_only:
+                break
+    name = status_name(status)
+    reason = _from_words(words, name, command)
+    if reason:
+        return reason, f"naming:{reason}"
+    name = name or WEAK_STATUS_NAMES.get(status, "")
+    if name:
+        return name, f"naming-status:{status}"
+    reason = _by_class(status)
+    if reason:
+        return reason, f"naming-class:{status}"
+    if evidence.action == "delayed":
+        return "expired", "naming:delayed"
+    if command in _BEFORE_ANY_ADDRESS:
+        return "blocked", f"naming:{command}"
+    domain = evidence.recipient.rpartition("@")[2]
+    if domain in patterns.RECIPIENT_DOMAIN_REASONS:
+        # A service whose refusals all mean one thing (a Google Groups bounce).
+        return patterns.RECIPIENT_DOMAIN_REASONS[domain], f"naming-domain:{domain}"
+    if status or evidence.code or text.strip():
+        return "onhold", "naming:onhold"
+    return "undefined", "naming:undefined"
