@@ -16,14 +16,10 @@ import contextlib
 import ipaddress
 import os
 import sys
-import tomllib
-from typing import Any
 
-from mta import config as mta_config
 from mta.checkdns import NO_DKIM_KEY, CheckResult, SourceAddress, check_dns
 from mta.config import Config, ConfigError, load_config, parse_hostport
-from mta.configload import build
-from mta.dkim.config import DkimKeyConfig, load_dkim_section
+from mta.dkim.config import DkimKeyConfig
 from mta.dkim.keys import DkimKey, DkimKeyError, dns_record_name, load_key
 from mta.dnsroute import MxResolver, ResolverConfig, RouteError
 from mta.verp import BounceDomains
@@ -31,9 +27,6 @@ from mta.verp import BounceDomains
 __all__ = ["add_parser", "run"]
 
 # Sections this feature proposes; until Config has them, they are read from the raw TOML here.
-_PROPOSED_SECTIONS = ("dkim", "unsubscribe")
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("check-dns", help="check SPF, DKIM, DMARC, reverse DNS and the bounce MX of a domain")
     p.add_argument("domain", help="sending domain, e.g. example.com")
@@ -52,10 +45,8 @@ def run(args: argparse.Namespace, cfg: Config | None = None) -> int:
     domain = args.domain.lower().rstrip(".")
     try:
         if cfg is None:
-            cfg, raw = _load(args.config)
-        else:
-            raw = _raw_toml(cfg.path) if cfg.path else {}
-        key_configs = _dkim_key_configs(cfg, raw, domain, args.dkim_key)
+            cfg = load_config(args.config)
+        key_configs = _dkim_key_configs(cfg, domain, args.dkim_key)
     except ConfigError as exc:
         print(f"mta check-dns: config error: {exc}", file=sys.stderr)
         return 2
@@ -115,13 +106,9 @@ async def _inbound_addresses(cfg: Config, given: list[str], resolver: MxResolver
                       "(or give --inbound-address)")
 
 
-def _dkim_key_configs(cfg: Config, raw: dict[str, Any], domain: str,
-                      extra: list[str]) -> list[tuple[str, DkimKeyConfig]]:
+def _dkim_key_configs(cfg: Config, domain: str, extra: list[str]) -> list[tuple[str, DkimKeyConfig]]:
     """(config path, entry) of the keys that sign for `domain`: its own, else its closest parent's."""
-    section = getattr(cfg, "dkim", None)
-    if section is None:
-        section = load_dkim_section(raw.get("dkim"), os.path.dirname(cfg.path) if cfg.path else os.getcwd())
-    entries = [(f"dkim.keys[{i}]", k) for i, k in enumerate(section.keys)]
+    entries = [(f"dkim.keys[{i}]", k) for i, k in enumerate(cfg.dkim.keys)]
     candidates = domain
     chosen: list[tuple[str, DkimKeyConfig]] = []
     while "." in candidates and not chosen:
@@ -135,27 +122,3 @@ def _dkim_key_configs(cfg: Config, raw: dict[str, Any], domain: str,
     return chosen
 
 
-def _raw_toml(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-def _load(path: str) -> tuple[Config, dict[str, Any]]:
-    raw = _raw_toml(path)
-    pending = [name for name in _PROPOSED_SECTIONS if name in raw and name not in Config.__dataclass_fields__]
-    if not pending:
-        return load_config(path), raw
-    # Config does not know the proposed sections yet and rejects unknown keys: load the rest the
-    # way load_config does. Goes away once Config has `dkim` and `unsubscribe`.
-    rest = {k: v for k, v in raw.items() if k not in pending}
-    cfg = build(Config, rest, "")
-    cfg.path = os.path.abspath(path)
-    mta_config._resolve_paths(cfg, os.path.dirname(cfg.path))
-    mta_config._apply_defaults(cfg)
-    mta_config.validate(cfg)
-    return cfg, raw

@@ -22,10 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=argparse.SUPPRESS)
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("--config", default=argparse.SUPPRESS)
-    from mta import queuecli, suppressioncli
+    from mta import checkdns_cli, queuecli, suppressioncli
+    from mta.dkim import keygen
 
     queuecli.add_parser(sub)
     suppressioncli.add_parser(sub)
+    keygen.add_parser(sub)
+    checkdns_cli.add_parser(sub)
     u = sub.add_parser("user", help="manage submission users")
     us = u.add_subparsers(dest="user_cmd", required=True)
     a = us.add_parser("add", help="add or replace a user in a users file (password read from stdin or prompt)")
@@ -60,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "user":
         return _user(args)
+    if args.cmd == "dkim":          # needs no config: it makes a key for one
+        from mta.dkim import keygen
+
+        return keygen.run(args)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
@@ -73,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         from mta import queuecli
 
         return queuecli.run(cfg, args)
+    if args.cmd == "check-dns":
+        from mta import checkdns_cli
+
+        return checkdns_cli.run(args, cfg)
     if args.cmd == "suppression":
         from mta import suppressioncli
 

@@ -14,7 +14,9 @@ import tomllib
 from dataclasses import dataclass, field
 
 from mta.configload import ByteSize, ConfigError, Duration, build
+from mta.dkim.config import DkimSection, validate_dkim_section
 from mta.limits import SiteLimits
+from mta.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_hostport"]
 
@@ -163,6 +165,8 @@ class Config:
     egress: EgressSection = field(default_factory=EgressSection)
     events: EventsSection = field(default_factory=EventsSection)
     suppression: SuppressionSection = field(default_factory=SuppressionSection)
+    dkim: DkimSection = field(default_factory=DkimSection)
+    unsubscribe: UnsubscribeConfig = field(default_factory=UnsubscribeConfig)
     policy: PolicySection = field(default_factory=PolicySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     path: str = ""                      # the file this came from
@@ -239,6 +243,11 @@ def _resolve_paths(cfg: Config, base: str) -> None:
     cfg.submission.users_file = absolute(cfg.submission.users_file)
     cfg.inbound.verp_secret_file = absolute(cfg.inbound.verp_secret_file)
     cfg.events.path = absolute(cfg.events.path)
+    for key in cfg.dkim.keys:
+        key.domain = key.domain.lower().rstrip(".")
+        key.key_file = absolute(key.key_file)
+    u = cfg.unsubscribe
+    u.tls_cert, u.tls_key, u.secret_file = absolute(u.tls_cert), absolute(u.tls_key), absolute(u.secret_file)
     if cfg.policy.address.startswith("unix:"):
         cfg.policy.address = "unix:" + absolute(cfg.policy.address[5:])
 
@@ -254,6 +263,8 @@ def _apply_defaults(cfg: Config) -> None:
         s.ehlo = s.ehlo or cfg.mta.hostname
     if not cfg.egress.pools:
         cfg.egress.pools["default"] = EgressPool(sources=[s.name for s in cfg.egress.sources])
+    if not cfg.unsubscribe.mailto_domain:
+        cfg.unsubscribe.mailto_domain = cfg.inbound.bounce_domain
 
 
 def validate(cfg: Config) -> None:
@@ -318,6 +329,14 @@ def validate(cfg: Config) -> None:
     for sname, stream in cfg.streams.items():
         if stream.pool not in cfg.egress.pools:
             raise ConfigError(f"streams.{sname}.pool: no egress pool named {stream.pool!r}")
+    validate_dkim_section(cfg.dkim)
+    for i, key in enumerate(cfg.dkim.keys):
+        if not os.path.isfile(key.key_file):
+            raise ConfigError(f"dkim.keys[{i}].key_file: no such file: {key.key_file}")
+    validate_unsubscribe_config(cfg.unsubscribe)
+    for i, stream in enumerate(cfg.unsubscribe.streams):
+        if stream not in cfg.streams:
+            raise ConfigError(f"unsubscribe.streams[{i}]: no stream named {stream!r}")
     if cfg.suppression.complaint_scope not in ("tenant", "global"):
         raise ConfigError("suppression.complaint_scope: one of tenant, global")
     if not cfg.inbound.bounce_domain or "." not in cfg.inbound.bounce_domain:

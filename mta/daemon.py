@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from mta.bounces import BounceProcessor
-from mta.config import Config, parse_hostport
+from mta.config import Config, ConfigError, load_config, parse_hostport
 from mta.control import ControlServer
+from mta.dkim.signer import DkimSigner
 from mta.dnsroute import MxResolver, ResolverConfig
-from mta.events import EventLog
+from mta.events import Event, EventLog
 from mta.inbound import InboundHandler
 from mta.limits import Limiter, StaticLimiter
 from mta.metrics import Metrics, serve_metrics
@@ -27,6 +28,10 @@ from mta.submission.auth import Authenticator, load_users
 from mta.submission.handler import SubmissionHandler
 from mta.submission.protocol import ConnectionLimits
 from mta.submission.server import protocol_factory, server_tls_context, start_listeners
+from mta.suppression import Suppression
+from mta.suppression import add as add_suppression
+from mta.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
+from mta.unsubscribe_http import start_unsubscribe_server
 
 log = logging.getLogger("mta")
 
@@ -54,6 +59,9 @@ class MtaDaemon:
         self.control: ControlServer | None = None
         self.auth: Authenticator | None = None
         self.bounces: BounceProcessor | None = None
+        # Keys are loaded here so a broken key file stops the start with a message naming it.
+        self.signer = DkimSigner(cfg.dkim.keys, clock=clock) if cfg.dkim.keys else None
+        self.unsubscribe_tokens: UnsubscribeTokens | None = None
         self._bounce_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -64,6 +72,9 @@ class MtaDaemon:
         self.spool = Spool(cfg.mta.spool_dir, on_commit=self.metrics.on_commit)
         self.spool.start()
         verp_key = cfg.verp_key() or await self.spool.call(_spool_verp_key)
+        if cfg.unsubscribe.enabled:
+            self.unsubscribe_tokens = UnsubscribeTokens(cfg.unsubscribe.keys(fallback=verp_key),
+                                                        max_age=cfg.unsubscribe.token_max_age, clock=self.clock)
         resolver = MxResolver(ResolverConfig(nameservers=cfg.dns.nameservers, timeout=cfg.dns.timeout,
                                              lifetime=max(cfg.dns.timeout * 2, 1.0)))
         limiter = self.limiter or make_limiter(cfg, self.clock)
@@ -80,6 +91,11 @@ class MtaDaemon:
         if cfg.metrics.listen:
             host, port = parse_hostport(cfg.metrics.listen, "metrics.listen")
             self.servers.append(await serve_metrics(host, port, self.metrics.registry))
+        if self.unsubscribe_tokens is not None and cfg.unsubscribe.listen:
+            host, port = parse_hostport(cfg.unsubscribe.listen, "unsubscribe.listen")
+            tls = server_tls_context(cfg.unsubscribe.tls_cert, cfg.unsubscribe.tls_key)
+            self.servers.append(await start_unsubscribe_server(host, port, self.unsubscribe_tokens.verify,
+                                                               self.unsubscribe, ssl=tls))
         self.control = ControlServer(os.path.join(cfg.mta.spool_dir, "control.sock"), self)
         await self.control.start()
         log.info("mta ready: submission on %s, inbound on %s", ", ".join(cfg.submission.listen),
@@ -91,7 +107,8 @@ class MtaDaemon:
         sub = cfg.submission
         assert self.scheduler is not None
         tls = server_tls_context(sub.tls_cert, sub.tls_key)
-        handler = SubmissionHandler(cfg, self.scheduler.accept, self.metrics, self.clock)
+        handler = SubmissionHandler(cfg, self.scheduler.accept, self.metrics, self.clock, signer=self.signer,
+                                    unsubscribe_tokens=self.unsubscribe_tokens)
         check = self._check_password if self.auth is not None else None
         limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip)
         refused = self._count_refusal
@@ -102,13 +119,24 @@ class MtaDaemon:
         self.servers += await start_listeners(sub.listen, "submission.listen", make)
         if cfg.inbound.listen:
             inbound = InboundHandler(cfg, verp_key, self.metrics, self.clock,
-                                     on_stored=self.bounces.wake if self.bounces else None)
+                                     on_stored=self.bounces.wake if self.bounces else None,
+                                     unsubscribe_tokens=self.unsubscribe_tokens, on_unsubscribe=self.unsubscribe)
             in_limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip)
             make_in = protocol_factory(inbound, hostname=cfg.mta.hostname, limits=in_limits,
                                        max_size=cfg.inbound.max_message_size, max_line_length=sub.max_line_length,
                                        command_timeout=sub.command_timeout, data_timeout=sub.data_timeout,
                                        tls=tls, check_password=None, on_refused=refused)
             self.servers += await start_listeners(cfg.inbound.listen, "inbound.listen", make_in)
+
+    async def unsubscribe(self, info: UnsubscribeInfo) -> None:
+        """A valid one-click (HTTP) or mailto unsubscribe: the address is suppressed for its tenant."""
+        assert self.spool is not None and self.scheduler is not None
+        entry = Suppression(info.tenant, info.recipient, "unsubscribe", self.clock(), 0.0, "list-unsubscribe",
+                            f"{info.sending_domain} {info.queue_id}")
+        await self.spool.call(lambda s: add_suppression(s.db, entry))
+        self.scheduler.suppressed.note(info.recipient)
+        self.events.emit(Event("unsubscribed", info.queue_id, info.recipient, tenant=info.tenant,
+                               sending_domain=info.sending_domain, reason="unsubscribe"))
 
     def resolver_forget(self, domain: str) -> None:
         """Drops a cached route (after an operator fixed DNS, or in tests)."""
@@ -142,9 +170,20 @@ class MtaDaemon:
         self._stopped.set()
 
     def reload(self) -> None:
-        """SIGHUP: reopen the event log (log rotation) and reload the users file."""
+        """SIGHUP: reopen the event log (log rotation), reload the users file and the DKIM keys."""
         notify("RELOADING=1")
         self.events.reopen()
+        if self.signer is not None:
+            try:
+                keys = load_config(self.cfg.path).dkim.keys if self.cfg.path else self.cfg.dkim.keys
+            except ConfigError as exc:
+                log.error("config not re-read on SIGHUP (DKIM keys kept): %s", exc)
+                keys = self.cfg.dkim.keys
+            report = self.signer.reload(keys)
+            for error in report.errors:
+                log.error("DKIM reload: %s", error)
+            for warning in report.warnings:
+                log.warning("DKIM reload: %s", warning)
         if self.auth is not None and self.cfg.submission.users_file:
             try:
                 self.auth.users = load_users(self.cfg.submission.users_file)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mta.config import Config
 from mta.ids import new_queue_id
 from mta.metrics import Metrics
+from mta.unsubscribe import InvalidToken, UnsubscribeInfo, UnsubscribeTokens, token_from_address
 from mta.verp import BounceDomains
 from mta.verp import decode as verp_decode
 
@@ -24,12 +25,16 @@ log = logging.getLogger("mta.inbound")
 
 class InboundHandler:
     def __init__(self, cfg: Config, verp_key: bytes, metrics: Metrics,
-                 clock: Callable[[], float] = time.time, on_stored: Callable[[], None] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, on_stored: Callable[[], None] | None = None,
+                 unsubscribe_tokens: UnsubscribeTokens | None = None,
+                 on_unsubscribe: Callable[[UnsubscribeInfo], Awaitable[None]] | None = None) -> None:
         self.cfg = cfg
         self.verp_key = verp_key
         self.metrics = metrics
         self.clock = clock
         self.on_stored = on_stored
+        self.unsubscribe_tokens = unsubscribe_tokens
+        self.on_unsubscribe = on_unsubscribe
         self.bounce_domains = BounceDomains(cfg.inbound.bounce_domain, cfg.inbound.aligned_bounce_subdomain)
         self.feedback = {a.lower() for a in cfg.inbound.feedback_addresses}
         self.dir = os.path.join(cfg.mta.spool_dir, "inbound")
@@ -53,7 +58,22 @@ class InboundHandler:
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"
 
+    def unsubscribe_info(self, address: str) -> UnsubscribeInfo | None:
+        """The request behind a valid `unsub-TOKEN@<mailto domain>` address, else None."""
+        if self.unsubscribe_tokens is None:
+            return None
+        token = token_from_address(address, self.cfg.unsubscribe.mailto_domain)
+        if token is None:
+            return None
+        try:
+            return self.unsubscribe_tokens.verify(token)
+        except InvalidToken:
+            return None
+
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if self.unsubscribe_info(address) is not None:
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 Recipient OK"
         if not self.acceptable(address):
             self.metrics.refusals.labels("inbound_unknown_recipient").inc()
             return "550 5.1.1 No such recipient here"
@@ -64,6 +84,15 @@ class InboundHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         qid = new_queue_id()
+        reports = []
+        for rcpt in envelope.rcpt_tos:
+            info = self.unsubscribe_info(rcpt)
+            if info is None:
+                reports.append(rcpt)
+            elif self.on_unsubscribe is not None:
+                await self.on_unsubscribe(info)     # mailto unsubscribe: the message itself is not kept
+        if not reports:
+            return f"250 2.0.0 Ok: unsubscribe recorded ({qid})"
         peer = session.peer[0] if isinstance(session.peer, tuple) else "unknown"
         head = (f"X-Warmup-Envelope-From: <{'' if envelope.mail_from == '<>' else envelope.mail_from}>\r\n"
                 f"X-Warmup-Envelope-To: {', '.join('<' + r + '>' for r in envelope.rcpt_tos)}\r\n"

@@ -12,12 +12,14 @@ from typing import Any
 
 from mta.addresses import check_recipient, check_sender
 from mta.config import Config
+from mta.dkim.signer import DkimSigner
 from mta.ids import new_queue_id
 from mta.metrics import Metrics
 from mta.model import MessageInfo, NewMessage
 from mta.spool import SpoolClosed
 from mta.submission import headers as hdr
 from mta.submission.auth import User
+from mta.unsubscribe import UnsubscribeTokens, has_list_unsubscribe, list_unsubscribe_headers, one_click_recipient
 
 log = logging.getLogger("mta.submission")
 
@@ -26,12 +28,15 @@ INTERNAL_HEADERS = {b"x-tenant"}
 
 class SubmissionHandler:
     def __init__(self, cfg: Config, accept: Callable[[NewMessage], Awaitable[MessageInfo]], metrics: Metrics,
-                 clock: Callable[[], float] = time.time, listener: str = "submission") -> None:
+                 clock: Callable[[], float] = time.time, listener: str = "submission",
+                 signer: DkimSigner | None = None, unsubscribe_tokens: UnsubscribeTokens | None = None) -> None:
         self.cfg = cfg
         self.accept = accept
         self.metrics = metrics
         self.clock = clock
         self.listener = listener
+        self.signer = signer
+        self.unsubscribe_tokens = unsubscribe_tokens
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in cfg.submission.trusted_networks]
         self.stream_header = cfg.submission.stream_header
         self.strip = INTERNAL_HEADERS | {self.stream_header.lower().encode()}
@@ -140,13 +145,31 @@ class SubmissionHandler:
             added += f"Message-ID: {message_id}\r\n".encode()
         if not facts.has_date:
             added += hdr.date_field(now)
+        head += self._unsubscribe_fields(stream, rcpts, tenant, sending_domain, qid, head)
         body = added + head + rest
+        if self.signer is not None:
+            # Last, so the signature covers every header we added (RFC 8058 wants List-Unsubscribe
+            # signed); once per message, never per delivery attempt.
+            body = self.signer.sign(body, facts.from_domain or sending_domain) + body
         stream_cfg = cfg.stream(stream)
         return NewMessage(queue_id=qid, sender=sender, recipients=list(rcpts), body=body, created=now,
                           stream=stream, priority=stream_cfg.priority, tenant=tenant, pool=stream_cfg.pool,
                           sending_domain=sending_domain, header_message_id=message_id,
                           smtputf8=bool(envelope.smtp_utf8), client=self._client_ip(session),
                           auth_user=user.name if user else "")
+
+    def _unsubscribe_fields(self, stream: str, rcpts: list[str], tenant: str, sending_domain: str, qid: str,
+                            head: bytes) -> bytes:
+        """List-Unsubscribe / -Post (RFC 8058) for streams that want them, one recipient per message."""
+        u = self.cfg.unsubscribe
+        if self.unsubscribe_tokens is None or stream not in u.streams or has_list_unsubscribe(head):
+            return b""
+        recipient = one_click_recipient(rcpts)
+        if recipient is None:
+            return b""
+        return list_unsubscribe_headers(self.unsubscribe_tokens, recipient=recipient, tenant=tenant,
+                                        sending_domain=sending_domain, queue_id=qid, https_base=u.https_base,
+                                        mailto_domain=u.mailto_domain)
 
     def _stream(self, user: User | None, header_stream: str) -> str:
         streams = self.cfg.streams
