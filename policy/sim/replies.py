@@ -1,0 +1,64 @@
+"""SMTP replies of the modelled ISPs, classified the way the MTA classifies what it hears.
+
+A reply is written in a scenario as one line, "421 4.7.28 text" (the enhanced status may be left
+out). It goes through the product's one classifier, `bounce_parser.classifier.classify_reply`, and
+then through the same outcome rule the MTA's scheduler applies before it reports feedback
+(mta/queue/scheduler.py `_feedback_class`), so policyd hears from the simulator exactly the
+reasons and outcome classes it would hear from the MTA.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bounce_parser.classifier import classify_reply
+from mta.configload import ConfigError
+
+_REPLY = re.compile(r"\s*(\d{3})(?:[ -]+(\d\.\d{1,3}\.\d{1,3}))?\s*(.*)", re.S)
+ADDRESS_PLACEHOLDER = "[IP]"   # replaced by the source's address, as the ISPs quote it
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One reply as the MTA sees it: code, status, text, the taxonomy reason and the outcome class."""
+
+    code: int
+    status: str
+    text: str
+    reason: str
+    hard: bool            # the address is suppressed after this reply
+    kind: str             # classifier kind: delivered, throttled, blocked, auth, hard, soft
+    outcome: str          # the MTA's feedback class: delivered, deferred, bounced, throttled, blocked, auth
+
+    @property
+    def temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.code < 300
+
+
+def split_reply(line: str, key: str) -> tuple[int, str, str]:
+    """("421 4.7.0 text") -> (421, "4.7.0", "text"); the error names the scenario key."""
+    m = _REPLY.fullmatch(line)
+    if not m or not 200 <= int(m.group(1)) < 600:
+        raise ConfigError(f"{key}: expected an SMTP reply such as \"421 4.7.0 Try again later\", got {line!r}")
+    return int(m.group(1)), m.group(2) or "", m.group(3).strip()
+
+
+def outcome_class(code: int, kind: str) -> str:
+    """The MTA's outcome class for feedback: pushback kinds by name, else by permanence."""
+    if 200 <= code < 300:
+        return "delivered"
+    if kind in ("throttled", "blocked", "auth"):
+        return kind
+    return "bounced" if code >= 500 else "deferred"
+
+
+def classify(line: str, key: str, address: str = "") -> Reply:
+    """Parses and classifies one reply line, with the source's address filled in."""
+    code, status, text = split_reply(line.replace(ADDRESS_PLACEHOLDER, f"[{address}]" if address else "[IP]"), key)
+    c = classify_reply(code, status, text)
+    return Reply(code, status, text, c.reason, c.hard, c.kind, outcome_class(code, c.kind))
