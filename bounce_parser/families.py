@@ -32,12 +32,14 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("lotus-domino", "subject", r"^delivery failure:"),
     Signature("exchange-ims", "x-ms-embedded-report", r"^"),
     Signature("exchange-ims", "x-mailer", r"^internet mail service \(5\."),
+    Signature("exchange-ims", "body", r"\bMSEXCH:IMS:"),
     Signature("imail", "x-mailer", r"^<smtp32 v"),
     Signature("interscan", "body", r"message from interscan messaging security suite"),
     Signature("interscan", "from", r"interscan mss"),
     Signature("google", "from", r"mailer-daemon@(?:googlemail|gmail)\.com"),
     Signature("messagelabs", "from", r"@messagelabs\.com"),
-    Signature("hotmail", "from", r"postmaster@(?:hotmail|outlook|live)\.com"),
+    Signature("messagelabs", "x-msg-ref", r"\.messagelabs\.com!"),
+    Signature("hotmail", "from", r"postmaster@(?:[\w-]+\.)*(?:hotmail|outlook|live)\."),
     # Amazon SES receiving (inbound) rejections, known by the reporting host of their DSN.
     Signature("ses-inbound", "reporting-mta", r"inbound-smtp\.[a-z0-9-]+\.amazonaws\.com"),
     # Dovecot's LDA/LMTP rejects with its own sentence above the report.

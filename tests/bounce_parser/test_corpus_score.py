@@ -1,9 +1,10 @@
 """The corpus score (scripts/score_bounces.py) as a regression test.
 
-Thresholds sit a little under the figures measured when they were set, so a change that loses
-recipients, invents some, or moves reasons away from the labels fails here.  Where the product
-taxonomy deliberately differs from the labels (provider throttles and authentication failures,
-see shared/reference/isp-replies.md), the labels are not followed, which caps reason agreement.
+Thresholds sit a little under the figures measured when they were set (recall and precision
+99.79%, reason agreement 97.45% - 98.86% and 95.65% on the two halves -, hard/soft 99.15%), so a
+change that loses recipients, invents some, or moves reasons away from the labels fails here.
+``reason`` follows the labels' conventions; what the policy acts on is ``kind``, which the
+labels do not score (test_classifier and test_naming check it).
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score_bounces.py"
 
 
 @pytest.fixture(scope="module")
-def figures(corpus: Path) -> dict:
+def scorer():
     spec = importlib.util.spec_from_file_location("score_bounces", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    found, _problems = module.score(corpus)
+    return module
+
+
+@pytest.fixture(scope="module")
+def figures(corpus: Path, scorer) -> dict:
+    found, _problems = scorer.score(corpus)
     return found
 
 
@@ -42,11 +48,18 @@ def test_no_parser_errors_on_the_corpus(figures):
 
 
 def test_reason_agreement(figures):
-    assert figures["reason_agreement"] >= 0.84
+    assert figures["reason_agreement"] >= 0.965
+
+
+@pytest.mark.parametrize(("half", "least"), [("even", 0.98), ("odd", 0.945)])
+def test_reason_agreement_on_each_half(corpus, scorer, half, least):
+    # Halves share no message (see score_bounces.half_of): a rule fitted to one file shows here.
+    found, _problems = scorer.score(corpus, half)
+    assert found["reason_agreement"] >= least
 
 
 def test_hard_soft_agreement(figures):
-    assert figures["hard_soft_agreement"] >= 0.90
+    assert figures["hard_soft_agreement"] >= 0.985
 
 
 def test_speed(figures):
