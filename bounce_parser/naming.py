@@ -5,8 +5,9 @@ outcomes the way that labelling does, so that counts and rules mean the same eve
 the policy daemon must *do* about an outcome is a separate question, answered by ``kind`` and
 ``detail`` in ``classifier``; this module only names.  The conventions, in order:
 
-1. a provider's reply is named by the provider's published meaning (``naming_rules.HOST_RULES``,
-   then the ``names_as`` of ``patterns.PROVIDER_RULES``);
+1. a provider's reply is named by the provider's published meaning: by the host that gave it
+   (``naming_rules.HOST_RULES``), by the provider's own code in it (Facebook, Orange, Spectrum),
+   then by the ``names_as`` of ``patterns.PROVIDER_RULES``;
 2. a vendor's own classification of the bounce, or its own verdict on an address, is trusted
    (``families``);
 3. reasons about the mailbox, the address and the sending host (``ADDRESS_FIRST``) are settled
@@ -30,6 +31,8 @@ from .naming_rules import (
     BEFORE_CONTENT,
     COMPILED_HOST_RULES,
     COMPILED_RENAMES,
+    FACEBOOK_CODE,
+    FACEBOOK_CODES,
     NOT_AN_UNKNOWN_USER,
     ORANGE_CODE,
     ORANGE_CODES,
@@ -70,15 +73,16 @@ class Evidence:
 
 
 def naming_status(status: str, text: str) -> str:
-    """The status the naming goes by: the one quoted with the reply, else the report's own.
+    """The status the naming goes by: the first one the reply's own words give, else the report's.
 
-    A reply's own words ("550 5.7.1 ...") are more specific than a report's summary field,
-    which many MTAs fill with 5.0.0 or copy from another recipient.
+    A reply's words ("550 5.7.1 ...", "(#5.7.1)") are more specific than a report's summary
+    field, which many MTAs fill with 5.0.0 or copy from another recipient.  A catch-all x.y.0
+    in the words does not override a field of the same class.
     """
-    with_reply = smtp_text.status_after_code(text)
-    if with_reply:
-        return with_reply
-    return status or smtp_text.find_status(text)
+    quoted = smtp_text.find_status(text)
+    if quoted and quoted[0] in "45" and (not status or not quoted.endswith(".0") or quoted[0] != status[0]):
+        return quoted
+    return status or quoted
 
 
 def status_name(status: str) -> str:
@@ -108,17 +112,27 @@ def _host_reason(evidence: Evidence, status: str, text: str) -> tuple[str, str] 
                 continue
             if status in rule.statuses or (compiled.pattern is not None and compiled.pattern.search(text)):
                 return rule.reason, f"host:{rule.name}"
+    return None
+
+
+def _code_reason(host: str, text: str) -> tuple[str, str] | None:
+    """A reply carrying a provider's own documented code (Facebook, Orange, Spectrum)."""
+    facebook = FACEBOOK_CODE.search(text)
+    if facebook:
+        code = (facebook.group(1) or facebook.group(2)).upper()
+        if code in FACEBOOK_CODES:
+            return FACEBOOK_CODES[code], f"host:facebook-{code}"
     orange = ORANGE_CODE.search(text)
     if orange:
         # An Orange code outside the documented list names nothing: "undefined", not a guess.
-        return ORANGE_CODES.get(int(orange.group(1)), "undefined"), f"host:orange-{orange.group(1)}"
+        return ORANGE_CODES.get(int(orange.group(1)), "undefined"), f"code:orange-{orange.group(1)}"
     code = SPECTRUM_CODE.search(text)
     # Spectrum's replies cite its own page of codes, which identifies them wherever relayed.
     if code and (SPECTRUM_HOSTS_RE.search(host) or "spectrum.net" in text.lower()):
         number = int(code.group(1))
         for first, last, reason in SPECTRUM_CODES:
             if first <= number <= last:
-                return reason, f"host:spectrum-aup-{number}"
+                return reason, f"code:spectrum-aup-{number}"
     return None
 
 
@@ -177,7 +191,7 @@ def reference_reason(evidence: Evidence) -> tuple[str, str]:
     text = evidence.text
     status = naming_status(evidence.status, text)
     command = evidence.command
-    found = _host_reason(evidence, status, text)
+    found = _host_reason(evidence, status, text) or _code_reason(evidence.remote_host, text)
     if found is not None:
         return found
     if evidence.provider_name:

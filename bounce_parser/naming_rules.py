@@ -98,7 +98,7 @@ QUALIFIED_ONLY = frozenset({"userunknown", "filtered"})
 BEFORE_CONTENT = frozenset({"CONN", "HELO", "MAIL", "RCPT"})
 
 # A status of the "user unknown" kind is not trusted when the words say one of these instead.
-NOT_AN_UNKNOWN_USER = frozenset({"norelaying", "blocked", "mailboxfull", "hasmoved", "notaccept", "filtered"})
+NOT_AN_UNKNOWN_USER = frozenset({"norelaying", "blocked", "mailboxfull", "hasmoved", "notaccept"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +208,27 @@ ORANGE_CODES: dict[int, str] = {
 # Spectrum (Charter) names its refusals "AUP#[In-|Out-]NNNN" and documents each number
 # (https://www.spectrum.net/support/internet/understanding-email-error-codes); ranges below are
 # (first, last, reason).
+# Facebook's replies carry a code documented at postmaster.facebook.com/response_codes.
+FACEBOOK_CODE = re.compile(r"\b((?:RCP|MBX|CNT|POL|DNS|SPM|INT)-[PT]\d)\b.{0,80}facebook|facebook.{0,120}?"
+                           r"\b((?:RCP|MBX|CNT|POL|DNS|SPM|INT)-[PT]\d)\b", re.IGNORECASE)
+FACEBOOK_CODES: dict[str, str] = {
+    "RCP-P1": "userunknown",  # the address does not exist
+    "RCP-P2": "filtered",  # the recipient's preferences refuse the message
+    "RCP-P3": "filtered",  # the recipient's privacy settings
+    "RCP-T1": "systemerror",
+    "RCP-T4": "suspend",
+    "INT-P1": "userunknown", "INT-P3": "userunknown", "INT-P4": "userunknown",
+    "INT-P2": "mesgtoobig",
+    "INT-T1": "systemerror", "INT-T2": "systemerror", "INT-T3": "systemerror", "INT-T4": "systemerror",
+    "DNS-P1": "rejected", "DNS-P2": "rejected", "DNS-P3": "rejected", "DNS-T1": "rejected", "DNS-T2": "rejected",
+    "POL-P1": "blocked", "POL-P2": "blocked",  # the sending IP is listed or refused
+    "POL-P3": "notaccept", "POL-P4": "notaccept", "POL-T1": "notaccept", "POL-T2": "notaccept",
+    "POL-T3": "notaccept",
+    "POL-P5": "virusdetected",
+    "POL-P6": "contenterror",
+    "POL-P7": "securityerror",
+}
+
 SPECTRUM_HOSTS = r"(?:^|\.)(?:charter\.net|spectrum\.net|rr\.com|twc\.com|brighthouse\.com|bresnan\.net)$"
 SPECTRUM_CODE = re.compile(r"\bAUP#(?:In-|Out-)?(\d{4})\b", re.IGNORECASE)
 SPECTRUM_CODES: tuple[tuple[int, int, str], ...] = (

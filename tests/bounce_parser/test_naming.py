@@ -43,7 +43,6 @@ def test_an_unknown_user_status_is_trusted_unless_the_words_say_otherwise():
     assert _name("550 5.1.1 Nope", command="DATA") == "userunknown"
     assert _name("550 5.1.1 Message rejected as spam", command="DATA") == "userunknown"
     assert _name("550 5.1.1 Relay access denied") == "norelaying"
-    assert _name("550 5.1.1 Refused due to recipient preferences") == "filtered"
 
 
 def test_mailbox_reasons_come_before_the_others():
@@ -96,6 +95,18 @@ def test_provider_hosts_name_their_own_replies():
                                               ("OFR_506", "spamdetected"), ("LPN001_108", "undefined")])
 def test_orange_codes(code, reason):
     assert _name(f"550 5.5.0 Service refuse. {code}") == reason
+
+
+@pytest.mark.parametrize(("code", "reason"), [("RCP-P1", "userunknown"), ("RCP-P2", "filtered"),
+                                              ("POL-P2", "blocked"), ("INT-P2", "mesgtoobig")])
+def test_facebook_codes(code, reason):
+    text = f"550 5.1.1 {code} http://postmaster.facebook.com/response_codes?ip=192.0.2.1#rcp Nope"
+    assert _name(text) == reason
+
+
+def test_recipient_preferences_alone_do_not_outweigh_an_unknown_user_status():
+    assert _name("550 5.1.1 Refused due to recipient preferences") == "userunknown"
+    assert _name("550 5.0.0 Refused due to recipient preferences") == "filtered"
 
 
 @pytest.mark.parametrize(("number", "reason"), [(1000, "blocked"), (1310, "toomanyconn"), (1530, "mesgtoobig")])
