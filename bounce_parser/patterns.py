@@ -4,7 +4,8 @@ Three tables, consulted in this order by ``classifier``:
 
 ``PROVIDER_RULES``  replies of the large mailbox providers whose meaning for a warm-up is known
                     precisely (shared/reference/isp-replies.md): rate limits, blocks,
-                    authentication demands.  They win over everything else.
+                    authentication demands.  They win over everything else for ``kind``; their
+                    ``names_as`` gives the taxonomy name the labels use (``naming``).
 ``STATUS_REASONS``  what an enhanced status code (RFC 3463 and the IANA registry) means when the
                     text says nothing more specific.
 ``REASON_PHRASES``  wordings that servers use for each reason, in precedence order: when a text
@@ -96,6 +97,11 @@ PROVIDER_RULES: tuple[ProviderRule, ...] = (
                  names_as="mesgtoobig"),
     ProviderRule("microsoft-expired", "expired", statuses=("5.4.316", "4.4.316"),
                  pattern=r"message expired|delivery time expired", names_as="expired"),
+    # Spectrum (Charter) numbers its refusals (AUP#NNNN, see naming_rules.SPECTRUM_CODES): 1300-1490
+    # are connection and message rate limits, 1000 and 1100-1250 refusals of the sending IP.
+    ProviderRule("spectrum-rate-limit", "toomanyconn", "speeding", pattern=r"\baup#(?:in-|out-)?1[34]\d0\b"),
+    ProviderRule("spectrum-ip-refused", "blocked", "badreputation",
+                 pattern=r"\baup#(?:in-|out-)?1(?:000|1[0-5]0|2[0-5]0)\b"),
     # Orange (France) documents ofr_506 as its spam rejection.
     ProviderRule("orange-spam", "spamdetected", pattern=r"\bofr_506\b"),
 )

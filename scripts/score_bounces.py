@@ -108,7 +108,8 @@ def score(corpus: Path, half: str = "") -> tuple[dict, list[dict]]:
             else:
                 problems.append({
                     "file": name, "problem": "reason", "recipient": address, "label": label["reason"],
-                    "ours": record.reason, "status": record.status, "rule": record.rule,
+                    "ours": record.reason, "status": record.status, "reason_rule": record.reason_rule,
+                    "kind": record.reply_kind, "kind_rule": record.rule,
                     "diagnostic": record.diagnostic[:160],
                 })
             if ours_softness == label["softbounce"]:
