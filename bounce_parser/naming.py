@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import families, patterns, smtp_text
 from .naming_rules import (
@@ -92,14 +93,27 @@ def status_name(status: str) -> str:
     return STATUS_NAMES.get(status) or STATUS_NAMES.get(status.partition(".")[2], "")
 
 
-def wordings(text: str) -> set[str]:
-    """Every reason whose wording occurs in ``text``, after the labelling's renames."""
+_CACHED_TEXT_CHARS = 4000  # the cache keeps short texts only, so hostile input cannot fill memory
+
+
+def wordings(text: str) -> frozenset[str]:
+    """Every reason whose wording occurs in ``text``, after the labelling's renames.
+
+    Short texts are cached: a report's shared words are read again for each of its recipients.
+    """
+    return _cached_wordings(text) if len(text) <= _CACHED_TEXT_CHARS else _wordings(text)
+
+
+def _wordings(text: str) -> frozenset[str]:
     found = {reason for reason, pattern in patterns.COMPILED_PHRASES if pattern.search(text)}
     for rename, pattern in COMPILED_RENAMES:
         if pattern.search(text):
             found -= rename.replaces
             found.add(rename.reason)
-    return found
+    return frozenset(found)
+
+
+_cached_wordings = lru_cache(maxsize=512)(_wordings)
 
 
 def _host_reason(evidence: Evidence, status: str, text: str) -> tuple[str, str] | None:
@@ -136,7 +150,7 @@ def _code_reason(host: str, text: str) -> tuple[str, str] | None:
     return None
 
 
-def _applies(reason: str, name: str, words: set[str], command: str) -> bool:
+def _applies(reason: str, name: str, words: frozenset[str], command: str) -> bool:
     """Does ``reason`` settle the case, given the status name, the wordings and the command?"""
     if reason == "userunknown":
         # The status is trusted unless the words name another cause; the words alone only when
@@ -165,7 +179,7 @@ def _applies(reason: str, name: str, words: set[str], command: str) -> bool:
     return name == reason or reason in words
 
 
-def _from_words(words: set[str], name: str, command: str) -> str:
+def _from_words(words: frozenset[str], name: str, command: str) -> str:
     for reason in ADDRESS_FIRST:
         if _applies(reason, name, words, command):
             return reason
@@ -201,7 +215,7 @@ def reference_reason(evidence: Evidence) -> tuple[str, str]:
         return vendor, f"family:{evidence.family or evidence.vendor_category}"
     if not command and families.gives_own_address_verdict(evidence.family):
         command = "RCPT"  # the system looked the address up itself: its verdict is about it
-    words: set[str] = set()
+    words: frozenset[str] = frozenset()
     for candidate in (text, *evidence.context):
         if candidate:
             words |= wordings(candidate)
