@@ -11,7 +11,6 @@ import re
 
 _STATUS_AFTER_CODE = re.compile(r"(?<![\d.])[245]\d\d[ -]#?([245]\.\d{1,3}\.\d{1,3})(?![0-9]|\.[0-9])")
 _STATUS = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![0-9]|\.[0-9])")
-_MARKED_STATUS = re.compile(r"#([245]\.\d{1,3}\.\d{1,3})(?![0-9]|\.[0-9])")
 _CODE = re.compile(r"(?<![\d.#])([245]\d\d)(?=[ \-:,;)\]]|$)(?![-:]\d)")
 _SPACES = re.compile(r"\s+")
 _CONTINUATION = re.compile(r"(?<![\d.])([245]\d\d)-(#?[245]\.\d{1,3}\.\d{1,3})?")
@@ -96,19 +95,6 @@ def find_status(text: str) -> str:
         found = [match.group(1) for match in pattern.finditer(text)]
         if found:
             return next((status for status in found if status[0] in "45"), found[0])
-    return ""
-
-
-def status_after_code(text: str) -> str:
-    """The first failure status the reply itself gives, or "".
-
-    That is one right after a reply code ("550 5.7.1 ...") or one marked as such ("(#5.7.1)",
-    as qmail writes them); a bare dotted number elsewhere may be anything.
-    """
-    for pattern in (_STATUS_AFTER_CODE, _MARKED_STATUS):
-        for match in pattern.finditer(text):
-            if match.group(1)[0] in "45":
-                return match.group(1)
     return ""
 
 
