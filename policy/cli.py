@@ -1,4 +1,4 @@
-"""The `policyd` command: serve, status, pause, resume, set-day, history, check-config.
+"""The `policyd` command: serve, status, pause, resume, set-day, history, check-config, simulate.
 
 Operator commands work on the state directly (the daemon need not run): they read the same
 config, open the same store and record their action in the history, so an override survives
@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     selectors(c)
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--json", action="store_true", help="JSON Lines instead of text")
+    c = command("simulate", "play a warm-up scenario against this config with a simulated clock")
+    from policy.sim.command import add_arguments  # here, so that other commands never load the simulator
+    add_arguments(c)
     return p
 
 
@@ -73,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from policy.daemon import serve
             return asyncio.run(serve(args.config))
+        if args.command == "simulate":
+            from policy.sim.command import simulate
+            return simulate(args)
         cfg = load_config(args.config)
         if args.command == "check-config":
             print(f"{args.config}: OK ({len(cfg.policy.isps)} ISPs, {len(cfg.policy.schedules)} schedules, "

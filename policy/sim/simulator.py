@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 import random
+import tempfile
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -35,7 +37,7 @@ from policy.sim.stats import DayRecord, RecordedAction, SimResult, Tally
 from policy.store import PAIR, Store, open_store
 from policy.store.memory_store import MemoryStore
 
-_MIN_GAP = 10.0    # seconds between a lane's asks at least (an MTA asks as often as its leases run out)
+_MIN_GAP = 30.0    # seconds between a lane's asks at least (the MTA asks whenever its leases run out)
 _ROUNDS = 8   # grant rounds at one instant at most (a lane that was granted asks again at once)
 
 
@@ -72,6 +74,7 @@ class Simulator:
         self.step = float(scenario.simulation.step)
         self.start = self._first_day_start(start_epoch(scenario))
         self.clock = SimClock(self.start)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.store = self._open_store(scenario.simulation.state, state_dir)
         # One process owns this store, and the service updates its cache on every change it
         # makes, so cached pair states never go stale: reading them once is enough.
@@ -103,6 +106,7 @@ class Simulator:
         self._feedback: Counter[tuple[int, str, Reply]] = Counter()
         self._max_lease = config.policy.leases.max_messages
         self._min_burst = config.policy.warmup.min_burst
+        self._rich_gap = 0.75 * config.policy.warmup.burst * self.calendar.day_length / 86400
         self._feedback_interval = float(scenario.simulation.feedback_interval)
         self._next_flush = self.start
         self._next_campaign = {s.name: self.start + s.start for s in scenario.streams if s.kind != TRANSACTIONAL}
@@ -114,14 +118,18 @@ class Simulator:
         begins = self.calendar.day_begins(day)
         return begins if begins >= epoch else self.calendar.day_begins(day + 1)
 
-    @staticmethod
-    def _open_store(kind: str, state_dir: str) -> Store:
-        if kind == "sqlite":
-            import os
-            import tempfile
-            directory = state_dir or tempfile.mkdtemp(prefix="policyd-sim-")
-            return open_store("sqlite://" + os.path.join(os.path.abspath(directory), "policy.db"))
-        return MemoryStore(history_limit=1_000_000)
+    def _open_store(self, kind: str, state_dir: str) -> Store:
+        """The memory store, or SQLite in `state_dir` (a temporary directory when none is given)."""
+        if kind != "sqlite":
+            return MemoryStore(history_limit=1_000_000)
+        if not state_dir:
+            self._tmp = tempfile.TemporaryDirectory(prefix="policyd-sim-")
+            state_dir = self._tmp.name
+        os.makedirs(state_dir, exist_ok=True)
+        path = os.path.join(os.path.abspath(state_dir), "policy.db")
+        if os.path.exists(path):
+            os.remove(path)          # a simulation starts from nothing
+        return open_store("sqlite://" + path)
 
     def _make_lanes(self) -> dict[LaneKey, Lane]:
         lanes: dict[LaneKey, Lane] = {}
@@ -146,6 +154,8 @@ class Simulator:
             self.planner.finish(self.tallies)
         finally:
             await self.store.close()
+            if self._tmp is not None:
+                self._tmp.cleanup()
         self.result.campaigns = self.planner.campaigns
         self.result.incidents = self.incidents.marks
         self.result.active_at_end = self.audience.active_count()
@@ -183,12 +193,13 @@ class Simulator:
 
     # ---- grants and delivery
     async def _grant_and_send(self, now: float) -> None:
-        """Lanes ask at the step's start, and within the step when a refusal's `retry_in` ends.
+        """Every lane with mail asks when it is free to, in time order within the step.
 
-        A young pair's bucket holds a single message (the burst is at least `min_burst`), so a lane
-        that asked only once a step would waste most of its rate; an MTA honours retry_in, and so
-        does the simulator, to within _MIN_GAP. A bucket that granted more than `min_burst` holds
-        two minutes' worth and loses nothing until the next step's ask, so such lanes wait for it.
+        When that is follows what an MTA learns from its grants (see `_ask`): a young pair's bucket
+        holds a single message (the burst is at least `min_burst`), so asking once a step would
+        waste most of its rate; an MTA honours retry_in, and the simulator does so to within
+        _MIN_GAP. A bucket that granted more than `min_burst` holds `burst` seconds' worth, so its
+        lane loses nothing by waiting most of that before it asks again.
         """
         end = now + self.step
         waiting = [(max(now, lane.retry_at), lane.index) for lane in self.lane_list
@@ -227,11 +238,14 @@ class Simulator:
                     covered, refused = self._send(lane, grant, now)
                     got += covered
                     pushback |= refused
-                thin = len(grants) < len(lane.ask.sources) or any(g.count <= self._min_burst for g in grants)
-                if lane.pending and (got >= n or thin):
-                    # Like the MTA, a lane that used its leases and still has mail asks again at
-                    # once: for more room, or to hear when a small bucket has its next message.
-                    again.append(lane)
+                if not lane.pending:
+                    continue
+                if got >= n:
+                    again.append(lane)          # all it asked for: there may be more room right now
+                elif len(grants) < len(lane.ask.sources) or any(g.count <= self._min_burst for g in grants):
+                    lane.retry_at = now + _MIN_GAP   # a bucket may hold one message: look again soon
+                else:
+                    lane.retry_at = now + self._rich_gap
             lanes = again
         return pushback
 

@@ -1,0 +1,51 @@
+"""`policyd simulate`: run a scenario against the policy config and report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from mta.configload import ConfigError
+from policy.sim import chart, output
+from policy.sim.policy_setup import load_policy
+from policy.sim.scenario import load_scenario
+from policy.sim.simulator import Simulator
+from policy.sim.stats import SimResult
+
+
+def add_arguments(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--scenario", required=True, metavar="FILE", help="scenario TOML (see conf/scenarios/)")
+    c.add_argument("--days", type=int, default=0, help="simulated days (default: the scenario's)")
+    c.add_argument("--out", default="", metavar="DIR",
+                   help="write daily.csv, actions.csv, summary.json, summary.txt and chart.png here")
+    c.add_argument("--json", default="", metavar="FILE", help="write the summary as one JSON object")
+    c.add_argument("--quiet", action="store_true", help="no summary on stdout")
+
+
+def run(config: str, scenario_path: str, days: int = 0, state_dir: str = "") -> SimResult:
+    scenario = load_scenario(scenario_path)
+    if days < 0:
+        raise ConfigError(f"--days: must be positive, got {days}")
+    cfg = load_policy(config, scenario.policy)
+    return asyncio.run(Simulator(scenario, cfg, days or None, state_dir).run())
+
+
+def simulate(args: argparse.Namespace) -> int:
+    result = run(args.config, args.scenario, args.days, args.out)
+    summary = result.summary()
+    if args.out:
+        written = output.write_all(result, summary, args.out)
+        why_not = chart.draw(result, os.path.join(args.out, "chart.png"))
+        if why_not:
+            print(f"policyd simulate: {why_not}", file=sys.stderr)
+        else:
+            written.append(os.path.join(args.out, "chart.png"))
+    if args.json:
+        output.write_json(summary, args.json)
+    if not args.quiet:
+        print(output.summary_text(result, summary))
+        if args.out:
+            print("wrote " + ", ".join(written))
+    return 0
