@@ -25,6 +25,7 @@ from mta.config import Config
 from mta.events import Event, EventLog
 from mta.limits import Outcome
 from mta.metrics import Metrics
+from mta.queue.recorder import feedback_class
 from mta.spool import Spool, SpoolStore
 from mta.suppression import GLOBAL, Suppression, SuppressionFilter
 from mta.suppression import add as add_suppression
@@ -175,8 +176,8 @@ class BounceProcessor:
                                text, record.reason, 0, delivery.stream if delivery else "", tenant,
                                delivery.sending_domain if delivery else "", record.message_id))
         if delivery is not None:
-            outcome = "complaint" if complaint else ("bounced" if record.reply_kind not in (
-                "throttled", "blocked", "auth") else record.reply_kind)
+            kind = record.reply_kind or ("hard" if record.hard else "soft")
+            outcome = "complaint" if complaint else feedback_class(kind)
             self.feedback(Outcome(delivery.site, delivery.mx_hosts, delivery.source, delivery.sending_domain,
                                   delivery.tenant, delivery.stream, outcome, record.reason, record.reply_code or 0,
                                   record.status))

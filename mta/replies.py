@@ -15,9 +15,14 @@ class Classification:
     kind: str       # delivered | throttled | blocked | auth | hard | soft | expired
 
 
-def classify(code: int, status: str, text: str) -> Classification:
+_COMMANDS = {"mail": "MAIL", "rcpt": "RCPT", "data": "DATA", "connect": "CONN"}
+
+
+def classify(code: int, status: str, text: str, phase: str = "") -> Classification:
+    """`phase` is the transaction step the reply answered (mail, rcpt, data): a "user unknown"
+    at RCPT is about the address, after DATA it is a content filter's verdict."""
     if code == 0:
         # No reply at all: the network or DNS failed, nothing is known about the recipient.
         return Classification("networkerror", False, "soft")
-    c = classify_reply(code, status, text)
+    c = classify_reply(code, status, text, command=_COMMANDS.get(phase, ""))
     return Classification(c.reason, c.hard, c.kind)

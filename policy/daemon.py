@@ -13,10 +13,10 @@ import signal
 import time
 
 from mta.config import parse_hostport
+from mta.sdnotify import notify
 from policy.config import Config, ConfigError, load_config
 from policy.engine import Policy
 from policy.metrics import Metrics, serve_metrics
-from policy.sdnotify import notify
 from policy.server import PolicyServer
 from policy.service import PolicyService
 from policy.store import open_store

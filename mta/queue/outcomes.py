@@ -38,7 +38,7 @@ def plan(message: MessageInfo, results: list[RecipientResult], now: float, retry
     out = OutcomePlan()
     expired = retry.expired(now, message.created)
     for res in results:
-        cls = classify(res.code, res.status, res.text)
+        cls = classify(res.code, res.status, res.text, res.phase)
         if 200 <= res.code < 300:
             event = "delivered"
         elif res.temporary:

@@ -148,9 +148,15 @@ class OutcomeRecorder:
 
 
 def _feedback_class(o: oc.RecipientOutcome) -> str:
-    if o.event == "delivered":
+    """The health class the policy daemon counts, from the classifier's `kind` (not the reason
+    name, which follows the bounce taxonomy: a 5.7.1 "access denied" is `securityerror` there
+    without being an authentication failure of ours)."""
+    return feedback_class(o.cls.kind, delivered=o.event == "delivered")
+
+
+def feedback_class(kind: str, delivered: bool = False) -> str:
+    if delivered or kind == "delivered":
         return "delivered"
-    kind = o.cls.kind
-    if kind in ("throttled", "blocked", "auth"):
+    if kind in ("throttled", "blocked", "auth", "complaint"):
         return kind
-    return "bounced" if o.event in ("bounced", "expired") else "deferred"
+    return "hard_bounce" if kind == "hard" else "soft_bounce"

@@ -29,6 +29,10 @@ def classify(outcome: str, reason: str, code: int, status: str, classes: ClassSe
         return DELIVERED
     if outcome == COMPLAINT or reason in classes.complaint:
         return COMPLAINT
+    if outcome in (HARD_BOUNCE, SOFT_BOUNCE):
+        # The sender already knows the class (the MTA classifies every reply): trust it rather
+        # than guess from the reason name, which follows the bounce taxonomy, not policy meaning.
+        return outcome
     if outcome == AUTH or reason in classes.auth or any(fnmatch.fnmatchcase(status, p) for p in classes.auth_status):
         return AUTH
     if outcome == THROTTLED or reason in classes.throttled:

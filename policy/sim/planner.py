@@ -94,8 +94,9 @@ class Planner:
         self.campaigns.append(campaign)
 
     def import_list(self, stream: str, rids: Sequence[int], now: float) -> None:
-        """A freshly imported list, mailed at once: ahead of the rest of today's campaign."""
-        queued = self._queue(stream, self.audience.order_of(rids), now, first=True)
+        """A freshly imported list, mailed at once, ahead of the rest of today's campaign, in its own
+        order: nobody has engaged with these addresses yet, so there is nothing to sort by."""
+        queued = self._queue(stream, rids, now, first=True)
         if stream in self._current:
             self._current[stream].queued += queued
 

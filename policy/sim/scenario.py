@@ -3,11 +3,14 @@
 Tables: [simulation] (seed, days, step), [audience], [isps.NAME] (overrides of the built-in ISP
 models), [[sources]], [[streams]], [[incidents]] and [policy] (engine settings layered over the
 policyd config, see policy.sim.policy_setup). Durations accept "90s", "15m", "4h", "2d".
+`base = "other.toml"` starts from another scenario (relative to this file): tables merge key by
+key, anything else (a list of [[incidents]], say) replaces the base's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +147,13 @@ class Scenario:
 
 
 def load_scenario(path: str) -> Scenario:
+    return scenario_from_dict(_read_with_base(path), path)
+
+
+def _read_with_base(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = os.path.abspath(path)
+    if path in seen:
+        raise ConfigError(f"{seen[-1]}: base: {path} is its own base")
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -151,7 +161,23 @@ def load_scenario(path: str) -> Scenario:
         raise ConfigError(f"cannot read scenario {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return scenario_from_dict(raw, path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected a file name")
+    full = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+    return _merge(_read_with_base(full, (*seen, path)), raw)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def scenario_from_dict(raw: dict[str, Any], path: str = "") -> Scenario:

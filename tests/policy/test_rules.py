@@ -43,6 +43,11 @@ def counts(**kw: int) -> Counts:
     ("bounced", "", 550, "5.7.26", AUTH),                       # Gmail's code alone is enough
     ("complaint", "feedback", 0, "", COMPLAINT),
     ("unknown", "", 0, "", None),
+    # An explicit class from the MTA wins over the reason name ("access denied" is named
+    # securityerror by the taxonomy but is no authentication failure of the sender's).
+    ("soft_bounce", "securityerror", 550, "5.7.1", SOFT_BOUNCE),
+    ("hard_bounce", "userunknown", 550, "5.1.1", HARD_BOUNCE),
+    ("soft_bounce", "blocked", 451, "4.7.1", SOFT_BOUNCE),
 ])
 def test_outcomes_are_classified_once_for_every_rule(outcome: str, reason: str, code: int, status: str,
                                                       cls: str | None) -> None:
