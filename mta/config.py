@@ -10,10 +10,9 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
-import tomllib
 from dataclasses import dataclass, field
 
-from mta.configload import ByteSize, ConfigError, Duration, build
+from mta.configload import ByteSize, ConfigError, Duration, build, read_toml
 from mta.dkim.config import DkimSection, validate_dkim_section
 from mta.limits import SiteLimits
 from mta.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
@@ -218,14 +217,7 @@ def parse_hostport(value: str, key: str, default_port: int | None = None) -> tup
 
 
 def load_config(path: str) -> Config:
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    cfg = build(Config, raw, "")
+    cfg = build(Config, read_toml(path), "")
     cfg.path = os.path.abspath(path)
     _resolve_paths(cfg, os.path.dirname(cfg.path))
     _apply_defaults(cfg)

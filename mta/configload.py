@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tomllib
 import types
 import typing
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
@@ -63,6 +64,28 @@ def parse_size(value: Any, key: str) -> ByteSize:
     if size < 0:
         raise ConfigError(f"{key}: must not be negative")
     return ByteSize(size)
+
+
+def read_toml(path: str, what: str = "config") -> dict[str, Any]:
+    """The TOML document at `path`; unreadable or invalid files raise ConfigError saying why."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def merge_tables(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value in `top` replaces the one in `base`."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def build(cls: type[T], table: Any, key: str) -> T:

@@ -11,12 +11,11 @@ Errors name the bad key.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
 from mta.config import parse_hostport
-from mta.configload import ByteSize, ConfigError, Duration, build
+from mta.configload import ByteSize, ConfigError, Duration, build, merge_tables, read_toml
 from policy.engine.isp import OTHER
 from policy.engine.settings import PolicySettings
 from policy.engine.state import ANY_ISP
@@ -66,40 +65,19 @@ def parse_listen(value: str, key: str) -> tuple[str, int] | str:
     return parse_hostport(value, key)
 
 
-def _read(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """Tables merge key by key; any other value in `top` replaces the one in `base`."""
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _with_includes(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = os.path.abspath(path)
     if path in seen:
         raise ConfigError(f"{seen[-1]}: policyd.include: {path} includes itself")
-    raw = _read(path)
+    raw = read_toml(path)
     includes = raw.get("policyd", {}).get("include", []) if isinstance(raw.get("policyd"), dict) else []
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
         raise ConfigError(f"{path}: policyd.include: expected a list of file names")
     merged: dict[str, Any] = {}
     for name in includes:
         full = name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name)
-        merged = _merge(merged, _with_includes(full, (*seen, path)))
-    return _merge(merged, raw)
+        merged = merge_tables(merged, _with_includes(full, (*seen, path)))
+    return merge_tables(merged, raw)
 
 
 def load_config(path: str) -> Config:
