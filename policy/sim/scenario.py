@@ -194,7 +194,9 @@ def scenario_from_dict(raw: dict[str, Any], path: str = "") -> Scenario:
     for name, table in isps_raw.items():
         if not isinstance(table, dict):
             raise ConfigError(f"isps.{name}: expected a table")
-        merged[name] = {**merged.get(name, DEFAULT_ISPS["other"]), **table}
+        # A new ISP takes the long tail's behaviour and wordings, but names its own MX and domain.
+        base = merged.get(name) or {k: v for k, v in DEFAULT_ISPS["other"].items() if k not in ("mx", "domain")}
+        merged[name] = {**base, **table}
     scenario.isps = {name: build(IspModelSettings, table, f"isps.{name}") for name, table in merged.items()}
     scenario.policy = policy_raw
     scenario.path = path

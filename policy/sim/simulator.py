@@ -90,6 +90,7 @@ class Simulator:
         self.sources = {s.name: s for s in scenario.sources}
         self.lanes = self._make_lanes()
         self.lane_list = list(self.lanes.values())
+        self._lanes_by_isp = {name: [ln for ln in self.lane_list if ln.isp == name] for name in names}
         self.planner = Planner(scenario, self.audience, self.lanes, random.Random(f"{seed}:planner"),
                                self.calendar.day_length)
         sim = scenario.simulation
@@ -285,6 +286,8 @@ class Simulator:
         if res.refusal is not None:
             self._refused(lane, res.refusal, source.name, rids, meta, res.tried, len(res.refused), tally, hour, now)
             lane.give_back(rids[attempted:], meta[attempted:])
+            for other in self._lanes_by_isp[lane.isp]:
+                other.retry_at = 0.0     # like the MTA's revoke: the site's lanes ask again, policyd knows why
         return len(rids), res.refusal is not None
 
     def _refused(self, lane: Lane, reply: Reply, source: str, rids: list[int], meta: list[tuple[int, float]],
