@@ -43,7 +43,7 @@ class SimulationSettings:
     max_age: Duration = 5 * 86400   # a deferred message expires after this long (the MTA's [queue])
     retry_base: Duration = 60
     retry_max: Duration = 4 * 3600
-    feedback_interval: Duration = 600  # plain deliveries are reported in batches this far apart at most
+    feedback_interval: Duration = 600  # outcomes other than push-back are reported this far apart at most
 
 
 @dataclass

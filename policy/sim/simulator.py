@@ -38,6 +38,11 @@ from policy.store import PAIR, Store, open_store
 from policy.store.memory_store import MemoryStore
 
 _MIN_GAP = 30.0    # seconds between a lane's asks at least (the MTA asks whenever its leases run out)
+_TICK = 10.0       # guessed waits fall on this grid, so lanes that wait alike ask in one batch
+
+
+def _tick(at: float) -> float:
+    return math.ceil(at / _TICK) * _TICK
 _ROUNDS = 8   # grant rounds at one instant at most (a lane that was granted asks again at once)
 
 
@@ -183,7 +188,7 @@ class Simulator:
             self.lane_list[lane_index].retries.append((rid, attempts, created))
         self.late.deliver_due(now, self)
         await self._grant_and_send(now)
-        if last or now >= self._next_flush or any(reply.outcome != "delivered" for _l, _s, reply in self._feedback):
+        if last or now >= self._next_flush:
             await self._flush_feedback()
 
     def _start_campaigns(self, now: float) -> None:
@@ -244,9 +249,9 @@ class Simulator:
                 if got >= n:
                     again.append(lane)          # all it asked for: there may be more room right now
                 elif len(grants) < len(lane.ask.sources) or any(g.count <= self._min_burst for g in grants):
-                    lane.retry_at = now + _MIN_GAP   # a bucket may hold one message: look again soon
+                    lane.retry_at = _tick(now + _MIN_GAP)   # a bucket may hold one message: look again soon
                 else:
-                    lane.retry_at = now + self._rich_gap
+                    lane.retry_at = _tick(now + self._rich_gap)
             lanes = again
         return pushback
 
@@ -335,9 +340,10 @@ class Simulator:
 
     # ---- feedback and actions
     async def _flush_feedback(self) -> None:
-        """Sends the outcomes gathered so far as one feedback batch. Anything but plain deliveries
-        goes at once; deliveries alone wait up to [simulation] feedback_interval (a cost
-        trade-off: each batch rewrites every pair's health), and always before the day ends."""
+        """Sends the outcomes gathered so far as one feedback batch. Push-back (throttles, blocks)
+        goes at once, as the MTA sends it; everything else waits up to [simulation]
+        feedback_interval (a cost trade-off: each batch rewrites every pair's health; the rate
+        rules judge a day's window, which minutes do not change), and always before the day ends."""
         self._next_flush = self.clock.now + self._feedback_interval
         if not self._feedback:
             return
