@@ -6,9 +6,13 @@ matplotlib is an optional extra (`pip install .[plot]`); without it `draw` says 
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from policy.sim.output import ADVERSE
 from policy.sim.stats import SimResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 MISSING = "matplotlib is not installed (pip install 'warmup-mta[plot]'): no chart drawn"
 
@@ -67,7 +71,7 @@ def draw(result: SimResult, path: str) -> str | None:
     return None
 
 
-def _mark_actions(ax: object, result: SimResult, colours: dict[str, str]) -> None:
+def _mark_actions(ax: Axes, result: SimResult, colours: dict[str, str]) -> None:
     """A cross on an ISP's line for each day the policy reacted there, sized by how often."""
     per_day: Counter[tuple[int, str]] = Counter()
     for record in result.days:
@@ -75,9 +79,8 @@ def _mark_actions(ax: object, result: SimResult, colours: dict[str, str]) -> Non
             n = sum(v for rule, v in counts.items() if rule in ADVERSE)
             if n and isp in colours:
                 per_day[(record.day, isp)] += n
-    first = True
     for (day, isp), n in sorted(per_day.items()):
         sent = result.days[day - 1].by_isp[isp].sent
-        ax.scatter([day], [sent], marker="x", s=30 + 8 * min(n, 30), color=colours[isp], zorder=3,  # type: ignore[attr-defined]
-                   label="policy reacted (throttle, pause, hold ...)" if first else None)
-        first = False
+        ax.scatter([day], [sent], marker="x", s=30 + 8 * min(n, 30), color=colours[isp], zorder=3)
+    if per_day:     # one neutral legend entry for all the crosses
+        ax.scatter([], [], marker="x", color="black", label="policy reacted (throttle, pause, hold ...)")
