@@ -39,11 +39,12 @@ from policy.store.memory_store import MemoryStore
 
 _MIN_GAP = 30.0    # seconds between a lane's asks at least (the MTA asks whenever its leases run out)
 _TICK = 10.0       # guessed waits fall on this grid, so lanes that wait alike ask in one batch
+_ROUNDS = 8        # grant rounds at one instant at most (a lane that was granted asks again at once)
+STATE_FILE = "simulated-policy.db"    # the SQLite state of a run, when the scenario asks for SQLite
 
 
 def _tick(at: float) -> float:
     return math.ceil(at / _TICK) * _TICK
-_ROUNDS = 8   # grant rounds at one instant at most (a lane that was granted asks again at once)
 
 
 class SimClock:
@@ -91,6 +92,10 @@ class Simulator:
         names = list(scenario.isps)
         self.isps = {name: ModelledIsp(name, scenario.isps[name]) for name in names}
         self.policy_isp = {name: self.policy.isp_of((scenario.isps[name].mx,)) for name in names}
+        self._model_isps: dict[str, list[str]] = defaultdict(list)     # policyd's ISP -> modelled ISPs
+        for name, policy_isp in self.policy_isp.items():
+            self._model_isps[policy_isp].append(name)
+        self._actions_counted = 0
         self.audience = Audience.generate(scenario.audience, names, random.Random(f"{seed}:audience"))
         self.sources = {s.name: s for s in scenario.sources}
         self.lanes = self._make_lanes()
@@ -105,8 +110,9 @@ class Simulator:
         self.incidents = Incidents(scenario, self.start, self.calendar.day_length)
         self.result = SimResult(scenario.path, names, self.start, self.calendar.day_length,
                                 audience_size=len(self.audience))
-        self.result.hourly = {n: [0] * (self.days * 24 + 24) for n in names}
-        self.result.hourly_throttled = {n: [0] * (self.days * 24 + 24) for n in names}
+        hours = math.ceil(self.days * self.calendar.day_length / 3600) + 1
+        self.result.hourly = {n: [0] * hours for n in names}
+        self.result.hourly_throttled = {n: [0] * hours for n in names}
         self.tallies: dict[int, dict[str, Tally]] = {}
         self.day = 0
         self._feedback: Counter[tuple[int, str, Reply]] = Counter()
@@ -115,7 +121,9 @@ class Simulator:
         self._rich_gap = 0.75 * config.policy.warmup.burst * self.calendar.day_length / 86400
         self._feedback_interval = float(scenario.simulation.feedback_interval)
         self._next_flush = self.start
-        self._next_campaign = {s.name: self.start + s.start for s in scenario.streams if s.kind != TRANSACTIONAL}
+        scale = self.calendar.day_length / 86400      # times of day are given on a 24-hour day
+        self._next_campaign = {s.name: self.start + s.start * scale for s in scenario.streams
+                               if s.kind != TRANSACTIONAL}
 
     # ---- set-up
     def _first_day_start(self, epoch: float) -> float:
@@ -132,9 +140,9 @@ class Simulator:
             self._tmp = tempfile.TemporaryDirectory(prefix="policyd-sim-")
             state_dir = self._tmp.name
         os.makedirs(state_dir, exist_ok=True)
-        path = os.path.join(os.path.abspath(state_dir), "policy.db")
+        path = os.path.join(os.path.abspath(state_dir), STATE_FILE)
         if os.path.exists(path):
-            os.remove(path)          # a simulation starts from nothing
+            os.remove(path)          # a simulation starts from nothing (the name is ours alone)
         return open_store("sqlite://" + path)
 
     def _make_lanes(self) -> dict[LaneKey, Lane]:
@@ -312,7 +320,8 @@ class Simulator:
             tally.bounced += 1      # refused for good, or deferred past the queue lifetime
 
     def _complaints(self, lane: Lane, isp: ModelledIsp, source: str, delivered: list[int], now: float) -> None:
-        if lane.kind == TRANSACTIONAL and lane.complaint_factor == 0:
+        """Who of the delivered will complain, and when the report arrives."""
+        if lane.complaint_factor == 0:
             return
         rng = self.mail_rng
         base = self.scenario.audience.complaint_probability * lane.complaint_factor
@@ -335,7 +344,8 @@ class Simulator:
 
     def dsn_arrived(self, lane: Lane, source: str, rid: int) -> None:
         reply = self.isps[lane.isp].replies(source, self.sources[source].address).unknown_user
-        self.audience.suppressed[rid] = reply.hard
+        if reply.hard:
+            self.audience.suppressed[rid] = True
         self._feedback[(lane.index, source, reply)] += 1
 
     # ---- feedback and actions
@@ -367,8 +377,8 @@ class Simulator:
         keys = {(name, src): f"ip|{src}|{self.policy_isp[name]}" for name in self.isps for src in campaign_sources}
         boxes = {box: f"{MAILBOX}|{box}|{ANY_ISP}" for s in self.scenario.streams for box in s.mailboxes}
         found = await self.store.get(PAIR, [*keys.values(), *boxes.values()])
-        for name, isp in self.isps.items():
-            opinions = [isp.standings[src].reputation for src in campaign_sources if src in isp.standings]
+        for name, model in self.isps.items():
+            opinions = [model.standings[src].reputation for src in campaign_sources if src in model.standings]
             if opinions:
                 record.reputation[name] = sum(opinions) / len(opinions)
             days = [PairState.from_dict(found[k]).day for (isp, _src), k in keys.items() if isp == name and k in found]
@@ -378,14 +388,10 @@ class Simulator:
             series = self.result.mailbox_day.setdefault(box, [-1] * self.days)
             if key in found:
                 series[day - 1] = PairState.from_dict(found[key]).day
-        by_policy_isp: dict[str, list[str]] = defaultdict(list)
-        for name, policy_isp in self.policy_isp.items():
-            by_policy_isp[policy_isp].append(name)
-        for a in self.result.actions:
-            if a.day != day:
-                continue
-            for name in by_policy_isp.get(a.isp, [ANY_ISP]):
+        for a in self.result.actions[self._actions_counted:]:
+            for name in self._model_isps.get(a.isp, [ANY_ISP]):     # umbrella and mailbox pairs: "*"
                 record.actions.setdefault(name, Counter())[a.rule] += 1
+        self._actions_counted = len(self.result.actions)
         self.result.days.append(record)
 
 

@@ -55,7 +55,7 @@ def test_the_same_seed_gives_the_same_run_and_another_seed_another(baseline: Sim
 
 def test_the_sqlite_store_gives_the_same_run_as_the_memory_store(baseline: SimResult, tmp_path: Path) -> None:
     result = simulate(small(simulation={"state": "sqlite"}), state_dir=str(tmp_path))
-    assert (tmp_path / "policy.db").exists()
+    assert (tmp_path / "simulated-policy.db").exists()
     strip = lambda r: {k: v for k, v in r.summary().items() if k != "seconds"}  # noqa: E731
     assert strip(result) == strip(baseline)
 
