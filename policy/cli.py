@@ -64,8 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--json", action="store_true", help="JSON Lines instead of text")
     c = command("simulate", "play a warm-up scenario against this config with a simulated clock")
-    from policy.sim.command import add_arguments  # here, so that other commands never load the simulator
-    add_arguments(c)
+    c.add_argument("--scenario", required=True, metavar="FILE", help="scenario TOML (see conf/scenarios/)")
+    c.add_argument("--days", type=int, default=0, help="simulated days (default: the scenario's)")
+    c.add_argument("--out", default="", metavar="DIR",
+                   help="write daily.csv, actions.csv, summary.json, summary.txt and chart.png here")
+    c.add_argument("--json", default="", metavar="FILE", help="write the summary as one JSON object")
+    c.add_argument("--quiet", action="store_true", help="no summary on stdout")
     return p
 
 
@@ -77,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from policy.daemon import serve
             return asyncio.run(serve(args.config))
         if args.command == "simulate":
-            from policy.sim.command import simulate
+            from policy.sim.command import simulate  # here: the other commands never load the simulator
             return simulate(args)
         cfg = load_config(args.config)
         if args.command == "check-config":

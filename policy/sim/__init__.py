@@ -10,7 +10,3 @@ schedules, buckets and rules an operator is about to deploy. Modules, one job ea
 - isp_model (+ isp_defaults): the mailbox providers' side; incidents: what goes wrong, by time
 - events: late reports (complaints, DSNs); simulator: the loop; stats, output, chart: the results
 """
-
-from policy.sim.command import run
-
-__all__ = ["run"]

@@ -15,15 +15,6 @@ from policy.sim.simulator import Simulator
 from policy.sim.stats import SimResult
 
 
-def add_arguments(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--scenario", required=True, metavar="FILE", help="scenario TOML (see conf/scenarios/)")
-    c.add_argument("--days", type=int, default=0, help="simulated days (default: the scenario's)")
-    c.add_argument("--out", default="", metavar="DIR",
-                   help="write daily.csv, actions.csv, summary.json, summary.txt and chart.png here")
-    c.add_argument("--json", default="", metavar="FILE", help="write the summary as one JSON object")
-    c.add_argument("--quiet", action="store_true", help="no summary on stdout")
-
-
 def run(config: str, scenario_path: str, days: int = 0, state_dir: str = "") -> SimResult:
     scenario = load_scenario(scenario_path)
     if days < 0:
