@@ -229,6 +229,8 @@ def validate(s: Scenario) -> None:
     _positive("simulation.step", sim.step)
     if sim.step > 3600:
         raise ConfigError("simulation.step: at most 1h, or leases and hourly ISP budgets blur together")
+    if abs(round(86400 / sim.step) * sim.step - 86400) > 1e-6:
+        raise ConfigError(f"simulation.step: must divide a day evenly, got {sim.step:g}s")
     if sim.state not in ("memory", "sqlite"):
         raise ConfigError(f"simulation.state: memory or sqlite, got {sim.state!r}")
     _positive("simulation.max_age", sim.max_age)

@@ -17,7 +17,7 @@ import random
 import tempfile
 import time
 from collections import Counter, defaultdict
-from typing import Any
+from collections.abc import Sequence
 
 from mta.queue.backoff import RetryPolicy
 from policy.config import Config
@@ -61,7 +61,7 @@ class _Hooks:
     def __init__(self, sink: Simulator) -> None:
         self._sink = sink
 
-    def granted(self, isp: str, asked: int, grants: Any) -> None:
+    def granted(self, isp: str, asked: int, grants: Sequence[Grant]) -> None:
         pass
 
     def observed(self, cls: str, count: int) -> None:

@@ -42,6 +42,7 @@ def test_bad_list_scenario_is_the_clean_one_plus_its_incident() -> None:
     ({"audience": {"order": "alphabetical"}}, "audience.order"),
     ({"audience": {"sise": 10}}, "audience.sise"),
     ({"simulation": {"step": "2h"}}, "simulation.step"),
+    ({"simulation": {"step": "7m"}}, "simulation.step"),
     ({"simulation": {"start": "March"}}, "simulation.start"),
     ({"streams": [{"name": "n", "kind": "newsletter", "sources": ["ip9"], "sending_domain": "x.test"}]},
      "streams[0].sources[0]"),
