@@ -2,8 +2,8 @@
 
 A reply is written in a scenario as one line, "421 4.7.28 text" (the enhanced status may be left
 out). It goes through the product's one classifier, `bounce_parser.classifier.classify_reply`, and
-then through the same outcome rule the MTA's scheduler applies before it reports feedback
-(mta/queue/scheduler.py `_feedback_class`), so policyd hears from the simulator exactly the
+its kind becomes the health class the MTA reports as the feedback's outcome, by the MTA's own
+function (`mta.queue.recorder.feedback_class`), so policyd hears from the simulator exactly the
 reasons and outcome classes it would hear from the MTA.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from bounce_parser.classifier import classify_reply
 from mta.configload import ConfigError
+from mta.queue.recorder import feedback_class
 
 _REPLY = re.compile(r"\s*(\d{3})(?:[ -]+(\d\.\d{1,3}\.\d{1,3}))?\s*(.*)", re.S)
 ADDRESS_PLACEHOLDER = "[IP]"   # replaced by the source's address, as the ISPs quote it
@@ -29,7 +30,7 @@ class Reply:
     reason: str
     hard: bool            # the address is suppressed after this reply
     kind: str             # classifier kind: delivered, throttled, blocked, auth, hard, soft
-    outcome: str          # the MTA's feedback class: delivered, deferred, bounced, throttled, blocked, auth
+    outcome: str          # the MTA's feedback class: delivered, throttled, blocked, auth, hard_bounce, soft_bounce
 
     @property
     def temporary(self) -> bool:
@@ -49,12 +50,8 @@ def split_reply(line: str, key: str) -> tuple[int, str, str]:
 
 
 def outcome_class(code: int, kind: str) -> str:
-    """The MTA's outcome class for feedback: pushback kinds by name, else by permanence."""
-    if 200 <= code < 300:
-        return "delivered"
-    if kind in ("throttled", "blocked", "auth"):
-        return kind
-    return "bounced" if code >= 500 else "deferred"
+    """The outcome class the MTA reports for a reply of this code and classifier kind."""
+    return feedback_class(kind, delivered=200 <= code < 300)
 
 
 def classify(line: str, key: str, address: str = "") -> Reply:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from mta.configload import ConfigError, Duration, build
+from mta.configload import ConfigError, Duration, build, merge_tables, read_toml
 from policy.sim.isp_defaults import DEFAULT_ISPS
 from policy.sim.replies import split_reply
 
@@ -154,30 +153,14 @@ def _read_with_base(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = os.path.abspath(path)
     if path in seen:
         raise ConfigError(f"{seen[-1]}: base: {path} is its own base")
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read scenario {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, "scenario")
     base = raw.pop("base", None)
     if base is None:
         return raw
     if not isinstance(base, str):
         raise ConfigError(f"{path}: base: expected a file name")
     full = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
-    return _merge(_read_with_base(full, (*seen, path)), raw)
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    return merge_tables(_read_with_base(full, (*seen, path)), raw)
 
 
 def scenario_from_dict(raw: dict[str, Any], path: str = "") -> Scenario:

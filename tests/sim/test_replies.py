@@ -17,7 +17,7 @@ ISPS = scenario(small()).isps
 
 EXPECTED = {"accept": ("delivered", "delivered"), "throttle": ("throttled", "throttled"),
             "block": ("blocked", "blocked"), "blocklist": ("blocked", "blocked"),
-            "unknown_user": ("bounced", "hard_bounce")}
+            "unknown_user": ("hard_bounce", "hard_bounce")}
 # reference/isp-replies.md: "554 delivery error: dd This user doesn't have a yahoo.com account"
 # -> userunknown (hard). bounce_parser as of commit 08e7fd3 names it "filtered" (soft), so the MTA
 # would neither suppress these addresses nor report hard bounces at Yahoo.
@@ -59,10 +59,11 @@ def test_a_line_that_is_no_reply_names_the_key(line: str) -> None:
         split_reply(line, "isps.x.block_reply")
 
 
-def test_outcome_classes_mirror_the_mta() -> None:
+def test_outcome_classes_are_the_mtas() -> None:
     assert outcome_class(250, "delivered") == "delivered"
     assert outcome_class(421, "throttled") == "throttled"
     assert outcome_class(553, "blocked") == "blocked"
-    assert outcome_class(550, "hard") == "bounced"
-    assert outcome_class(452, "soft") == "deferred"
-    assert classify("452 4.2.2 The email account that you tried to reach is over quota", "k").outcome == "deferred"
+    assert outcome_class(550, "hard") == "hard_bounce"
+    assert outcome_class(452, "soft") == "soft_bounce"
+    full = classify("452 4.2.2 The email account that you tried to reach is over quota", "k")
+    assert full.outcome == "soft_bounce" and full.temporary
