@@ -72,8 +72,10 @@ PROVIDER_RULES: tuple[ProviderRule, ...] = (
     ProviderRule("yahoo-dmarc", "securityerror", "authfailure", statuses=("5.7.9",), requires=r"dmarc"),
     ProviderRule("yahoo-policy", "policyviolation", statuses=("5.7.9", "4.7.9"),
                  requires=r"not accepted for policy reasons"),
+    # "This user doesn't have an account" names a missing mailbox whatever command it answered
+    # (Yahoo sends it after DATA too), so the name does not follow the unknown-user-after-DATA rule.
     ProviderRule("yahoo-no-account", "userunknown",
-                 pattern=r"dd this user doesn't have a [a-z0-9.-]+ account"),
+                 pattern=r"dd this user doesn't have a [a-z0-9.-]+ account", names_as="userunknown"),
     # Microsoft
     # A rate limit "due to IP reputation": acted on as a throttle, named a block by the labels.
     ProviderRule("microsoft-rate-limited", "toomanyconn", "speeding", statuses=("4.7.650", "5.7.650"),

@@ -49,11 +49,12 @@ class Delivery:
     sending_domain: str
     tenant: str
     stream: str
+    sender: str = ""
 
 
 def find_delivery(store: SpoolStore, queue_id: str, recipient: str, message_id: str) -> Delivery | None:
     """The delivery a report is about: by queue id (VERP), else Message-ID, else recipient."""
-    cols = "queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream"
+    cols = "queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, sender"
     row = None
     if queue_id:
         row = store.db.execute(f"SELECT {cols} FROM deliveries WHERE queue_id = ? AND (? = '' OR recipient = ?)"
@@ -68,7 +69,7 @@ def find_delivery(store: SpoolStore, queue_id: str, recipient: str, message_id: 
     if row is None:
         return None
     return Delivery(row[0], row[1], row[2], row[3], row[4], tuple(h for h in row[5].split(",") if h), row[6],
-                    row[7], row[8])
+                    row[7], row[8], row[9])
 
 
 class BounceProcessor:
@@ -180,7 +181,8 @@ class BounceProcessor:
             outcome = "complaint" if complaint else feedback_class(kind)
             self.feedback(Outcome(delivery.site, delivery.mx_hosts, delivery.source, delivery.sending_domain,
                                   delivery.tenant, delivery.stream, outcome, record.reason, record.reply_code or 0,
-                                  record.status))
+                                  record.status,
+                                  mailbox=delivery.sender if self.cfg.policy.mailbox_lanes else ""))
         return True
 
     def _move(self, name: str, to: str) -> None:

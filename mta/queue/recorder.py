@@ -82,7 +82,8 @@ class OutcomeRecorder:
         if source is not None:
             mx_hosts = ",".join(q.sites[site].route.host_names) if site in q.sites else ""
             delivered_rows = [(msg.queue_id, o.recipient.address.lower(), now, source.name, site, mx_hosts,
-                               msg.sending_domain, msg.tenant, msg.stream, msg.header_message_id)
+                               msg.sending_domain, msg.tenant, msg.stream, msg.header_message_id,
+                               msg.sender.lower())
                               for o in outcomes if o.event == "delivered"]
         suppress = [s for s in (self._suppression_for(o, now) for o in failed) if s is not None]
         for entry in suppress:

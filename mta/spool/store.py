@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     sending_domain TEXT NOT NULL,
     tenant TEXT NOT NULL,
     stream TEXT NOT NULL,
-    header_message_id TEXT NOT NULL
+    header_message_id TEXT NOT NULL,
+    sender TEXT NOT NULL DEFAULT ''   -- envelope sender: the mailbox a complaint counts against
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_message ON deliveries(queue_id, recipient);
 CREATE INDEX IF NOT EXISTS deliveries_by_header_id ON deliveries(header_message_id);
@@ -194,9 +195,11 @@ class SpoolStore:
                             [(WAITING, r, HELD) for r in recipient_ids])
 
     def record_deliveries(self, rows: Sequence[tuple]) -> None:
-        """(queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, message_id)."""
+        """(queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, message_id,
+        sender)."""
         self.db.executemany("INSERT INTO deliveries (queue_id, recipient, time, source, site, mx_hosts,"
-                            " sending_domain, tenant, stream, header_message_id) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                            " sending_domain, tenant, stream, header_message_id, sender)"
+                            " VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def prune_deliveries(self, before: float, limit: int = 10000) -> int:
         return self.db.execute("DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries"

@@ -18,16 +18,8 @@ ISPS = scenario(small()).isps
 EXPECTED = {"accept": ("delivered", "delivered"), "throttle": ("throttled", "throttled"),
             "block": ("blocked", "blocked"), "blocklist": ("blocked", "blocked"),
             "unknown_user": ("hard_bounce", "hard_bounce")}
-# reference/isp-replies.md: "554 delivery error: dd This user doesn't have a yahoo.com account"
-# -> userunknown (hard). bounce_parser as of commit 08e7fd3 names it "filtered" (soft), so the MTA
-# would neither suppress these addresses nor report hard bounces at Yahoo.
-_YAHOO_UNKNOWN = pytest.mark.xfail(reason="bounce_parser classifies Yahoo's 'dd This user doesn't have a "
-                                          "yahoo.com account' as soft 'filtered', the reference says userunknown")
-
-
 @pytest.mark.parametrize(("isp", "name"), [
-    pytest.param(isp, name, marks=_YAHOO_UNKNOWN if (isp, name) == ("yahoo", "unknown_user") else ())
-    for isp in sorted(DEFAULT_ISPS) for name in EXPECTED])
+    (isp, name) for isp in sorted(DEFAULT_ISPS) for name in EXPECTED])
 def test_each_isps_replies_mean_what_the_policy_must_act_on(isp: str, name: str) -> None:
     """Through bounce_parser's classifier and policyd's own health classes, as the MTA reports them."""
     reply = getattr(ModelledIsp(isp, ISPS[isp]).replies("ip1", "192.0.2.1"), name)
