@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -30,7 +31,12 @@ if str(REPO_ROOT) not in sys.path:
 
 from bounce_parser import BounceRecord, ParseResult, parse_bytes, softness, split_mbox  # noqa: E402
 
-DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "bounces"
+# The corpus lives in the workplace's shared folder: beside the repository, or at /work/shared
+# when the repository was cloned elsewhere (as CI does); BOUNCE_CORPUS overrides both.
+DEFAULT_CORPUS = next((p for p in (Path(os.environ["BOUNCE_CORPUS"]) if os.environ.get("BOUNCE_CORPUS") else None,
+                          REPO_ROOT.parent / "shared" / "corpus" / "bounces",
+                          Path("/work/shared/corpus/bounces")) if p is not None and p.is_dir()),
+              REPO_ROOT.parent / "shared" / "corpus" / "bounces")
 
 
 def _key(address: str) -> str:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "bounces"
+# The corpus lives in the workplace's shared folder: beside the repository, or at /work/shared
+# when the repository was cloned elsewhere (as CI does); BOUNCE_CORPUS overrides both.
+CORPUS = next((p for p in (Path(os.environ["BOUNCE_CORPUS"]) if os.environ.get("BOUNCE_CORPUS") else None,
+                          REPO_ROOT.parent / "shared" / "corpus" / "bounces",
+                          Path("/work/shared/corpus/bounces")) if p is not None and p.is_dir()),
+              REPO_ROOT.parent / "shared" / "corpus" / "bounces")
 SAMPLES = CORPUS / "samples"
 
 
