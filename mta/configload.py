@@ -11,6 +11,7 @@ import re
 import tomllib
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
@@ -28,42 +29,46 @@ class ByteSize(int):
     """Bytes; TOML may give a number or a string such as "512K", "25M", "1G"."""
 
 
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+@dataclass(frozen=True)
+class _Quantity:
+    """A number with an optional unit suffix, as config values of one kind are written."""
+
+    kind: str                      # "duration", "size"
+    units: dict[str, int]
+    pattern: re.Pattern[str]       # group 1: the number, group 2: the unit
+    numbers: tuple[type, ...]      # plain TOML numbers accepted as they are
+    examples: str                  # for error messages
+
+
+_DURATION = _Quantity("duration", {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800},
+                      re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*"), (int, float), "30s, 15m, 4h or 5d")
+_SIZE = _Quantity("size", {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3},
+                  re.compile(r"\s*(\d+)\s*([kmg]?)b?\s*"), (int,), "512K, 25M or 1G")
+
+
+def _parse_quantity(q: _Quantity, value: Any, key: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a {q.kind} such as {q.examples}, got {value!r}")
+    if isinstance(value, q.numbers):
+        amount = float(value)
+    elif isinstance(value, str):
+        m = q.pattern.fullmatch(value.lower())
+        if not m:
+            raise ConfigError(f"{key}: expected a {q.kind} such as {q.examples}, got {value!r}")
+        amount = float(m.group(1)) * q.units[m.group(2)]
+    else:
+        raise ConfigError(f"{key}: expected a {q.kind}, got {type(value).__name__}")
+    if amount < 0:
+        raise ConfigError(f"{key}: must not be negative")
+    return amount
 
 
 def parse_duration(value: Any, key: str) -> Duration:
-    if isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a duration such as 30 or \"5m\", got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value.lower())
-        if not m:
-            raise ConfigError(f"{key}: expected a duration such as 30s, 15m, 4h or 5d, got {value!r}")
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    else:
-        raise ConfigError(f"{key}: expected a duration, got {type(value).__name__}")
-    if seconds < 0:
-        raise ConfigError(f"{key}: must not be negative")
-    return Duration(seconds)
+    return Duration(_parse_quantity(_DURATION, value, key))
 
 
 def parse_size(value: Any, key: str) -> ByteSize:
-    if isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a size such as 1048576 or \"25M\", got {value!r}")
-    if isinstance(value, int):
-        size = value
-    elif isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)b?\s*", value.lower())
-        if not m:
-            raise ConfigError(f"{key}: expected a size such as 512K, 25M or 1G, got {value!r}")
-        size = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
-    else:
-        raise ConfigError(f"{key}: expected a size, got {type(value).__name__}")
-    if size < 0:
-        raise ConfigError(f"{key}: must not be negative")
-    return ByteSize(size)
+    return ByteSize(int(_parse_quantity(_SIZE, value, key)))
 
 
 def read_toml(path: str, what: str = "config") -> dict[str, Any]:
