@@ -169,7 +169,8 @@ def main() -> None:
                                            str(write_config(workdir, port, state))], cwd=REPO, env=env)
                 try:
                     wait_port(port, daemon)
-                    r = asyncio.run(drive(port, args.seconds, args.clients, batch, not args.no_feedback, args.shared_client))
+                    r = asyncio.run(drive(port, args.seconds, args.clients, batch, not args.no_feedback,
+                                          args.shared_client))
                 finally:
                     daemon.send_signal(signal.SIGTERM)
                     daemon.wait(30)
