@@ -29,7 +29,6 @@ from mta.queue.recorder import feedback_class
 from mta.spool import Spool, SpoolStore
 from mta.suppression import GLOBAL, Suppression, SuppressionFilter
 from mta.suppression import add as add_suppression
-from mta.verp import BounceDomains
 from mta.verp import decode as verp_decode
 
 log = logging.getLogger("mta.bounces")
@@ -84,6 +83,7 @@ class BounceProcessor:
         self.feedback = feedback
         self.suppressed = suppressed
         self.clock = clock
+        self.bounce_domains = cfg.bounce_domains()
         self.dir = os.path.join(cfg.mta.spool_dir, "inbound")
         for sub in ("new", "cur", "quarantine"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
@@ -122,8 +122,8 @@ class BounceProcessor:
             raw = f.read()
         result: ParseResult = await loop.run_in_executor(None, parse_bytes, raw)
         envelope_rcpts = _envelope_recipients(raw)
-        domains = BounceDomains(self.cfg.inbound.bounce_domain, self.cfg.inbound.aligned_bounce_subdomain)
-        verp = next((v for v in (verp_decode(self.verp_key, a, domains) for a in envelope_rcpts) if v), None)
+        verp = next((v for v in (verp_decode(self.verp_key, a, self.bounce_domains) for a in envelope_rcpts) if v),
+                    None)
         applied = 0
         for record in result.records:
             if await self._apply(record, verp.queue_id if verp else "", verp.recipient if verp else ""):

@@ -16,6 +16,7 @@ from mta.configload import ByteSize, ConfigError, Duration, build, read_toml
 from mta.dkim.config import DkimSection, validate_dkim_section
 from mta.limits import SiteLimits
 from mta.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
+from mta.verp import BounceDomains
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_hostport"]
 
@@ -193,6 +194,10 @@ class Config:
                 return SiteLimits(rule.max_connections, rule.messages_per_connection,
                                   rule.rate_per_minute, rule.burst)
         return SiteLimits(d.max_connections, d.messages_per_connection, d.rate_per_minute)
+
+    def bounce_domains(self) -> BounceDomains:
+        """Where our VERP return paths live (the bounce domain, and aligned subdomains if set)."""
+        return BounceDomains(self.inbound.bounce_domain, self.inbound.aligned_bounce_subdomain)
 
     def verp_key(self) -> bytes:
         if self.inbound.verp_secret:

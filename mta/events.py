@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 log = logging.getLogger("mta.events")
@@ -41,7 +41,7 @@ class Event:
     dsn_queue_id: str = ""      # queue id of the DSN this outcome produced
 
     def to_json(self) -> str:
-        d = asdict(self)
+        d = {name: getattr(self, name) for name in self.__slots__}  # scalars only: no deep copy needed
         d["time"] = _iso(self.time)
         d["queued_at"] = _iso(self.queued_at) if self.queued_at else ""
         return json.dumps(d, ensure_ascii=False, separators=(",", ":"))

@@ -17,7 +17,6 @@ from mta.config import Config
 from mta.ids import new_queue_id
 from mta.metrics import Metrics
 from mta.unsubscribe import InvalidToken, UnsubscribeInfo, UnsubscribeTokens, token_from_address
-from mta.verp import BounceDomains
 from mta.verp import decode as verp_decode
 
 log = logging.getLogger("mta.inbound")
@@ -35,7 +34,7 @@ class InboundHandler:
         self.on_stored = on_stored
         self.unsubscribe_tokens = unsubscribe_tokens
         self.on_unsubscribe = on_unsubscribe
-        self.bounce_domains = BounceDomains(cfg.inbound.bounce_domain, cfg.inbound.aligned_bounce_subdomain)
+        self.bounce_domains = cfg.bounce_domains()
         self.feedback = {a.lower() for a in cfg.inbound.feedback_addresses}
         self.dir = os.path.join(cfg.mta.spool_dir, "inbound")
         for sub in ("tmp", "new"):

@@ -62,7 +62,8 @@ class OutcomeRecorder:
             q.spawn(q.grants.flush())
         dsn: NewMessage | None = None
         delay_dsn: NewMessage | None = None
-        if failed or (deferred and self._wants_delay_warning(msg, now)):
+        warn = bool(deferred) and self._wants_delay_warning(msg, now)
+        if failed or warn:
             headers = split_headers(await q.load_body(job) or b"")[0]
             remote = mx.partition("[")[0]
             stream = q.cfg.streams.get("transactional")
@@ -71,7 +72,7 @@ class OutcomeRecorder:
                           priority=stream.priority if stream else 0)
             if failed:
                 dsn = oc.dsn_for(msg, failed, headers, action="failed", **common)  # type: ignore[arg-type]
-            if deferred and self._wants_delay_warning(msg, now):
+            if warn:
                 delay_dsn = oc.dsn_for(msg, deferred, headers, action="delayed",
                                        will_retry_until=q.retry.expires_at(msg.created),
                                        **common)  # type: ignore[arg-type]

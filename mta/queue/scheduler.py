@@ -34,7 +34,6 @@ from mta.spool import Spool, SpoolStore
 from mta.suppression import SuppressionFilter
 from mta.suppression import lookup as lookup_suppression
 from mta.suppression import prune as prune_suppressions
-from mta.verp import BounceDomains
 from mta.verp import encode as verp_encode
 
 log = logging.getLogger("mta.queue")
@@ -78,7 +77,7 @@ class Scheduler:
                                               cfg.delivery.command_timeout, cfg.delivery.starttls)
         self.sources = {s.name: Source(s.name, s.address, s.ehlo) for s in cfg.egress.sources}
         self.mailbox_lanes = cfg.policy.mailbox_lanes
-        self.bounce_domains = BounceDomains(cfg.inbound.bounce_domain, cfg.inbound.aligned_bounce_subdomain)
+        self.bounce_domains = cfg.bounce_domains()
         self.bodies = BodyCache(q.body_cache)
         self.domains: dict[str, DomainState] = {}
         self.sites: dict[str, Site] = {}
@@ -97,7 +96,6 @@ class Scheduler:
     async def start(self) -> None:
         report = await self.spool.call(lambda s: s.recover())
         await self.spool.read(lambda s: self.suppressed.sync(s.db))
-        now = self.clock()
         for backlog in report.domains:
             ds = self._domain(backlog.domain)
             ds.due = backlog.next_due
@@ -110,7 +108,6 @@ class Scheduler:
                  report.recovered_recipients, len(report.domains))
         self.spawn(self._scan_loop())
         self.spawn(self._housekeeping_loop())
-        del now
 
     async def stop(self, grace: float = 20.0) -> None:
         """Graceful drain: no new claims, in-flight transactions finish, queued jobs go back."""
@@ -434,11 +431,11 @@ class Scheduler:
         text = failure.text if failure else f"delivery to {site.key} temporarily suspended"
         code = failure.code if failure else 0
         status = failure.status if failure else "4.4.1"
+        cls = oc.classify(code, status, text)
         for job in jobs:
             results = []
             expired = self.retry.expired(now, job.message.created)
             for r in job.recipients:
-                cls = oc.classify(code, status, text) if code else oc.Classification("networkerror", False, "soft")
                 o = oc.RecipientOutcome(r, "expired" if expired else "deferred", code, status, text, cls)
                 if not expired:
                     o.next_attempt = self.retry.next_attempt(now, job.message.created, r.attempts + 1, self.rng,

@@ -10,19 +10,13 @@ import time
 from typing import Any
 
 from tests.mta.proc import REPO
-from tests.support.receiver import Script
+from tests.support.receiver import Script, free_port
 from tests.support.tomlw import deep_merge, dumps
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Policyd:
     def __init__(self, tmp: str, extra: dict[str, Any]) -> None:
-        self.port = _port()
+        self.port = free_port(["127.0.0.1"])
         self.config = os.path.join(tmp, "policy.toml")
         doc: dict[str, Any] = {
             "policyd": {"listen": f"127.0.0.1:{self.port}", "state": f"sqlite:///{tmp}/policy.db"},

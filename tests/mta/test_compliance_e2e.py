@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import smtplib
-import socket
 import time
 
 import aiosmtplib
@@ -18,6 +17,7 @@ from mta.dkim.keys import dns_record_name, dns_record_value, load_key
 from tests.compliance.verifiers import dkimpy_results, mail_dkim_results
 from tests.mta.conftest import base_config, message, write_config
 from tests.mta.proc import MtaProcess
+from tests.support.receiver import free_port
 
 
 def write_key(path: str) -> None:
@@ -35,11 +35,6 @@ def publish(dns_server, path: str, domain: str, selector: str) -> dict[str, str]
     return {name: value}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 async def http(port: int, request: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -55,7 +50,7 @@ async def test_marketing_mail_is_signed_with_one_click_unsubscribe(start_mta, wo
     key_path = os.path.join(tmp_path, "sender.example.s1.key")
     write_key(key_path)
     records = publish(dns_server, key_path, "sender.example", "s1")
-    http_port = _port()
+    http_port = free_port(["127.0.0.1"])
     mta = await start_mta(dkim={"keys": [{"domain": "sender.example", "selector": "s1", "key_file": key_path}]},
                           unsubscribe={"enabled": True, "https_base": f"http://127.0.0.1:{http_port}",
                                        "listen": f"127.0.0.1:{http_port}"})

@@ -6,25 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 
 import aiosmtplib
 
 from tests.mta.conftest import base_config, message, write_config
 from tests.mta.policyd import ONE_SOURCE, Policyd, isp_domains
 from tests.mta.proc import MtaProcess, run_cli
+from tests.support.receiver import free_port
 from tests.support.redisserver import start_redis
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_two_nodes_share_one_cluster_wide_limit(tmp_path, world, dns_server, mx_port):
     google, _yahoo = isp_domains(world, dns_server)
-    redis_port = _port()
+    redis_port = free_port(["127.0.0.1"])
     redis = start_redis(redis_port, tmp_path)
     nodes: list[tuple[MtaProcess, Policyd]] = []
     submits: list[tuple[str, int, int]] = []
