@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -48,6 +48,11 @@ class Metrics:
                                   ["reason"], registry=r)
         self.dsns = Counter("mta_dsns_generated", "Delivery status notifications generated", ["kind"],
                             registry=r)
+
+    def track_policy_connection(self) -> Gauge:
+        """`mta_policy_connected`, registered only when a policy daemon is configured."""
+        return Gauge("mta_policy_connected", "1 while the policy daemon answers, 0 while it cannot be used",
+                     registry=self.registry)
 
     def on_event(self, event: Event) -> None:
         self.events.labels(event.event, event.reason).inc()

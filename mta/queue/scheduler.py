@@ -86,6 +86,10 @@ class Scheduler:
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.grants = GrantBroker(limiter, clock, self.spawn)
+        subscribe = getattr(limiter, "subscribe", None)       # the policy client tells when policyd comes and goes
+        if subscribe is not None:
+            self._policy_connected = metrics.track_policy_connection()
+            subscribe(self._policy_state_changed)
         self.recorder = OutcomeRecorder(self)
         self.cancelled: set[int] = set()       # message ids deleted by an operator while in memory
         self.suppressed = SuppressionFilter()
@@ -345,6 +349,13 @@ class Scheduler:
     # ------------------------------------------------------------------ grants
     def want_grants(self, site: Site) -> None:
         self.grants.want(site)
+
+    def _policy_state_changed(self, available: bool) -> None:
+        self._policy_connected.set(1 if available else 0)
+        if available and not self.stopping:
+            for site in self.sites.values():     # lanes refused during the outage ask again now
+                site.retry_now()
+                site.pump()
 
     # ------------------------------------------------------------------ delivery
     async def open_connection(self, route: Route, source: Source) -> Connection:

@@ -31,6 +31,7 @@ MAX_PARALLEL_CONNECTS = 4        # per (site, source): slow-start instead of a t
 SITE_BACKOFF_BASE = 5.0
 SITE_BACKOFF_CAP = 300.0
 MAX_RESUMES = 3
+RETRY_MARGIN = 0.01           # seconds added to a lane's retry time before pumping again
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,7 @@ class Site:
                                                        lease.messages_per_connection)
         if retry_after and not any(lane.usable_lease(s, now) for s in lane.leases):
             lane.retry_after = retry_after
-            self._schedule_pump(retry_after - now)
+            self._schedule_pump(retry_after - now + RETRY_MARGIN)
 
     def revoke(self, source: str) -> None:
         """The MX pushed back on `source` (throttle or block): stop spending its leases here and
@@ -176,16 +177,37 @@ class Site:
             lane.leases.pop(source, None)
             lane.retry_after = 0.0
 
+    def retry_now(self) -> None:
+        """Lanes waiting to ask for leases again may ask at the next pump."""
+        for lane in self._lane_order:
+            lane.retry_after = 0.0
+
     def _schedule_pump(self, delay: float) -> None:
-        if self._pump_timer is not None:
-            self._pump_timer.cancel()
+        """Pumps again after `delay` seconds, unless a pump is due sooner anyway (each pump arms
+        the timers it still needs, so the earliest one is all that must be kept)."""
         loop = asyncio.get_running_loop()
-        self._pump_timer = loop.call_later(max(0.01, min(delay, 60.0)), self.pump)
+        when = loop.time() + max(0.01, min(delay, 60.0))
+        if self._pump_timer is not None:
+            if self._pump_timer.when() <= when:
+                return
+            self._pump_timer.cancel()
+        self._pump_timer = loop.call_at(when, self.pump)
+
+    def _wake_for_retries(self, now: float) -> None:
+        """Lanes told to ask again later need a timer of their own: with a full domain window no
+        new job arrives to pump the site, so without it a lane that was refused (say, while policyd
+        was away) would never ask again. The margin absorbs the loop's and the wall clock's skew."""
+        waits = [lane.retry_after for lane in self._lane_order
+                 if lane.jobs and not lane.requesting and lane.retry_after > now]
+        if waits:
+            self._schedule_pump(min(waits) - now + RETRY_MARGIN)
 
     # ------------------------------------------------------------------ dispatch
     def pump(self) -> None:
         """Wakes idle connections, asks for leases, opens connections where jobs wait."""
-        self._pump_timer = None
+        if self._pump_timer is not None:     # this pump arms again whatever it still needs
+            self._pump_timer.cancel()
+            self._pump_timer = None
         now = self.clock()
         if self.queued == 0:
             return
@@ -194,6 +216,7 @@ class Site:
             return
         if self.grant_requests(now):
             self.owner.want_grants(self)
+        self._wake_for_retries(now)
         for source in self.sources:
             eligible = self._eligible(source, now)
             if eligible <= 0:

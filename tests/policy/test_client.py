@@ -21,6 +21,13 @@ def delivered(source: str = "ip1", count: int = 1) -> Outcome:
                    count)
 
 
+async def until_available(client: PolicyClient, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not client.available:
+        assert time.monotonic() < deadline, "the client did not reconnect"
+        await asyncio.sleep(0.02)
+
+
 async def test_leases_come_back_as_mta_leases_on_the_clients_clock(running: Running) -> None:
     mta_clock = Clock(start=500.0)                   # the MTA's clock need not be policyd's
     client = PolicyClient(running.address, clock=mta_clock)
@@ -102,7 +109,7 @@ async def test_the_client_reconnects_and_delivers_feedback_kept_while_policyd_wa
     server = PolicyServer(r.service)
     await server.start([f"127.0.0.1:{port}"])
     try:
-        await asyncio.sleep(0.15)                    # past the retry interval
+        await until_available(client)                # found again without being asked
         leases = await client.request([request(3)])
         assert sum(lease.count for lease in leases) == 3 and client.available
         assert await client.flush()
@@ -125,7 +132,7 @@ async def test_a_restarted_policyd_is_found_again(clock: Clock) -> None:
     server = PolicyServer(r.service)
     await server.start([r.address])
     try:
-        await asyncio.sleep(0.1)
+        await until_available(client)
         assert sum(lease.count for lease in await client.request([request(2)])) == 2
     finally:
         await client.close()
