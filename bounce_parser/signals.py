@@ -41,7 +41,7 @@ _BOUNCE_BODY = re.compile(
 _AUTO_REPLY_SUBJECT = re.compile(
     r"^(?:auto(?:matic)?[ -]?(?:reply|response|respons|antwort)|out of (?:the )?office|vacation|"
     r"away from|abwesenheit|absence|r[ée]ponse automatique|respuesta autom)|\bauto(?:reply|response)\b|"
-    r"^auto:|automatic reply|out of office|autorespons",
+    r"^auto:|automatic (?:reply|response)|out of office|autorespons",
     re.IGNORECASE,
 )
 
