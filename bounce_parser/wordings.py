@@ -90,7 +90,8 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("hostunknown", (
         r"\bhost (?:is )?unknown", r"unknown (?:host|domain|mail domain)", r"(?:host|domain)(?: name)? not found",
-        r"no such (?:host|domain)", rf"(?:domain|host)(?: name)? (?:{_DOES_NOT_EXIST})", r"unrout(?:e)?able address",
+        r"no such (?:host|domain)", rf"(?<!sender )(?<!sender's )(?:domain|host)(?: name)? (?:{_DOES_NOT_EXIST})",
+        r"(?:couldn't|could not|cannot|can't|unable to) find any host", r"unrout(?:e)?able address",
         r"illegal host/domain", r"invalid (?:recipient )?domain\b", r"domain (?:is )?(?:invalid|not valid)",
         r"non-?exist(?:ent|ing) (?:domain|host)", r"domain is not reachable", r"name or service not known",
         r"(?<![@\w.-])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist", r"recipient domain (?:does not exist|not found)",
@@ -102,7 +103,8 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         # reading it as a block would pause warm-up for a server's outage.
         r"lost connection", r"connection (?:was )?(?:reset|refused|dropped|closed by)",
         r"(?:unable|could not|couldn't|can't|cannot|failed) to (?:connect|establish)",
-        r"too many hops", r"hop count exceeded", r"(?:routing|mail) loop", r"loop(?:s)? (?:detected|back to myself)",
+        r"too many hops", r"hop count exceeded", r"(?:routing|mail) loop", r"\blooping\b",
+        r"loop(?:s)? (?:detected|back to myself)",
         r"name ?server (?:reply|error|failure)", r"temporary (?:dns |lookup )+failure", r"nxdomain", r"no mx found",
         r"no mx or a\b", r"(?<!reverse )dns (?:error|lookup|failure|problem|timeout|servfail)",
     )),
@@ -150,6 +152,8 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("filtered", (
         r"recipient preferences", r"refused due to recipient", r"rejected by (?:the )?recipient'?s? filter",
         r"filtered by (?:the )?recipient", r"badrcptto",
+        rf"(?:recipient|addressee|user)\b{_GAP}\b(?:refuses|rejects|does not (?:wish to )?accept|doesn't accept|"
+        r"has (?:blocked|refused)) (?:to accept )?(?:your|this|mail|messages|e-?mail)",
     )),
     ("spamdetected", (
         r"spam(?!haus|cop|trap)", r"\bjunk\b", r"unsolicited", r"bulk (?:e-?)?mail", r"mass[- ]?mail",
@@ -170,6 +174,8 @@ REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"address (?:that )?has been blacklisted", r"sender address .{0,40}(?:invalid|unknown|refused)",
         r"sender domain .{0,40}(?:invalid|unknown|not exist)", r"bad sender", r"return path",
         r"(?:without a|no) valid sender domain",
+        rf"(?:envelope[- ]?sender|envelope[- ]from|return[- ]path)\b{_GAP}\b(?:is |has been |was )?"
+        r"(?:rejected|refused|denied|invalid|unknown|not allowed|blocked)",
     )),
     ("systemfull", (
         r"system (?:is )?full", r"disk (?:is )?full", r"out of disk", r"insufficient system (?:storage|resources)",
