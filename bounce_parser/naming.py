@@ -207,23 +207,27 @@ def _by_command(command: str) -> str:
     return ""
 
 
-def _words_of(evidence: Evidence) -> tuple[frozenset[str], frozenset[str]]:
-    """``(the diagnostic's own wordings, the rest of the report's)``.
-
-    Without a diagnostic field (``prose_only``) the report's own sentences are the diagnostic.
-    Of the rest, the first text that says anything counts (the lines about this recipient come
-    before the report's general words).
-    """
+def _own_words(evidence: Evidence) -> frozenset[str]:
+    """The diagnostic's wordings; without a diagnostic field (``prose_only``) the report's own
+    sentences are the diagnostic."""
     own = wordings(evidence.text) if evidence.text else frozenset()
-    context: frozenset[str] = frozenset()
+    if evidence.prose_only:
+        for candidate in evidence.context:
+            if candidate:
+                own |= wordings(candidate)
+    return own
+
+
+def _context_words(evidence: Evidence) -> frozenset[str]:
+    """The first of the report's other texts that says anything (the lines about this
+    recipient come before the report's general words).  Read only when needed: the report's
+    whole text is the longest thing the classifier reads."""
     for candidate in evidence.context:
         if candidate:
             found = wordings(candidate)
-            if evidence.prose_only:
-                own |= found
-            elif found and not context:
-                context = found
-    return own, context
+            if found:
+                return found
+    return frozenset()
 
 
 def reference_reason(evidence: Evidence) -> tuple[str, str]:
@@ -255,15 +259,14 @@ def reference_reason(evidence: Evidence) -> tuple[str, str]:
     if not status:
         status = next((quoted for extra in evidence.context if (quoted := naming_status("", extra))), "")
     temporary = status.startswith("4") or (not status and evidence.action == "delayed")
-    own, context = _words_of(evidence)
     name = status_name(status)
-    reason = _from_words(own, name, command, temporary)
+    reason = _from_words(_own_words(evidence), name, command, temporary)
     if reason:
         return reason, f"naming:{reason}"
     name = name or WEAK_STATUS_NAMES.get(status, "")
     if name:
         return name, f"naming-status:{status}"
-    reason = _from_words(context, "", command, temporary)
+    reason = "" if evidence.prose_only else _from_words(_context_words(evidence), "", command, temporary)
     if reason:
         return reason, f"naming-context:{reason}"
     return _fallback(evidence, status, command)
