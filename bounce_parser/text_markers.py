@@ -66,6 +66,7 @@ RECIPIENT_PREFIX = _compile(
         r"(?:was |were |has been )?not delivered to:?\s*$",
         r"did not reach the following recipients?:?\s*$",
         r"(?:your )?message to:?\s*$",
+        r"\byou sent (?:a )?(?:mail|message|e-?mail) to:?\s*$",
         r"(?:undeliverable|undelivered) (?:to|address):?\s*$",
         r"unknown (?:user|recipient|address):?\s*$",
         r"for (?:recipient|address):?\s*$",

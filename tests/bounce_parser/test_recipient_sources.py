@@ -83,3 +83,23 @@ def test_a_pasted_header_block_gives_no_recipients():
     records = parse_bytes(TEXT_DELAY).records
     assert [record.recipient for record in records] == ["friend@example.net"]
     assert records[0].action == "delayed"
+
+
+NULL_SENDER_NOTICE = b"""Return-Path: <>
+From: <>
+To: sender@example.com
+Auto-Submitted: auto-replied
+Message-Id: <notice@mx.example.net>
+
+You sent mail to friend@example.net. That's not a valid user here.
+"""
+
+
+def test_a_plain_notice_from_the_null_sender_saying_why_is_a_bounce():
+    records = parse_bytes(NULL_SENDER_NOTICE).records
+    assert [record.recipient for record in records] == ["friend@example.net"]
+
+
+def test_a_null_sender_notice_without_a_failure_is_not_a_bounce():
+    raw = NULL_SENDER_NOTICE.replace(b"That's not a valid user here.", b"Thanks, we got it.")
+    assert parse_bytes(raw).records == []
