@@ -226,10 +226,13 @@ COMPILED_PHRASES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 _CACHED_TEXT_CHARS = 4000  # only short texts are cached, so hostile input cannot fill memory
+# A reply that says why says it early; past this a "diagnostic" is noise or an attack, and
+# reading it all would cost time in proportion (about 2 ms per 1,000 characters).
+MAX_TEXT_CHARS = 20000
 
 
 def _matching_entries(text: str) -> tuple[int, ...]:
-    lowered = text.lower()
+    lowered = text[:MAX_TEXT_CHARS].lower()
     return tuple(index for index, (_, pattern) in enumerate(COMPILED_PHRASES) if pattern.search(lowered))
 
 
