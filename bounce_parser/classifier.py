@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from . import naming, patterns, smtp_text
 from .model import Classification
 from .reasons import FINER_REASONS, NOT_A_FAILURE, is_hard
+from .wordings import first_reason, reasons_in
 
 # Statuses whose own reason beats a "user unknown" wording (an unknown *sender* is a refused
 # sender, an unknown user whose mailbox is full is a full mailbox).
@@ -52,10 +53,7 @@ def _provider_rule(text: str, status: str) -> patterns.ProviderRule | None:
 
 def phrase_reason(text: str) -> str:
     """The first reason (in precedence order) whose wording occurs in ``text``, or ""."""
-    for reason, pattern in patterns.COMPILED_PHRASES:
-        if pattern.search(text):
-            return reason
-    return ""
+    return first_reason(text)
 
 
 def status_reason(status: str) -> tuple[str, str]:
@@ -203,6 +201,17 @@ def _policy_view(
     return _PolicyView(reason, "", f"fallback:{command or action or 'none'}")
 
 
+def _local_program_failed(line: str) -> bool:
+    """Is an X-Unix diagnostic about the delivery program itself?
+
+    Its exit status, its own failure ("procmail: Couldn't create ...") or nothing recognisable
+    is; a sentence that says why the mailbox refused ("mailbox has exceeded its disk space
+    limit") is read like any reply.
+    """
+    words = reasons_in(line)
+    return line.strip().isdigit() or not words or "mailererror" in words
+
+
 def classify(
     *,
     code: int | None = None,
@@ -240,9 +249,9 @@ def classify(
 
     if action == "delivered" or status.startswith("2") or (code is not None and 200 <= code < 300 and not status):
         return _result("delivered", _PolicyView("delivered", rule="success"), status, code, action)
-    if diagnostic_type.strip().lower() == "x-unix":
+    if diagnostic_type.strip().lower() == "x-unix" and _local_program_failed(line):
         # The local delivery program (pipe, procmail, mail.local) failed: its exit status says
-        # how (sysexits.h); anything else it printed is its own business.
+        # how (sysexits.h).
         reason = patterns.LOCAL_EXIT_REASONS.get(line.strip(), "mailererror")
         return _result(reason, _PolicyView(reason, rule="diagnostic-type:x-unix"), status, code, action)
 

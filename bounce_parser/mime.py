@@ -74,13 +74,27 @@ def _cap_header_block(raw: bytes) -> bytes:
     return raw[: max(cut, 0)] + raw[end:]
 
 
+_LEADING_BLANK_LINES = re.compile(rb"\A(?:[ \t]*\n)+(?=[A-Za-z][A-Za-z0-9-]{0,60}[ \t]*:)")
+
+
+def strip_leading_blank_lines(raw: bytes) -> bytes:
+    """Drop blank (or all-space) lines before the first header line.
+
+    Saved reports (Exchange's among them) often start with an empty line and a line of spaces;
+    the stdlib parser takes the first blank line as the end of an empty header block and would
+    read the whole report as one body with no structure.
+    """
+    match = _LEADING_BLANK_LINES.match(raw[:4096])
+    return raw[match.end() :] if match else raw
+
+
 def load_message(raw: bytes) -> tuple[Message, list[str]]:
     """Parse bytes into a Message, never raising; returns the message and a list of defects."""
     defects: list[str] = []
     if len(raw) > MAX_INPUT_BYTES:
         raw = raw[:MAX_INPUT_BYTES]
         defects.append("input truncated")
-    raw = normalise_newlines(raw)
+    raw = strip_leading_blank_lines(normalise_newlines(raw))
     cut = _cut_repeats(_cap_header_block(raw))
     if len(cut) != len(raw):
         defects.append("repetitive input cut off")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from . import families, patterns, smtp_text
 from .naming_rules import (
@@ -44,6 +43,7 @@ from .naming_rules import (
     STATUS_NAMES,
     WEAK_STATUS_NAMES,
 )
+from .wordings import reasons_in
 
 _ADDRESS_WORDS = frozenset({"userunknown", "filtered"})
 _ABOUT_AN_ADDRESS = frozenset({"userunknown", "filtered", "hostunknown", "suspend"})
@@ -93,27 +93,13 @@ def status_name(status: str) -> str:
     return STATUS_NAMES.get(status) or STATUS_NAMES.get(status.partition(".")[2], "")
 
 
-_CACHED_TEXT_CHARS = 4000  # the cache keeps short texts only, so hostile input cannot fill memory
-
-
 def wordings(text: str) -> frozenset[str]:
-    """Every reason whose wording occurs in ``text``, after the labelling's renames.
-
-    Short texts are cached: a report's shared words are read again for each of its recipients.
-    """
-    return _cached_wordings(text) if len(text) <= _CACHED_TEXT_CHARS else _wordings(text)
-
-
-def _wordings(text: str) -> frozenset[str]:
-    found = {reason for reason, pattern in patterns.COMPILED_PHRASES if pattern.search(text)}
+    """Every reason whose wording occurs in ``text``, after the labelling's renames."""
+    found = reasons_in(text)
     for rename, pattern in COMPILED_RENAMES:
         if pattern.search(text):
-            found -= rename.replaces
-            found.add(rename.reason)
-    return frozenset(found)
-
-
-_cached_wordings = lru_cache(maxsize=512)(_wordings)
+            found = (found - rename.replaces) | {rename.reason}
+    return found
 
 
 def _host_reason(evidence: Evidence, status: str, text: str) -> tuple[str, str] | None:
@@ -179,7 +165,12 @@ def _applies(reason: str, name: str, words: frozenset[str], command: str) -> boo
     return name == reason or reason in words
 
 
-def _from_words(words: frozenset[str], name: str, command: str) -> str:
+def _from_words(words: frozenset[str], name: str, command: str, temporary: bool) -> str:
+    """The reason the words (weighed with the status's name and the command) settle, or ""."""
+    if temporary and "networkerror" in words:
+        # "Domain not found" from a DNS error in a temporary failure: the lookup failed this
+        # time, which says nothing yet about the domain.
+        words -= {"hostunknown"}
     for reason in ADDRESS_FIRST:
         if _applies(reason, name, words, command):
             return reason
@@ -195,13 +186,63 @@ def _from_words(words: frozenset[str], name: str, command: str) -> str:
     return ""
 
 
-def _by_class(status: str) -> str:
+# RFC 3463 subjects that say enough on their own when nothing more specific was said: x.6
+# content, x.7 security or policy.  The "other" details of x.3 (mail system) and x.4 (network
+# and routing) cover too many causes (an upstream relay's error, a refusal by the destination)
+# to name one: those stay ``onhold`` unless the words or the detail decide.
+_SUBJECT_REASONS = {"6": "contenterror", "7": "securityerror"}
+
+
+def _by_subject(status: str) -> str:
     subject = status.split(".")[1] if status.count(".") == 2 else ""
-    return {"6": "contenterror", "7": "securityerror"}.get(subject, "")
+    return _SUBJECT_REASONS.get(subject, "")
+
+
+def _by_command(command: str) -> str:
+    """A refusal that said nothing else is about what the refused command carried."""
+    if command == "MAIL":
+        return "rejected"  # the envelope sender
+    if command in _BEFORE_ANY_ADDRESS:
+        return "blocked"  # the connecting host: no address had been given yet
+    return ""
+
+
+def _own_words(evidence: Evidence) -> frozenset[str]:
+    """The diagnostic's wordings; without a diagnostic field (``prose_only``) the report's own
+    sentences are the diagnostic."""
+    own = wordings(evidence.text) if evidence.text else frozenset()
+    if evidence.prose_only:
+        for candidate in evidence.context:
+            if candidate:
+                own |= wordings(candidate)
+    return own
+
+
+def _context_words(evidence: Evidence) -> frozenset[str]:
+    """The first of the report's other texts that says anything (the lines about this
+    recipient come before the report's general words).  Read only when needed: the report's
+    whole text is the longest thing the classifier reads."""
+    for candidate in evidence.context:
+        if candidate:
+            found = wordings(candidate)
+            if found:
+                return found
+    return frozenset()
 
 
 def reference_reason(evidence: Evidence) -> tuple[str, str]:
-    """``(reason, rule)``: the taxonomy name and what decided it."""
+    """``(reason, rule)``: the taxonomy name and what decided it, in this order of evidence.
+
+    1. a provider's documented meaning of its reply, or the reporting system's own verdict;
+    2. the diagnostic's own words, weighed with the enhanced status and the command;
+    3. the enhanced status's own name (subject and detail);
+    4. the report's other words (its prose around the recipient), weighed the same way: they
+       may describe the whole report ("giving up", a DNS failure for another domain), so the
+       status of this recipient's own reply comes first;
+    5. the command a refusal answered, a delayed report's "expired", then the status's
+       subject (RFC 3463), then a recipient domain whose refusals all mean one thing;
+    6. ``onhold`` when something was said but nothing decided, ``undefined`` when nothing was.
+    """
     text = evidence.text
     status = naming_status(evidence.status, text)
     command = evidence.command
@@ -215,32 +256,35 @@ def reference_reason(evidence: Evidence) -> tuple[str, str]:
         return vendor, f"family:{evidence.family or evidence.vendor_category}"
     if not command and families.gives_own_address_verdict(evidence.family):
         command = "RCPT"  # the system looked the address up itself: its verdict is about it
-    words: frozenset[str] = frozenset()
-    for candidate in (text, *evidence.context):
-        if candidate:
-            words |= wordings(candidate)
-            if not status:
-                status = naming_status("", candidate)
-            if words and not evidence.prose_only:
-                break
+    if not status:
+        status = next((quoted for extra in evidence.context if (quoted := naming_status("", extra))), "")
+    temporary = status.startswith("4") or (not status and evidence.action == "delayed")
     name = status_name(status)
-    reason = _from_words(words, name, command)
+    reason = _from_words(_own_words(evidence), name, command, temporary)
     if reason:
         return reason, f"naming:{reason}"
     name = name or WEAK_STATUS_NAMES.get(status, "")
     if name:
         return name, f"naming-status:{status}"
-    reason = _by_class(status)
+    reason = "" if evidence.prose_only else _from_words(_context_words(evidence), "", command, temporary)
+    if reason:
+        return reason, f"naming-context:{reason}"
+    return _fallback(evidence, status, command)
+
+
+def _fallback(evidence: Evidence, status: str, command: str) -> tuple[str, str]:
+    reason = _by_command(command)
+    if reason:
+        return reason, f"naming-command:{command}"
+    if evidence.action == "delayed" and not status.startswith("5"):
+        return "expired", "naming:delayed"  # still being retried: the queue's lifetime decides
+    reason = _by_subject(status)
     if reason:
         return reason, f"naming-class:{status}"
-    if evidence.action == "delayed":
-        return "expired", "naming:delayed"
-    if command in _BEFORE_ANY_ADDRESS:
-        return "blocked", f"naming:{command}"
     domain = evidence.recipient.rpartition("@")[2]
     if domain in patterns.RECIPIENT_DOMAIN_REASONS:
         # A service whose refusals all mean one thing (a Google Groups bounce).
         return patterns.RECIPIENT_DOMAIN_REASONS[domain], f"naming-domain:{domain}"
-    if status or evidence.code or text.strip():
+    if status or evidence.code or evidence.text.strip():
         return "onhold", "naming:onhold"
     return "undefined", "naming:undefined"

@@ -85,6 +85,7 @@ ADDRESS_FIRST: tuple[str, ...] = (
     "filtered",
     "rejected",
     "hostunknown",
+    "virusdetected",  # more specific than any spam or content verdict given with it
     "spamdetected",
     "toomanyconn",
     "blocked",

@@ -10,8 +10,11 @@ recipients decides the result:
 4. an Amazon SES event notification (JSON);
 5. a bounce written for humans;
 6. an auto-reply (RFC 3834);
-7. a delivery-status report that names no recipient: the returned message's recipients;
-8. a bounce forwarded as an attachment.
+7. a bounce forwarded as an attachment.
+
+Recipients only ever come from the report's own parts and words.  The returned message's To and
+Cc say whom the original was sent to, not who failed: a delay notice for one recipient of a
+message to forty, or a list's bounce, would otherwise report everybody.
 """
 
 from __future__ import annotations
@@ -178,15 +181,6 @@ def _auto_reply(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | 
     return KIND_BOUNCE, textbounce.auto_reply(report.sender, report.body, report.message_id)
 
 
-def _report_naming_nobody(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
-    # "--- Delivery report unavailable ---": still a failure of the returned message.
-    if not report.delivery_status:
-        return None
-    return KIND_DSN, textbounce.unnamed_failures(
-        report.original_headers, report.senders, report.own_words, report.message_id, KIND_DSN
-    )
-
-
 def _forwarded_bounce(report: Report, depth: int) -> tuple[str, list[BounceRecord]] | None:
     if depth >= MAX_FORWARD_DEPTH:
         return None
@@ -205,7 +199,6 @@ READERS: tuple[Reader, ...] = (
     _provider_event,
     _human_bounce,
     _auto_reply,
-    _report_naming_nobody,
     _forwarded_bounce,
 )
 

@@ -8,9 +8,8 @@ Three tables, consulted in this order by ``classifier``:
                     ``names_as`` gives the taxonomy name the labels use (``naming``).
 ``STATUS_REASONS``  what an enhanced status code (RFC 3463 and the IANA registry) means when the
                     text says nothing more specific.
-``REASON_PHRASES``  wordings that servers use for each reason, in precedence order: when a text
-                    matches several reasons, the earlier one wins (a "mailbox full" rejection
-                    worded "Recipient address rejected: mailbox full" is about the mailbox).
+``REASON_PHRASES``  wordings that servers use for each reason, in precedence order (kept in
+                    ``wordings``, re-exported here).
 
 All patterns are matched case-insensitively against the diagnostic collapsed to one line.
 Operators' additions belong here, not in code.
@@ -20,6 +19,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from .wordings import COMPILED_PHRASES, REASON_PHRASES
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,167 +209,6 @@ LOCAL_EXIT_REASONS: dict[str, str] = {
     "78": "systemerror",  # EX_CONFIG
 }
 
-# reason -> wordings, in precedence order (see the module docstring).
-REASON_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("virusdetected", (
-        r"\bvirus\b(?!-)", r"malware", r"\binfected\b", r"trojan", r"\bworm\b detected",
-    )),
-    ("securityerror", (
-        r"authentication (?:is )?required", r"smtp auth", r"turn on smtp authentication",
-        r"must issue a starttls", r"tls (?:is )?required", r"encryption (?:is )?required",
-        r"unauthenticated e-?mail", r"\bdmarc\b", r"authentication checks",
-        r"\bspf\b.{0,30}(?:fail|check|record|validation|reject|error)", r"(?:fail\w*|bad|invalid|no)\s+spf",
-        r"\bdkim\b.{0,30}(?:fail|invalid|verif|check|missing|required)", r"(?:fail\w*|no valid|invalid|missing)\s+dkim",
-        r"authentication (?:failed|failure)", r"not authenticated",
-    )),
-    ("norelaying", (
-        r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited|not allowed|refused)",
-        r"(?:unable|not permitted|not allowed|we do not|cannot) (?:to )?relay",
-        r"no relaying", r"relay not permitted", r"not a gateway",
-    )),
-    ("mailboxfull", (
-        r"mailbox (?:is )?(?:full|over ?quota)", r"mailbox full", r"over ?quota", r"quota exceeded",
-        r"exceeded (?:its |the |his |her )?(?:storage|mailbox|disk) (?:quota|allocation|limit)",
-        r"mailbox (?:size )?limit (?:exceeded|reached)", r"not enough (?:disk )?(?:space|storage)",
-        r"out of storage space", r"mail ?folder is full", r"inbox is full", r"storage quota",
-        r"number of messages in recipient's mailbox exceeded", r"too much mail data",
-        r"mailbox (?:has )?exceeded", r"disk quota", r"user(?:'s)? (?:mailbox|mail box) is full",
-        r"insufficient (?:user )?storage", r"exceeds? (?:the )?(?:user'?s? )?quota",
-    )),
-    ("mesgtoobig", (
-        r"message (?:is )?too (?:big|large)", r"message size exceeds", r"mail size limit",
-        r"size limit exceeded", r"message (?:length|size) (?:exceeds|is over|limit)",
-        r"message is larger than", r"exceeds? (?:the )?(?:maximum )?(?:message )?size limit",
-        r"too big for (?:the|this) (?:host|system)", r"line limit exceeded",
-    )),
-    ("suspend", (
-        r"account (?:is |has been )?(?:disabled|suspended|deactivated|locked|frozen|inactive)",
-        r"(?:mailbox|address|recipient|user) (?:is |has been )?(?:disabled|suspended|frozen|deactivated|locked)",
-        r"is disabled", r"account has been (?:closed|discontinued)", r"disabled or discontinued",
-        r"mailbox is frozen", r"user account is (?:expired|unavailable)", r"disabled recipient",
-    )),
-    ("notaccept", (
-        r"does not accept (?:any )?mail", r"accepts? no mail", r"null mx",
-        r"indicated no smtp service", r"doesn't receive e-?mail", r"does not receive e-?mail",
-        r"no mx record found", r"not accepting (?:any )?mail",
-    )),
-    ("hostunknown", (
-        r"host unknown", r"unknown host", r"host not found", r"no such domain",
-        r"domain (?:does not|doesn't) exist", r"unrouteable address", r"illegal host/domain",
-        r"invalid domain\b", r"domain is not reachable", r"name or service not known",
-        r"(?<![@\w.-])[a-z0-9-]+(?:\.[a-z0-9-]+)+ does not exist",
-        r"recipient domain (?:does not exist|not found)", r"unknown domain",
-    )),
-    ("networkerror", (
-        r"name service error", r"host name lookup failure", r"no route to host",
-        # A refused TCP connection is a host that is down or closed, not a block of our IP:
-        # reading it as a block would pause warm-up for a server's outage.
-        r"network is unreachable", r"lost connection", r"connection reset", r"connection refused",
-        r"too many hops",
-        r"hop count exceeded", r"routing loop", r"mail loop", r"loop detected", r"loops back to myself",
-        r"name server reply", r"temporary lookup failure", r"nxdomain", r"no mx found",
-        r"(?<!reverse )dns (?:error|lookup|failure)",
-    )),
-    ("userunknown", (
-        r"user unknown", r"unknown user", r"user not found", r"no such user",
-        r"no such (?:recipient|mailbox|address|account|person)", r"mailbox (?:not found|unavailable)",
-        r"user doesn't have a .{1,64} account", r"unknown recipient", r"no mailbox here",
-        r"mailbox (?:does not|doesn't) exist", r"recipient not found",
-        r"recip(?:ient)?notfound", r"address not found", r"invalid recipient",
-        r"(?:user|account|mailbox|recipient|address|addressee) (?:does not|doesn't|did not) exist",
-        r"(?:e-?mail )?account that you tried to reach does not exist",
-        r"not a valid (?:mailbox|user|recipient|address)", r"invalid (?:mailbox|address|user)\b",
-        r"unknown (?:local[- ]part|address|mailbox|alias)",
-        r"user not exist", r"not listed in", r"is not recognized", r"inactive e-?mail address",
-        r"invalid final delivery userid", r"unknown or illegal alias", r"no account by that name",
-        r"bad destination mailbox", r"recipient (?:does not|doesn't) exist", r"user(?:name)? is unknown",
-        r"no such local user", r"not our customer", r"address unknown", r"undeliverable address",
-        r"destination (?:address|mailbox) (?:unknown|invalid)", r"adresse destinataire invalide",
-        r"ディレクトリ", r"存在しません",
-    )),
-    ("toomanyconn", (
-        r"too many (?:concurrent )?(?:connections|sessions|smtp sessions)", r"connection rate limit",
-        r"rate limit(?:ed|ing)?\b", r"too many recipients", r"too many messages", r"throttl",
-        r"exceeded the (?:rate|connection) limit", r"temporarily deferred due to unexpected volume",
-        r"too many (?:errors|invalid recipients)",
-    )),
-    ("blocked", (
-        r"blocked using", r"block ?list", r"black ?list(?:ed)? (?:ip|host|server)", r"spamhaus", r"spamcop",
-        r"\bsorbs\b", r"dnsbl", r"\brbl\b", r"reverse dns", r"\bptr record", r"no ptr\b",
-        r"ip name lookup failed", r"client host rejected", r"reputation",
-        r"open relay", r"on our block list",
-        r"(?:ip|host|client) (?:address )?(?:\S+ )?(?:is |has been )?(?:blocked|listed|banned)",
-        r"client \[?[0-9.]+\]? blocked", r"dynamic ip", r"dial-?up", r"mismatches client ip",
-        r"use the smtp server of your isp", r"purported responsible address",
-        r"server access .{0,40}(?:forbidden|denied)",
-        r"unfortunately, messages from", r"no access from mail server", r"not allowed to connect",
-        r"blocked by ldap", r"\bhelo\b.{0,40}(?:rejected|invalid)", r"listed at", r"access denied\. ip",
-        r"banned send(?:ing ip|er)",
-    )),
-    ("filtered", (
-        r"recipient preferences", r"refused due to recipient", r"rejected by (?:the )?recipient'?s? filter",
-        r"filtered by (?:the )?recipient", r"badrcptto",
-    )),
-    ("spamdetected", (
-        r"\bspam\b", r"unsolicited", r"junk mail", r"message content rejected", r"bulk mail",
-        r"content filter", r"mail rejete",
-    )),
-    ("policyviolation", (
-        r"policy reasons", r"policy violation", r"denied by policy", r"rejected for policy",
-        r"illegal attachment", r"attachment.{0,40}(?:not allowed|prohibited|blocked|forbidden)",
-        r"multiple addresses in from", r"violates? .{0,30}polic", r"security polic",
-    )),
-    ("rejected", (
-        r"sender (?:address )?rejected", r"domain of sender address", r"sender verify failed",
-        r"unroutable sender", r"invalid sender", r"sender (?:is )?not allowed", r"mail from rejected",
-        r"address (?:that )?has been blacklisted", r"sender address .{0,40}(?:invalid|unknown|refused)",
-        r"sender domain .{0,40}(?:invalid|unknown|not exist)", r"bad sender", r"return path",
-        r"(?:without a|no) valid sender domain",
-    )),
-    ("systemfull", (
-        r"system (?:is )?full", r"disk (?:is )?full", r"out of disk", r"insufficient system (?:storage|resources)",
-        r"file system full",
-    )),
-    ("systemerror", (
-        r"internal (?:system |server )?error", r"system error", r"transaction failed",
-        r"could not load", r"unable to contact ldap", r"local configuration error",
-        r"server configuration error", r"insufficient permission", r"duplicated message-id",
-        r"does not support tls",
-        r"queue file write error",
-    )),
-    ("mailererror", (
-        r"mailer error", r"procmail", r"pipe to \|", r"command died", r"operating system error",
-        r"couldn't create", r"child status", r"exit(?:ed)? (?:with )?(?:status|code) \d+",
-    )),
-    ("expired", (
-        r"message expired", r"envelope expired", r"in the queue too long", r"delivery time expired",
-        r"have been failing for a long time", r"not delivered within", r"could not be delivered for",
-        r"giving up", r"connection timed out", r"timed out", r"did not accept our requests to connect",
-        r"cannot send message for", r"retry time(?:out)? (?:not reached|exceeded)",
-        r"could not send message for past", r"unable to deliver.{0,60}after.{0,40}retries",
-    )),
-    ("contenterror", (
-        r"content error", r"media error", r"malformed message", r"invalid message",
-        r"message (?:header|content) (?:is )?invalid",
-        r"8-?bit (?:data|characters) not allowed",
-    )),
-    ("syntaxerror", (
-        r"syntax error", r"malformed address", r"command unrecognized", r"unrecognized command",
-    )),
-    # Postfix prefixes every recipient restriction with these words and says the real reason
-    # after them, so they count only when nothing more specific was said.
-    ("userunknown", (
-        # A refused *sender* address is not about the recipient.
-        r"recipient address rejected", r"(?<!sender )\baddress rejected",
-    )),
-)
-
-COMPILED_PHRASES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (reason, re.compile("|".join(f"(?:{phrase})" for phrase in phrases), re.IGNORECASE))
-    for reason, phrases in REASON_PHRASES
-)
-
-
 @dataclass(frozen=True, slots=True)
 class CompiledProviderRule:
     rule: ProviderRule
@@ -384,3 +224,15 @@ COMPILED_PROVIDER_RULES: tuple[CompiledProviderRule, ...] = tuple(
     )
     for rule in PROVIDER_RULES
 )
+
+__all__ = [
+    "COMPILED_PHRASES",
+    "COMPILED_PROVIDER_RULES",
+    "LOCAL_EXIT_REASONS",
+    "PROVIDER_RULES",
+    "REASON_PHRASES",
+    "RECIPIENT_DOMAIN_REASONS",
+    "STATUS_DETAILS",
+    "STATUS_REASONS",
+    "ProviderRule",
+]

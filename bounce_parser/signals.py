@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from .wordings import reasons_in
+
 _SYSTEM_SENDER = re.compile(
     r"(?:^|[<\s\"])(?:mailer[-_]?daemon|post_?master|mail[-_]?delivery|mmdf|bounces?|mail[-_]?system|"
     r"mail-?router|owner-)[^@\s]{0,64}@|-(?:admin|owner|request)@|mailer-daemon",
@@ -41,7 +43,7 @@ _BOUNCE_BODY = re.compile(
 _AUTO_REPLY_SUBJECT = re.compile(
     r"^(?:auto(?:matic)?[ -]?(?:reply|response|respons|antwort)|out of (?:the )?office|vacation|"
     r"away from|abwesenheit|absence|r[ée]ponse automatique|respuesta autom)|\bauto(?:reply|response)\b|"
-    r"^auto:|automatic reply|out of office|autorespons",
+    r"^auto:|automatic (?:reply|response)|out of office|autorespons",
     re.IGNORECASE,
 )
 
@@ -59,7 +61,25 @@ def bounce_score(sender: str, subject: str, headers: dict[str, str], body: str) 
         score += 1  # the null sender of notifications
     if _BOUNCE_BODY.search(body[:20000]):
         score += 2
+    if _is_null_sender_notice(headers):
+        score += 1
+        if reasons_in(body[:_MAX_WORDING_CHARS]) - _NOT_A_FAILURE_WORDING:
+            # A notice from the null sender that says why an address failed ("that's not a
+            # valid user here") is a bounce even without a bounce subject or sender name.
+            score += 1
     return score
+
+
+_MAX_WORDING_CHARS = 2000
+# Reasons whose words also turn up in ordinary notices (a mailing's "expired" offer).
+_NOT_A_FAILURE_WORDING = frozenset({"expired", "spamdetected", "policyviolation"})
+
+
+def _is_null_sender_notice(headers: dict[str, str]) -> bool:
+    """Sent automatically to the null sender's way: RFC 3834 Auto-Submitted and an empty return path."""
+    auto = headers.get("auto-submitted", "").strip().lower()
+    null = headers.get("return-path", "").strip() in ("<>", "") and "return-path" in headers
+    return null and auto.startswith("auto-")
 
 
 def is_system_sender(sender: str) -> bool:

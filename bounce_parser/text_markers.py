@@ -66,6 +66,7 @@ RECIPIENT_PREFIX = _compile(
         r"(?:was |were |has been )?not delivered to:?\s*$",
         r"did not reach the following recipients?:?\s*$",
         r"(?:your )?message to:?\s*$",
+        r"\byou sent (?:a )?(?:mail|message|e-?mail) to:?\s*$",
         r"(?:undeliverable|undelivered) (?:to|address):?\s*$",
         r"unknown (?:user|recipient|address):?\s*$",
         r"for (?:recipient|address):?\s*$",
@@ -118,4 +119,13 @@ DELAY_NOTICE = _compile(
         r"delivery (?:is )?delayed", r"message (?:has been )?delayed", r"could not send message for past",
         r"will continue (?:to )?(?:try|trying)", r"not yet been delivered",
     )
+)
+
+# A header line of a message (not a delivery-status field) and the names that only a real
+# message's header block carries: a run of header lines holding one of these is a pasted copy
+# of a message, whose addresses (From, To, a folded Cc of forty) are never failed recipients.
+HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,60}:(?:\s|$)")
+MESSAGE_HEADER_NAMES = frozenset(
+    {"received", "return-path", "message-id", "mime-version", "dkim-signature", "delivered-to",
+     "references", "in-reply-to", "x-mailer", "content-transfer-encoding", "authentication-results"}
 )

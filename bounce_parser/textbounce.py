@@ -80,21 +80,6 @@ def records(
     return results
 
 
-def unnamed_failures(returned: dict[str, str], senders: set[str], text: str, message_id: str,
-                     kind: str) -> list[BounceRecord]:
-    """A failure report that names nobody concerns the returned message's own recipients."""
-    addresses = find_addresses(returned.get("to", "") + "," + returned.get("cc", ""))
-    classification = classify(action="failed")
-    return [
-        failure_record(
-            classification, recipient=address, kind=kind, action="failed", status="",
-            diagnostic=textscan.region_diagnostic(text, 300), reply_code=None, message_id=message_id,
-        )
-        for address in addresses
-        if address not in senders
-    ]
-
-
 def auto_reply(sender: str, body: str, message_id: str) -> list[BounceRecord]:
     """An RFC 3834 auto-reply: its sender is the recipient who is away; not a failure."""
     addresses = find_addresses(sender)

@@ -50,6 +50,36 @@ def _unquote(lines: list[str]) -> list[str]:
     return lines
 
 
+MIN_HEADER_BLOCK = 3  # header lines in a row before a run counts as a pasted message
+
+
+def pasted_header_lines(lines: list[str]) -> set[int]:
+    """Indexes of lines inside a pasted copy of a message's header block.
+
+    A run of ``Name: value`` lines (with their folded continuations) that names a header only
+    a message has (Received, Message-ID ...) is a copy of the original, whatever marker line
+    introduced it, or none.  A summary such as Exchange's "To: / Subject: / Sent:" is not one.
+    """
+    masked: set[int] = set()
+    index = 0
+    while index < len(lines):
+        if not text_markers.HEADER_LINE.match(lines[index]):
+            index += 1
+            continue
+        end, names = index, set()
+        while end < len(lines):
+            line = lines[end]
+            if text_markers.HEADER_LINE.match(line):
+                names.add(line.split(":", 1)[0].lower())
+            elif not (line[:1] in (" ", "\t") and line.strip()):
+                break  # neither a header nor a folded continuation of one
+            end += 1
+        if len(names) >= MIN_HEADER_BLOCK and names & text_markers.MESSAGE_HEADER_NAMES:
+            masked.update(range(index, end))
+        index = max(end, index + 1)
+    return masked
+
+
 @dataclass(slots=True)
 class _Mention:
     address: str
@@ -61,9 +91,12 @@ class _Mention:
 def _mentions(lines: list[str], senders: set[str]) -> list[_Mention]:
     found: list[_Mention] = []
     previous = ""  # the last non-blank line before the current one
+    pasted = pasted_header_lines(lines)
     for index, line in enumerate(lines):
         if index and lines[index - 1].strip():
             previous = lines[index - 1]
+        if index in pasted:
+            continue
         matches = list(ADDRESS.finditer(line))
         anchor: int | None = None
         for position, match in enumerate(matches):

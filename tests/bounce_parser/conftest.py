@@ -17,6 +17,8 @@ CORPUS = next((p for p in (Path(os.environ["BOUNCE_CORPUS"]) if os.environ.get("
                           Path("/work/shared/corpus/bounces")) if p is not None and p.is_dir()),
               REPO_ROOT.parent / "shared" / "corpus" / "bounces")
 SAMPLES = CORPUS / "samples"
+# Other projects' fixtures, labelled the same way (shared/corpus/bounces-foreign/README.md).
+FOREIGN_CORPUS = CORPUS.parent / "bounces-foreign"
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +26,13 @@ def corpus() -> Path:
     if not (CORPUS / "manifest.jsonl").is_file():
         pytest.skip(f"bounce corpus not found at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def foreign_corpus() -> Path:
+    if not (FOREIGN_CORPUS / "manifest.jsonl").is_file():
+        pytest.skip(f"foreign bounce corpus not found at {FOREIGN_CORPUS}")
+    return FOREIGN_CORPUS
 
 
 @pytest.fixture(scope="session")

@@ -184,9 +184,9 @@ def test_only_address_level_reasons_are_hard():
 
 
 def test_the_smtp_command_changes_what_a_wording_is_about():
-    # "no such user" in answer to MAIL FROM says nothing about the recipient.
+    # "no such user" in answer to MAIL FROM is about the sender, not the recipient.
     mail_from = classify_reply(550, "", "No such user here", command="MAIL")
-    assert (mail_from.reason, mail_from.hard) == ("onhold", False)
+    assert (mail_from.reason, mail_from.hard) == ("rejected", False)
     # A "user unknown" after the data was accepted is a filter: the address passed RCPT.
     assert classify_reply(550, "", "Unknown user", command="DATA").reason == "filtered"
     assert classify_reply(550, "", "Unknown user", command="RCPT").reason == "userunknown"

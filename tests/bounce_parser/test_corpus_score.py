@@ -1,8 +1,10 @@
 """The corpus score (scripts/score_bounces.py) as a regression test.
 
-Thresholds sit a little under the figures measured when they were set (recall and precision
-99.79%, reason agreement 97.45% - 98.86% and 95.65% on the two halves -, hard/soft 99.15%), so a
-change that loses recipients, invents some, or moves reasons away from the labels fails here.
+Thresholds sit a little under the figures measured when they were set, so a change that loses
+recipients, invents some, or moves reasons away from the labels fails here.  Sisimai's set
+(``bounces``): recall 99.36%, precision 99.79%, reason agreement 97.22% (98.10% and 96.10% on the
+two halves), hard/soft 98.72%.  Other projects' fixtures (``bounces-foreign``), which the rules
+were not first written on: recall 98.58%, precision 99.29%, reason 96.40%, hard/soft 98.56%.
 ``reason`` follows the labels' conventions; what the policy acts on is ``kind``, which the
 labels do not score (test_classifier and test_naming check it).
 """
@@ -51,7 +53,7 @@ def test_reason_agreement(figures):
     assert figures["reason_agreement"] >= 0.965
 
 
-@pytest.mark.parametrize(("half", "least"), [("even", 0.98), ("odd", 0.945)])
+@pytest.mark.parametrize(("half", "least"), [("even", 0.975), ("odd", 0.95)])
 def test_reason_agreement_on_each_half(corpus, scorer, half, least):
     # Halves share no message (see score_bounces.half_of): a rule fitted to one file shows here.
     found, _problems = scorer.score(corpus, half)
@@ -64,3 +66,21 @@ def test_hard_soft_agreement(figures):
 
 def test_speed(figures):
     assert figures["files_per_second"] >= 200
+
+
+@pytest.fixture(scope="module")
+def foreign_figures(foreign_corpus: Path, scorer) -> dict:
+    found, _problems = scorer.score(foreign_corpus)
+    return found
+
+
+def test_foreign_corpus_recipients(foreign_figures):
+    assert foreign_figures["recall"] >= 0.975
+    assert foreign_figures["precision"] >= 0.985
+    assert foreign_figures["false_positives"] == 0
+    assert foreign_figures["parser_errors"] == 0
+
+
+def test_foreign_corpus_reasons(foreign_figures):
+    assert foreign_figures["reason_agreement"] >= 0.95
+    assert foreign_figures["hard_soft_agreement"] >= 0.975

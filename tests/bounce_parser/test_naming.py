@@ -33,8 +33,9 @@ def test_a_generic_status_falls_back_on_its_class():
     assert _name("550 5.0.0 Nope") == "onhold"
 
 
+# In answer to MAIL FROM, the only address given was the sender's: its refusal is "rejected".
 @pytest.mark.parametrize(("command", "reason"), [("RCPT", "userunknown"), ("DATA", "filtered"), ("", "filtered"),
-                                                 ("MAIL", "onhold"), ("HELO", "blocked")])
+                                                 ("MAIL", "rejected"), ("HELO", "blocked")])
 def test_an_unknown_user_depends_on_the_command(command, reason):
     assert _name("550 User unknown", command=command) == reason
 

@@ -44,7 +44,6 @@ AGREEING_SAMPLES = [
     "maildir/bsd/lhost-amazonses-12.eml",  # SES JSON notification, delivery
     "maildir/bsd/lhost-googlegroups-07.eml",  # Google Groups, non-English text
     "maildir/bsd/rfc3834-02.eml",  # out-of-office auto-reply
-    "maildir/bsd/lhost-postfix-64.eml",  # DSN naming nobody: the returned message's recipient
 ]
 
 
