@@ -151,6 +151,8 @@ class PolicySection:
 @dataclass
 class MetricsSection:
     listen: str = ""
+    queue_interval: Duration = Duration(30)     # how often the on-disk queue gauges are recounted
+    queue_sites: int = 50                       # sites with their own queue gauges; the rest are "_other"
 
 
 @dataclass
@@ -279,6 +281,10 @@ def validate(cfg: Config) -> None:
         _require_ip(host, f"dns.nameservers[{i}]")
     if cfg.metrics.listen:
         parse_hostport(cfg.metrics.listen, "metrics.listen")
+    if cfg.metrics.queue_interval <= 0:
+        raise ConfigError(f"metrics.queue_interval: must be positive, got {cfg.metrics.queue_interval}")
+    if cfg.metrics.queue_sites < 0:
+        raise ConfigError(f"metrics.queue_sites: must be 0 or more, got {cfg.metrics.queue_sites}")
     if cfg.policy.address and not cfg.policy.address.startswith("unix:"):
         parse_hostport(cfg.policy.address, "policy.address")
     if not 0 < cfg.delivery.port <= 65535:

@@ -24,6 +24,7 @@ from mta.metrics import Metrics, serve_metrics
 from mta.queue.scheduler import Scheduler
 from mta.sdnotify import notify
 from mta.spool import Spool
+from mta.spoolmetrics import SpoolGauges
 from mta.submission.auth import Authenticator, load_users
 from mta.submission.handler import SubmissionHandler
 from mta.submission.protocol import ConnectionLimits
@@ -62,6 +63,7 @@ class MtaDaemon:
         # Keys are loaded here so a broken key file stops the start with a message naming it.
         self.signer = DkimSigner(cfg.dkim.keys, clock=clock) if cfg.dkim.keys else None
         self.unsubscribe_tokens: UnsubscribeTokens | None = None
+        self.spool_gauges: SpoolGauges | None = None
         self._bounce_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -83,6 +85,10 @@ class MtaDaemon:
         await self.scheduler.start()
         self.metrics.add_gauges("mta_queue_state", "In-memory queue state", lambda: {
             k: float(v) for k, v in self.scheduler.stats().items()} if self.scheduler else {}, "what")
+        self.spool_gauges = SpoolGauges(cfg.mta.spool_dir, self.clock, cfg.metrics.queue_sites)
+        self.metrics.registry.register(self.spool_gauges)
+        if cfg.metrics.listen:   # the on-disk count costs a scan: only when someone can scrape it
+            self.spool_gauges.start(cfg.metrics.queue_interval)
         self.auth = Authenticator(load_users(cfg.submission.users_file)) if cfg.submission.users_file else None
         self.bounces = BounceProcessor(cfg, self.spool, self.events, self.metrics, verp_key,
                                        self.scheduler.add_feedback, self.scheduler.suppressed, self.clock)
@@ -164,6 +170,8 @@ class MtaDaemon:
             self._bounce_task.cancel()
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.spool_gauges is not None:
+            await self.spool_gauges.stop()
         if self.spool is not None:
             await self.spool.close()
         self.events.close()

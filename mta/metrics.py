@@ -1,18 +1,27 @@
-"""Prometheus metrics of the MTA and a small asyncio HTTP responder for /metrics."""
+"""Prometheus metrics of the MTA, and the small asyncio HTTP responder for /metrics that both
+daemons use (so both serve the same exposition format: Prometheus text 0.0.4)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mta.events import Event
 
 log = logging.getLogger("mta.metrics")
+
+# A `_created` series per counter and histogram doubles the series count and says only when the
+# process started. Process-wide, so policyd (which imports this module for serve_metrics) too.
+disable_created_metrics()
+
+# The classic text format: what generate_latest writes, and what every Prometheus 2.x parses.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
@@ -48,14 +57,17 @@ class Metrics:
                                   ["reason"], registry=r)
         self.dsns = Counter("mta_dsns_generated", "Delivery status notifications generated", ["kind"],
                             registry=r)
-
-    def track_policy_connection(self) -> Gauge:
-        """`mta_policy_connected`, registered only when a policy daemon is configured."""
-        return Gauge("mta_policy_connected", "1 while the policy daemon answers, 0 while it cannot be used",
-                     registry=self.registry)
+        self.replies = Counter("mta_delivery_replies", "Replies of remote MX hosts to delivery attempts, per "
+                               "recipient, by source and class (2xx, 4xx, 5xx)", ["source", "class"], registry=r)
+        # 1 while the MTA has a working connection to policyd, 0 while not; one series per configured
+        # [policy] address (none without policyd, so an alert on == 0 never fires for a static setup).
+        self.policy_connected = Gauge("mta_policy_connected", "1 while connected to the policy daemon, else 0",
+                                      ["address"], registry=r)
 
     def on_event(self, event: Event) -> None:
         self.events.labels(event.event, event.reason).inc()
+        if event.attempt and event.code and event.mx:   # a reply to our attempt (not a DSN that came later)
+            self.replies.labels(event.source, f"{event.code // 100}xx").inc()
 
     def on_commit(self, ops: int, seconds: float) -> None:
         self.commit_seconds.observe(seconds)
@@ -77,22 +89,36 @@ class _CallbackCollector(Collector):
         yield family
 
 
-async def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> asyncio.AbstractServer:
+async def serve_metrics(host: str, port: int, registry: CollectorRegistry,
+                        refresh: Callable[[], Awaitable[None]] | None = None) -> asyncio.Server:
+    """GET /metrics (or /) answers the registry in the text format; another path 404, another method
+    405. One request per connection. `refresh` runs before each scrape (policyd: pair gauges)."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
-            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b"/"
-            if path.split(b"?")[0] in (b"/metrics", b"/"):
-                body = generate_latest(registry)
-                head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+            parts = request.split(b"\r\n", 1)[0].split(b" ")
+            method, path = parts[0], (parts[1] if len(parts) > 1 else b"/")
+            if method not in (b"GET", b"HEAD"):
+                status, body, ctype = b"405 Method Not Allowed", b"GET only\n", b"text/plain"
+            elif path.split(b"?")[0] not in (b"/metrics", b"/"):
+                status, body, ctype = b"404 Not Found", b"not found\n", b"text/plain"
             else:
-                body = b"not found\n"
-                head = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
-            writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+                if refresh is not None:
+                    try:
+                        await refresh()
+                    except Exception:  # a scrape must still answer when a backend is down
+                        log.exception("metrics: refresh before the scrape failed")
+                status, body, ctype = b"200 OK", generate_latest(registry), CONTENT_TYPE.encode()
+            head = (b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype +
+                    f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+            writer.write(head if method == b"HEAD" else head + body)
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
             writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
     return await asyncio.start_server(handle, host, port)

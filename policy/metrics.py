@@ -1,19 +1,18 @@
-"""Prometheus metrics of policyd, and a small asyncio HTTP responder for /metrics.
+"""Prometheus metrics of policyd, served by the MTA's /metrics responder (one format for both).
 
-Counters follow the service's hooks; the per-pair gauges (warm-up day, factor, pause) are
-refreshed from the store at each scrape, so they show what every policyd sharing the state did.
+Counters follow the service's hooks; the per-pair gauges (warm-up day, limit, use, factor, pause)
+are refreshed from the store at each scrape, so they show what every policyd sharing the state did.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from mta import metrics as mta_metrics  # the shared /metrics responder (and no _created series)
 from policy.engine.model import Action, Grant
 
 log = logging.getLogger("policyd")
@@ -27,8 +26,8 @@ class Metrics:
         self.granted_messages = Counter("policyd_granted_messages", "Messages granted in leases", ["isp"], registry=r)
         self.refused = Counter("policyd_refused_requests", "Grant requests answered with nothing", ["isp"],
                                registry=r)
-        self.outcomes = Counter("policyd_feedback_outcomes", "Outcomes counted, by health class", ["cls"],
-                                registry=r)
+        self.outcomes = Counter("policyd_feedback_outcomes", "Outcomes counted, by ISP and health class",
+                                ["isp", "cls"], registry=r)
         self.actions = Counter("policyd_actions", "Actions taken", ["rule", "action"], registry=r)
         self.errors = Counter("policyd_protocol_errors", "Requests answered with an error", ["code"], registry=r)
         self.latency = Histogram("policyd_request_seconds", "Time to answer one protocol request", ["op"],
@@ -40,6 +39,8 @@ class Metrics:
         self.factor = Gauge("policyd_rate_factor", "Multiplicative decrease in force", ["kind", "name", "isp"],
                             registry=r)
         self.paused = Gauge("policyd_paused", "1 while a pair is paused", ["kind", "name", "isp"], registry=r)
+        self.used = Gauge("policyd_used_today", "Messages a pair sent in its current warm-up day",
+                          ["kind", "name", "isp"], registry=r)
 
     # ---- policy.service.ServiceHooks
     def granted(self, isp: str, asked: int, grants: Sequence[Grant]) -> None:
@@ -50,14 +51,14 @@ class Metrics:
         elif asked:
             self.refused.labels(isp).inc()
 
-    def observed(self, cls: str, count: int) -> None:
-        self.outcomes.labels(cls).inc(count)
+    def observed(self, cls: str, count: int, isp: str = "") -> None:
+        self.outcomes.labels(isp, cls).inc(count)
 
     def acted(self, action: Action) -> None:
         self.actions.labels(action.rule, action.action).inc()
 
     def set_pairs(self, rows: Sequence[dict[str, object]]) -> None:
-        for gauge in (self.day, self.limit, self.factor, self.paused):
+        for gauge in (self.day, self.limit, self.factor, self.paused, self.used):
             gauge.clear()
         for row in rows:
             labels = (str(row["kind"]), str(row["name"]), str(row["isp"]))
@@ -65,6 +66,7 @@ class Metrics:
             self.limit.labels(*labels).set(float(row["limit"]))        # type: ignore[arg-type]
             self.factor.labels(*labels).set(float(row["factor"]))      # type: ignore[arg-type]
             self.paused.labels(*labels).set(1.0 if row["paused"] else 0.0)
+            self.used.labels(*labels).set(float(row["used_today"] or 0))  # type: ignore[arg-type]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -72,29 +74,5 @@ class Metrics:
 
 async def serve_metrics(host: str, port: int, metrics: Metrics,
                         refresh: Callable[[], Awaitable[None]] | None = None) -> asyncio.Server:
-    """Answers every GET with the registry's text; anything else gets 405. One request per connection."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            method = request.split(b" ", 1)[0]
-            if method != b"GET":
-                writer.write(b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-            else:
-                if refresh is not None:
-                    try:
-                        await refresh()
-                    except Exception:  # a scrape must still answer when the state backend is down
-                        log.exception("metrics: refreshing pair gauges failed")
-                body = metrics.render()
-                writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: " + CONTENT_TYPE_LATEST.encode() +
-                             b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    return await asyncio.start_server(handle, host, port)
+    """The MTA's responder: the same exposition format and HTTP behaviour for both daemons."""
+    return await mta_metrics.serve_metrics(host, port, metrics.registry, refresh)

@@ -28,7 +28,7 @@ class ServiceHooks(Protocol):
     """What the service reports as it works (metrics); every method is optional in spirit."""
 
     def granted(self, isp: str, asked: int, grants: Sequence[Grant]) -> None: ...
-    def observed(self, cls: str, count: int) -> None: ...
+    def observed(self, cls: str, count: int, isp: str = "") -> None: ...
     def acted(self, action: Action) -> None: ...
 
 
@@ -195,7 +195,7 @@ class PolicyService:
             counted += sum(n for n, _reply in observed.values())
             if self.hooks:
                 for cls, (n, _reply) in observed.items():
-                    self.hooks.observed(cls, n)
+                    self.hooks.observed(cls, n, key.isp)
         return counted
 
     # ---- operators

@@ -88,7 +88,8 @@ class Scheduler:
         self.grants = GrantBroker(limiter, clock, self.spawn)
         subscribe = getattr(limiter, "subscribe", None)       # the policy client tells when policyd comes and goes
         if subscribe is not None:
-            self._policy_connected = metrics.track_policy_connection()
+            self._policy_connected = metrics.policy_connected.labels(cfg.policy.address)
+            self._policy_connected.set(0)
             subscribe(self._policy_state_changed)
         self.recorder = OutcomeRecorder(self)
         self.cancelled: set[int] = set()       # message ids deleted by an operator while in memory

@@ -98,6 +98,15 @@ class DomainBacklog:
 
 
 @dataclass(slots=True)
+class SiteBacklog:
+    site: str           # site of the last attempt, else the recipient domain (as `mta queue stats` groups)
+    state: str          # queued (never attempted), deferred (attempted before), held
+    recipients: int
+    messages: int
+    oldest: float       # creation time of the oldest message
+
+
+@dataclass(slots=True)
 class RecoveryReport:
     recovered_recipients: int       # rows that were owned by the previous process
     possible_duplicates: int        # rows whose attempt had started: the MX may have them already
@@ -252,6 +261,17 @@ class SpoolStore:
     def domain_backlog(self) -> list[DomainBacklog]:
         return [DomainBacklog(d, n, due) for d, n, due in self.db.execute(
             "SELECT domain, COUNT(*), MIN(next_attempt) FROM recipients WHERE state = 0 GROUP BY domain")]
+
+    def site_backlog(self) -> list[SiteBacklog]:
+        """Everything on disk by site and state, for the queue gauges: one scan of the recipients
+        (about 0.7 s per million rows; run it off the event loop), then the oldest messages' times."""
+        rows = self.db.execute(
+            "SELECT CASE WHEN last_site <> '' THEN last_site ELSE domain END,"
+            " CASE WHEN state = ? THEN 'held' WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,"
+            " COUNT(*), COUNT(DISTINCT message), MIN(message) FROM recipients GROUP BY 1, 2", (HELD,)).fetchall()
+        created = dict(self._select_in("SELECT id, created FROM messages WHERE id IN ({})",
+                                       sorted({row[4] for row in rows})))
+        return [SiteBacklog(site, state, n, m, created.get(first, 0.0)) for site, state, n, m, first in rows]
 
     # ------------------------------------------------------------------ operator actions
     def _message_ids(self, queue_ids: Sequence[str]) -> list[int]:

@@ -64,7 +64,7 @@ class _Hooks:
     def granted(self, isp: str, asked: int, grants: Sequence[Grant]) -> None:
         pass
 
-    def observed(self, cls: str, count: int) -> None:
+    def observed(self, cls: str, count: int, isp: str = "") -> None:
         pass
 
     def acted(self, action: Action) -> None:

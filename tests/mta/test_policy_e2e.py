@@ -86,12 +86,19 @@ async def test_policyd_down_keeps_accepting_and_resumes(start_mta, world, dns_se
     mta = await start_mta(policy={"address": policyd.address}, egress=ONE_SOURCE)
     await mta.send("a@sender.example", ["before@gmail.example"], message())
     await google.await_for(1)
+
+    def connected() -> float | None:
+        return mta.daemon.metrics.registry.get_sample_value("mta_policy_connected", {"address": policyd.address})
+
+    assert connected() == 1
     policyd.kill()
     await asyncio.sleep(2.5)        # leases (2 s) run out
+    assert connected() == 0
     for i in range(5):
         await mta.send("a@sender.example", [f"during{i}@gmail.example"], message())   # still 250
     await asyncio.sleep(2)
     assert google.count() == 1      # nothing sent to a limited site while policyd is away
     policyd.start()
     await google.await_for(6, timeout=20)
+    assert connected() == 1
     assert not [e for e in mta.events() if e["event"] in ("bounced", "expired")]
