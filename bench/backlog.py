@@ -28,8 +28,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from mta.ids import new_queue_id  # noqa: E402
 from mta.model import NewMessage  # noqa: E402
+from mta.spool.ids import new_queue_id  # noqa: E402
 from mta.spool.store import SpoolStore  # noqa: E402
 from tests.support.dnsserver import DnsTestServer  # noqa: E402
 from tests.support.receiver import Receiver, free_port  # noqa: E402

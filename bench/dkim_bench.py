@@ -16,7 +16,7 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mta.dkim import DkimKeyConfig, DkimSigner
+from mta.compliance.dkim import DkimKeyConfig, DkimSigner
 
 
 def make_message(size: int) -> bytes:

@@ -12,11 +12,11 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
-from mta.configload import ByteSize, ConfigError, Duration, build, read_toml
-from mta.dkim.config import DkimSection, validate_dkim_section
-from mta.limits import SiteLimits
-from mta.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
-from mta.verp import BounceDomains
+from mta.compliance.dkim.config import DkimSection, validate_dkim_section
+from mta.compliance.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
+from mta.inbound.verp import BounceDomains
+from mta.queue.limits import SiteLimits
+from warmup_base.configload import ByteSize, ConfigError, Duration, build, read_toml
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_hostport"]
 

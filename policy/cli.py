@@ -19,13 +19,13 @@ import sys
 import time
 from collections.abc import Sequence
 
-from mta.cliutil import quiet_broken_pipe
-from mta.configload import ConfigError, parse_duration
 from policy.config import Config, load_config
 from policy.engine import Policy
 from policy.engine.state import ANY_ISP, FOREVER, PairKey
 from policy.service import PairStatus, PolicyService, selector_key
 from policy.store import StoreError, open_store
+from warmup_base.cliutil import quiet_broken_pipe
+from warmup_base.configload import ConfigError, parse_duration
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mta.config import parse_hostport
-from mta.configload import ByteSize, ConfigError, Duration, build, merge_tables, read_toml
 from policy.engine.isp import OTHER
 from policy.engine.settings import PolicySettings
 from policy.engine.state import ANY_ISP
 from policy.store import StoreError, sqlite_path
+from warmup_base.configload import ByteSize, ConfigError, Duration, build, merge_tables, read_toml
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_listen"]
 

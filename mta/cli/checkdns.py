@@ -17,12 +17,12 @@ import ipaddress
 import os
 import sys
 
-from mta.checkdns import NO_DKIM_KEY, CheckResult, SourceAddress, check_dns
+from mta.compliance.checkdns import NO_DKIM_KEY, CheckResult, SourceAddress, check_dns
+from mta.compliance.dkim.config import DkimKeyConfig
+from mta.compliance.dkim.keys import DkimKey, DkimKeyError, dns_record_name, load_key
 from mta.config import Config, ConfigError, load_config, parse_hostport
-from mta.dkim.config import DkimKeyConfig
-from mta.dkim.keys import DkimKey, DkimKeyError, dns_record_name, load_key
-from mta.dnsroute import MxResolver, ResolverConfig, RouteError
-from mta.verp import BounceDomains
+from mta.delivery.dnsroute import MxResolver, ResolverConfig, RouteError
+from mta.inbound.verp import BounceDomains
 
 __all__ = ["add_parser", "run"]
 

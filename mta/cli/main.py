@@ -8,8 +8,8 @@ import getpass
 import logging
 import sys
 
-from mta.cliutil import quiet_broken_pipe
 from mta.config import ConfigError, load_config
+from warmup_base.cliutil import quiet_broken_pipe
 
 DEFAULT_CONFIG = "/etc/warmup-mta/mta.toml"
 
@@ -22,8 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=argparse.SUPPRESS)
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("--config", default=argparse.SUPPRESS)
-    from mta import checkdns_cli, queuecli, suppressioncli
-    from mta.dkim import keygen
+    from mta.cli import checkdns as checkdns_cli
+    from mta.cli import queue as queuecli
+    from mta.cli import suppression as suppressioncli
+    from mta.compliance.dkim import keygen
 
     queuecli.add_parser(sub)
     suppressioncli.add_parser(sub)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "user":
         return _user(args)
     if args.cmd == "dkim":          # needs no config: it makes a key for one
-        from mta.dkim import keygen
+        from mta.compliance.dkim import keygen
 
         return keygen.run(args)
     try:
@@ -77,15 +79,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(cfg.egress.pools)} pools, streams: {', '.join(sorted(cfg.streams))})")
         return 0
     if args.cmd == "queue":
-        from mta import queuecli
+        from mta.cli import queue as queuecli
 
         return queuecli.run(cfg, args)
     if args.cmd == "check-dns":
-        from mta import checkdns_cli
+        from mta.cli import checkdns as checkdns_cli
 
         return checkdns_cli.run(args, cfg)
     if args.cmd == "suppression":
-        from mta import suppressioncli
+        from mta.cli import suppression as suppressioncli
 
         return suppressioncli.run(cfg, args)
     if args.cmd == "serve":
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(cfg) -> int:  # type: ignore[no-untyped-def]
     logging.basicConfig(level=getattr(logging, cfg.mta.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from mta.daemon import MtaDaemon
+    from mta.daemon.serve import MtaDaemon
 
     try:
         import uvloop

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mta.config import Config
-from mta.control import request as control_request
+from mta.daemon.control import request as control_request
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING
 from mta.spool.store import SpoolStore
 

@@ -12,9 +12,9 @@ import sys
 import time
 
 from mta.config import Config
-from mta.configload import ConfigError, parse_duration
 from mta.spool.store import SpoolStore
-from mta.suppression import REASONS, Suppression, add, export_csv, listing, parse_csv, remove
+from mta.spool.suppression import REASONS, Suppression, add, export_csv, listing, parse_csv, remove
+from warmup_base.configload import ConfigError, parse_duration
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -28,8 +28,8 @@ from typing import Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mta.dkim.keys import DkimKey, dns_record_name
-from mta.dnsroute import MxHost, Route, RouteError
+from mta.compliance.dkim.keys import DkimKey, dns_record_name
+from mta.delivery.dnsroute import MxHost, Route, RouteError
 
 __all__ = ["NO_DKIM_KEY", "CheckResult", "DnsLookups", "SourceAddress", "SpfResult", "check_dns", "spf_check"]
 

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from mta.configload import ConfigError, Duration
+from warmup_base.configload import ConfigError, Duration
 
 __all__ = [
     "LOCAL_PART_PREFIX",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mta.events import Event
 
 if TYPE_CHECKING:
-    from mta.daemon import MtaDaemon
+    from mta.daemon.serve import MtaDaemon
 
 log = logging.getLogger("mta.control")
 

@@ -12,34 +12,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mta.bounces import BounceProcessor
+from mta.compliance.dkim.signer import DkimSigner
+from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
 from mta.config import Config, ConfigError, load_config, parse_hostport
-from mta.control import ControlServer
-from mta.dkim.signer import DkimSigner
-from mta.dnsroute import MxResolver, ResolverConfig
+from mta.daemon.control import ControlServer
+from mta.delivery.dnsroute import MxResolver, ResolverConfig
 from mta.events import Event, EventLog
-from mta.inbound import InboundHandler
-from mta.limits import Limiter, StaticLimiter
+from mta.http.unsubscribe import start_unsubscribe_server
+from mta.inbound.bounces import BounceProcessor
+from mta.inbound.handler import InboundHandler
 from mta.metrics import Metrics, serve_metrics
+from mta.queue.limits import Limiter, StaticLimiter
 from mta.queue.scheduler import Scheduler
-from mta.sdnotify import notify
 from mta.spool import Spool
-from mta.spoolmetrics import SpoolGauges
+from mta.spool.gauges import SpoolGauges
+from mta.spool.suppression import Suppression
+from mta.spool.suppression import add as add_suppression
 from mta.submission.auth import Authenticator, load_users
 from mta.submission.handler import SubmissionHandler
 from mta.submission.protocol import ConnectionLimits
 from mta.submission.server import protocol_factory, server_tls_context, start_listeners
-from mta.suppression import Suppression
-from mta.suppression import add as add_suppression
-from mta.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
-from mta.unsubscribe_http import start_unsubscribe_server
+from warmup_base.sdnotify import notify
 
 log = logging.getLogger("mta")
 
 
 def make_limiter(cfg: Config, clock: Callable[[], float]) -> Limiter:
     if cfg.policy.address:
-        from policy.client import PolicyClient  # the policy daemon's client implements Limiter
+        from warmup_base.policy_protocol.client import PolicyClient  # the policy daemon's client implements Limiter
 
         return PolicyClient.from_mta_config(cfg, clock)   # type: ignore[attr-defined,no-any-return]
     weights = {s.name: s.weight for s in cfg.egress.sources}

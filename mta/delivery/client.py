@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
-from mta.dnsroute import MxHost, Route, ordered_hosts
+from mta.delivery.dnsroute import MxHost, Route, ordered_hosts
 from mta.model import Job, Recipient
 
 log = logging.getLogger("mta.delivery")

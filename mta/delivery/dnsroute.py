@@ -30,7 +30,7 @@ import dns.reversename
 from dns.rdtypes.ANY.MX import MX
 from dns.rdtypes.ANY.SOA import SOA
 
-from mta.dnsroute_core import (
+from mta.delivery.dnsroute_core import (
     MxHost,
     Route,
     RouteError,

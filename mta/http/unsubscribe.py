@@ -25,7 +25,7 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
-from mta.unsubscribe import InvalidToken, UnsubscribeInfo
+from mta.compliance.unsubscribe import InvalidToken, UnsubscribeInfo
 
 __all__ = ["start_unsubscribe_server"]
 

@@ -23,13 +23,13 @@ from bounce_parser import parse_bytes
 from bounce_parser.model import KIND_ARF, BounceRecord, ParseResult
 from mta.config import Config
 from mta.events import Event, EventLog
-from mta.limits import Outcome
+from mta.inbound.verp import decode as verp_decode
 from mta.metrics import Metrics
+from mta.queue.limits import Outcome
 from mta.queue.recorder import feedback_class
 from mta.spool import Spool, SpoolStore
-from mta.suppression import GLOBAL, Suppression, SuppressionFilter
-from mta.suppression import add as add_suppression
-from mta.verp import decode as verp_decode
+from mta.spool.suppression import GLOBAL, Suppression, SuppressionFilter
+from mta.spool.suppression import add as add_suppression
 
 log = logging.getLogger("mta.bounces")
 

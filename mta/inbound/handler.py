@@ -13,11 +13,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mta.compliance.unsubscribe import InvalidToken, UnsubscribeInfo, UnsubscribeTokens, token_from_address
 from mta.config import Config
-from mta.ids import new_queue_id
+from mta.inbound.verp import decode as verp_decode
 from mta.metrics import Metrics
-from mta.unsubscribe import InvalidToken, UnsubscribeInfo, UnsubscribeTokens, token_from_address
-from mta.verp import decode as verp_decode
+from mta.spool.ids import new_queue_id
 
 log = logging.getLogger("mta.inbound")
 

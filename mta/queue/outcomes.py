@@ -7,11 +7,11 @@ import random
 from dataclasses import dataclass, field
 
 from mta.delivery.client import RecipientResult
-from mta.dsn import RecipientReport, build_dsn
-from mta.ids import new_queue_id
+from mta.delivery.replies import Classification, classify
 from mta.model import MessageInfo, NewMessage, Recipient
-from mta.queue.backoff import RetryPolicy
-from mta.replies import Classification, classify
+from mta.queue.dsn import RecipientReport, build_dsn
+from mta.spool.ids import new_queue_id
+from warmup_base.retry import RetryPolicy
 
 
 @dataclass(slots=True)

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 from mta.delivery.client import Source
 from mta.events import Event
-from mta.limits import Outcome
 from mta.model import Deferral, Job, MessageInfo, NewMessage
 from mta.queue import outcomes as oc
+from mta.queue.limits import Outcome
 from mta.spool import SpoolStore
+from mta.spool.suppression import GLOBAL, Suppression
+from mta.spool.suppression import add as add_suppression
 from mta.submission.headers import split_headers
-from mta.suppression import GLOBAL, Suppression
-from mta.suppression import add as add_suppression
 
 if TYPE_CHECKING:
     from mta.queue.scheduler import Scheduler

@@ -17,24 +17,24 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from mta.bodycache import BodyCache
 from mta.config import Config
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
-from mta.dnsroute import MxResolver, Route, RouteError
+from mta.delivery.dnsroute import MxResolver, Route, RouteError
 from mta.events import Event, EventLog
-from mta.limits import Limiter, Outcome
+from mta.inbound.verp import encode as verp_encode
 from mta.metrics import Metrics
 from mta.model import Job, MessageInfo, NewMessage, Recipient
 from mta.queue import outcomes as oc
-from mta.queue.backoff import RetryPolicy
+from mta.queue.bodycache import BodyCache
 from mta.queue.grants import GrantBroker
+from mta.queue.limits import Limiter, Outcome
 from mta.queue.recorder import OutcomeRecorder
 from mta.queue.site import Site
 from mta.spool import Spool, SpoolStore
-from mta.suppression import SuppressionFilter
-from mta.suppression import lookup as lookup_suppression
-from mta.suppression import prune as prune_suppressions
-from mta.verp import encode as verp_encode
+from mta.spool.suppression import SuppressionFilter
+from mta.spool.suppression import lookup as lookup_suppression
+from mta.spool.suppression import prune as prune_suppressions
+from warmup_base.retry import RetryPolicy
 
 log = logging.getLogger("mta.queue")
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mta.delivery.client import ConnectFailure, Source, StaleConnection
-from mta.dnsroute import Route
-from mta.limits import Lease
+from mta.delivery.dnsroute import Route
 from mta.model import Job
+from mta.queue.limits import Lease
 
 if TYPE_CHECKING:
     from mta.queue.scheduler import Scheduler

@@ -10,16 +10,21 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mta.addresses import check_recipient, check_sender
+from mta.compliance.dkim.signer import DkimSigner
+from mta.compliance.unsubscribe import (
+    UnsubscribeTokens,
+    has_list_unsubscribe,
+    list_unsubscribe_headers,
+    one_click_recipient,
+)
 from mta.config import Config
-from mta.dkim.signer import DkimSigner
-from mta.ids import new_queue_id
 from mta.metrics import Metrics
 from mta.model import MessageInfo, NewMessage
 from mta.spool import SpoolClosed
+from mta.spool.ids import new_queue_id
 from mta.submission import headers as hdr
+from mta.submission.addresses import check_recipient, check_sender
 from mta.submission.auth import User
-from mta.unsubscribe import UnsubscribeTokens, has_list_unsubscribe, list_unsubscribe_headers, one_click_recipient
 
 log = logging.getLogger("mta.submission")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mta.configload import Duration
+from warmup_base.configload import Duration
 
 DAY = 86400.0
 

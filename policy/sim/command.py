@@ -7,12 +7,12 @@ import asyncio
 import os
 import sys
 
-from mta.configload import ConfigError
 from policy.sim import chart, output
 from policy.sim.policy_setup import load_policy
 from policy.sim.scenario import load_scenario
 from policy.sim.simulator import Simulator
 from policy.sim.stats import SimResult
+from warmup_base.configload import ConfigError
 
 
 def run(config: str, scenario_path: str, days: int = 0, state_dir: str = "") -> SimResult:

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mta.queue.backoff import RetryPolicy
 from policy.engine.model import GrantAsk
+from warmup_base.retry import RetryPolicy
 
 
 @dataclass(slots=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from mta.configload import ConfigError, build, convert
 from policy.config import Config, load_config, validate
 from policy.engine.settings import (
     ClassSettings,
@@ -27,6 +26,7 @@ from policy.engine.settings import (
     TenantSettings,
     WarmupSettings,
 )
+from warmup_base.configload import ConfigError, build, convert
 
 _TABLES: dict[str, type] = {"warmup": WarmupSettings, "leases": LeaseSettings, "rules": RuleSettings,
                             "classes": ClassSettings}

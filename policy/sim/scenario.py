@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from mta.configload import ConfigError, Duration, build, merge_tables, read_toml
 from policy.sim.isp_defaults import DEFAULT_ISPS
 from policy.sim.replies import split_reply
+from warmup_base.configload import ConfigError, Duration, build, merge_tables, read_toml
 
 NEWSLETTER = "newsletter"        # the whole audience every day, most engaged first
 TRANSACTIONAL = "transactional"  # a steady flow to active users, all day

@@ -19,7 +19,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from mta.queue.backoff import RetryPolicy
 from policy.config import Config
 from policy.engine import Action, FeedbackItem, GrantAsk, Policy
 from policy.engine.model import Grant
@@ -36,6 +35,7 @@ from policy.sim.scenario import NEWSLETTER, OUTREACH, TRANSACTIONAL, Scenario, s
 from policy.sim.stats import DayRecord, RecordedAction, SimResult, Tally
 from policy.store import PAIR, Store, open_store
 from policy.store.memory_store import MemoryStore
+from warmup_base.retry import RetryPolicy
 
 _MIN_GAP = 30.0    # seconds between a lane's asks at least (the MTA asks whenever its leases run out)
 _TICK = 10.0       # guessed waits fall on this grid, so lanes that wait alike ask in one batch

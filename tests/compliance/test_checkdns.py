@@ -8,10 +8,10 @@ import base64
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from mta import checkdns_cli
-from mta.checkdns import CheckResult, SourceAddress, check_dns
-from mta.dkim import DkimKeyConfig, dns_record_value, load_key
-from mta.dnsroute import MxResolver, ResolverConfig
+from mta.cli import checkdns as checkdns_cli
+from mta.compliance.checkdns import CheckResult, SourceAddress, check_dns
+from mta.compliance.dkim import DkimKeyConfig, dns_record_value, load_key
+from mta.delivery.dnsroute import MxResolver, ResolverConfig
 from tests.support.dnsserver import DnsTestServer
 
 DOMAIN = "example.com"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from mta.dkim import DkimKeyConfig, DkimSigner, dns_record_value
-from mta.dkim.signer import SIGNED_HEADERS
+from mta.compliance.dkim import DkimKeyConfig, DkimSigner, dns_record_value
+from mta.compliance.dkim.signer import SIGNED_HEADERS
 from tests.compliance.messages import message
 from tests.compliance.verifiers import mail_dkim_results, signature_fields
 

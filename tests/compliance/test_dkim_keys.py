@@ -10,10 +10,10 @@ import os
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from mta.configload import ConfigError
-from mta.dkim import DkimKeyConfig, DkimKeyError, DkimSigner, dns_record_value, load_dkim_section, load_key
+from mta.compliance.dkim import DkimKeyConfig, DkimKeyError, DkimSigner, dns_record_value, load_dkim_section, load_key
 from tests.compliance.messages import message
 from tests.compliance.verifiers import dkimpy_results, signature_fields, tags
+from warmup_base.configload import ConfigError
 
 
 def test_world_readable_key_file_loads_with_a_warning(rsa_keys, key_file, caplog):

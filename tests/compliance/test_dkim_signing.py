@@ -5,9 +5,9 @@ from __future__ import annotations
 import dkim.canonicalization
 import pytest
 
-from mta.dkim import DkimKeyConfig, DkimSigner, dns_record_value
-from mta.dkim.canon import relaxed_body, relaxed_header
-from mta.dkim.signer import OVERSIGNED_HEADERS
+from mta.compliance.dkim import DkimKeyConfig, DkimSigner, dns_record_value
+from mta.compliance.dkim.canon import relaxed_body, relaxed_header
+from mta.compliance.dkim.signer import OVERSIGNED_HEADERS
 from tests.compliance.messages import message
 from tests.compliance.verifiers import dkimpy_results, signature_fields, tags
 

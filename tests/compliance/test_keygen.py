@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mta.dkim import DkimKeyConfig, DkimSigner, dns_record_value, keygen, public_key_base64
+from mta.compliance.dkim import DkimKeyConfig, DkimSigner, dns_record_value, keygen, public_key_base64
 from tests.compliance.messages import message
 from tests.compliance.verifiers import dkimpy_results
 

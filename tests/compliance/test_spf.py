@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mta.checkdns import spf_check
-from mta.dnsroute import MxResolver, ResolverConfig
+from mta.compliance.checkdns import spf_check
+from mta.delivery.dnsroute import MxResolver, ResolverConfig
 
 IP4 = "192.0.2.10"
 IP6 = "2001:db8::10"

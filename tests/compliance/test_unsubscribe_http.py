@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from mta import unsubscribe_http
-from mta.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
-from mta.unsubscribe_http import start_unsubscribe_server
+from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
+from mta.http import unsubscribe as unsubscribe_http
+from mta.http.unsubscribe import start_unsubscribe_server
 
 ONE_CLICK = b"List-Unsubscribe=One-Click"
 

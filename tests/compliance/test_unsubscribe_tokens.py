@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mta.configload import ConfigError, build
-from mta.unsubscribe import (
+from mta.compliance.unsubscribe import (
     InvalidToken,
     UnsubscribeConfig,
     UnsubscribeInfo,
@@ -17,6 +16,7 @@ from mta.unsubscribe import (
     token_from_address,
     validate_unsubscribe_config,
 )
+from warmup_base.configload import ConfigError, build
 
 DAY = 86400.0
 T0 = 1_795_500_000.0

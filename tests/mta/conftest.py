@@ -18,7 +18,7 @@ import aiosmtplib
 import pytest
 
 from mta.config import load_config
-from mta.daemon import MtaDaemon
+from mta.daemon.serve import MtaDaemon
 from tests.mta.policyd import Policyd
 from tests.support.dnsserver import DnsTestServer
 from tests.support.receiver import Receiver, Script, free_port

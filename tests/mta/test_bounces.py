@@ -12,8 +12,8 @@ import aiosmtplib
 import pytest
 
 from bounce_parser import parse_bytes
-from mta.dsn import RecipientReport, build_dsn
-from mta.verp import encode as verp_encode
+from mta.inbound.verp import encode as verp_encode
+from mta.queue.dsn import RecipientReport, build_dsn
 from tests.mta.conftest import message
 from tests.mta.policyd import ONE_SOURCE, isp_domains
 from tests.mta.proc import run_cli

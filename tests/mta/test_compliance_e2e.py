@@ -12,8 +12,8 @@ import aiosmtplib
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mta.dkim.config import DkimKeyConfig
-from mta.dkim.keys import dns_record_name, dns_record_value, load_key
+from mta.compliance.dkim.config import DkimKeyConfig
+from mta.compliance.dkim.keys import dns_record_name, dns_record_value, load_key
 from tests.compliance.verifiers import dkimpy_results, mail_dkim_results
 from tests.mta.conftest import base_config, message, write_config
 from tests.mta.proc import MtaProcess

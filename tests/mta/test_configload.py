@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mta.configload import ConfigError, parse_duration, parse_size
+from warmup_base.configload import ConfigError, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(("text", "seconds"), [(30, 30.0), ("90s", 90.0), ("15m", 900.0), ("1.5h", 5400.0),

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mta.dnsroute import (
+from mta.delivery.dnsroute import (
     MxHost,
     MxResolver,
     ResolverConfig,

@@ -13,8 +13,8 @@ import asyncio
 import time
 from types import SimpleNamespace
 
-from mta.limits import Lease
 from mta.model import Job, MessageInfo, Recipient
+from mta.queue.limits import Lease
 from mta.queue.site import Site
 
 

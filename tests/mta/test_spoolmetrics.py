@@ -3,8 +3,8 @@ counted on a read-only connection of its own."""
 
 from __future__ import annotations
 
+from mta.spool.gauges import OTHER, SpoolGauges, group_sites
 from mta.spool.store import SiteBacklog
-from mta.spoolmetrics import OTHER, SpoolGauges, group_sites
 
 
 def test_the_largest_sites_keep_their_label_and_the_rest_add_up_as_other() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mta.verp import BounceDomains, decode, encode
+from mta.inbound.verp import BounceDomains, decode, encode
 
 KEY = b"k" * 32
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mta.config import load_config
-from mta.daemon import MtaDaemon
+from mta.daemon.serve import MtaDaemon
 from policy.metrics import Metrics as PolicyMetrics
 from tests.support.receiver import free_port
 from tests.support.tomlw import dumps

@@ -6,10 +6,10 @@ import asyncio
 import shutil
 import time
 
-from mta.limits import GrantRequest, Limiter, Outcome
-from policy.client import PolicyClient
+from mta.queue.limits import GrantRequest, Limiter, Outcome
 from tests.policy.conftest import Clock, Running, free_port, start_server
 from tests.policy.test_engine import GOOGLE
+from warmup_base.policy_protocol.client import PolicyClient
 
 
 def request(wanted: int, stream: str = "marketing", site: str = "gmail.com") -> GrantRequest:

@@ -6,14 +6,14 @@ import asyncio
 import time
 from pathlib import Path
 
-from mta.limits import GrantRequest
-from policy.client import PolicyClient
+from mta.queue.limits import GrantRequest
 from policy.engine import Policy
 from policy.server import PolicyServer
 from policy.service import PolicyService
 from policy.store.redis_store import RedisStore
 from tests.policy.conftest import free_port, make_settings
 from tests.support.redisserver import start_redis
+from warmup_base.policy_protocol.client import PolicyClient
 
 GOOGLE = ("gmail-smtp-in.l.google.com",)
 

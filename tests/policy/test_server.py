@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from policy import protocol
 from tests.policy.conftest import Clock, Running, start_server
 from tests.policy.test_engine import ask, outcome
+from warmup_base.policy_protocol import wire as protocol
 
 
 async def connect(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

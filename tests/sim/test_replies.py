@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from mta.configload import ConfigError
 from policy.engine.health import classify as health_class
 from policy.engine.settings import ClassSettings
 from policy.sim.isp_defaults import DEFAULT_ISPS
 from policy.sim.isp_model import ModelledIsp
 from policy.sim.replies import classify, outcome_class, split_reply
 from tests.sim.conftest import scenario, small
+from warmup_base.configload import ConfigError
 
 ISPS = scenario(small()).isps
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mta.configload import ConfigError
 from policy.sim.isp_defaults import DEFAULT_ISPS
 from policy.sim.policy_setup import load_policy
 from policy.sim.scenario import load_scenario
 from tests.sim.conftest import POLICY, SCENARIOS, scenario, small
+from warmup_base.configload import ConfigError
 
 
 @pytest.mark.parametrize("name", ["clean.toml", "bad-list.toml", "outreach.toml"])

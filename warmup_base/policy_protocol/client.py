@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from mta.limits import GrantRequest, Lease, Outcome
-from policy import protocol
+from mta.queue.limits import GrantRequest, Lease, Outcome
 from policy.config import parse_listen
 from policy.engine.bucket import UNLIMITED, BucketSpec, BucketState, available, refill
 from policy.engine.model import FeedbackItem, GrantAsk
+from warmup_base.policy_protocol import wire as protocol
 
 if TYPE_CHECKING:
     from mta.config import Config as MtaConfig

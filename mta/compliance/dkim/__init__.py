@@ -7,9 +7,16 @@ Public API:
     keygen.add_parser / keygen.run                   the `mta dkim keygen` command
 """
 
-from mta.dkim.config import DkimKeyConfig, DkimSection, load_dkim_section, validate_dkim_section
-from mta.dkim.keys import DkimKey, DkimKeyError, dns_record_name, dns_record_value, load_key, public_key_base64
-from mta.dkim.signer import DkimSigner, ReloadReport
+from mta.compliance.dkim.config import DkimKeyConfig, DkimSection, load_dkim_section, validate_dkim_section
+from mta.compliance.dkim.keys import (
+    DkimKey,
+    DkimKeyError,
+    dns_record_name,
+    dns_record_value,
+    load_key,
+    public_key_base64,
+)
+from mta.compliance.dkim.signer import DkimSigner, ReloadReport
 
 __all__ = [
     "DkimKey",

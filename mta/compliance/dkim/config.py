@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mta.configload import ConfigError, build
+from warmup_base.configload import ConfigError, build
 
 __all__ = ["ALGORITHMS", "DkimKeyConfig", "DkimSection", "load_dkim_section", "validate_dkim_section"]
 

@@ -18,8 +18,8 @@ import tempfile
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mta.dkim.config import is_domain_name, is_selector
-from mta.dkim.keys import PrivateKey, dns_record_name, dns_record_value
+from mta.compliance.dkim.config import is_domain_name, is_selector
+from mta.compliance.dkim.keys import PrivateKey, dns_record_name, dns_record_value
 
 __all__ = ["add_parser", "generate_key", "run", "zone_file_record"]
 

@@ -16,7 +16,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from mta.dkim.config import DkimKeyConfig
+from mta.compliance.dkim.config import DkimKeyConfig
 
 __all__ = ["DkimKey", "DkimKeyError", "dns_record_name", "dns_record_value", "load_key", "public_key_base64"]
 

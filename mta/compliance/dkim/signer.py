@@ -19,9 +19,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mta.dkim.canon import normalize_line_ends, parse_header_fields, relaxed_body, relaxed_header, split_message
-from mta.dkim.config import DkimKeyConfig
-from mta.dkim.keys import DkimKey, DkimKeyError, load_key
+from mta.compliance.dkim.canon import (
+    normalize_line_ends,
+    parse_header_fields,
+    relaxed_body,
+    relaxed_header,
+    split_message,
+)
+from mta.compliance.dkim.config import DkimKeyConfig
+from mta.compliance.dkim.keys import DkimKey, DkimKeyError, load_key
 
 __all__ = ["OVERSIGNED_HEADERS", "SIGNED_HEADERS", "DkimSigner", "ReloadReport"]
 
