@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mta.queue.limits import GrantRequest, Outcome  # noqa: E402
 from warmup_base.policy_protocol.client import PolicyClient  # noqa: E402
+from warmup_base.policy_protocol.model import GrantRequest, Outcome  # noqa: E402
 
 SITES = {
     "gmail.com": ("gmail-smtp-in.l.google.com",),

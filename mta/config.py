@@ -17,8 +17,9 @@ from mta.compliance.unsubscribe import UnsubscribeConfig, validate_unsubscribe_c
 from mta.inbound.verp import BounceDomains
 from mta.queue.limits import SiteLimits
 from warmup_base.configload import ByteSize, ConfigError, Duration, build, read_toml
+from warmup_base.listen import parse_hostport
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_hostport"]
+__all__ = ["Config", "ConfigError", "load_config"]
 
 
 @dataclass
@@ -209,18 +210,6 @@ class Config:
                 return f.read().strip()
         # No secret configured: derive a stable one kept in the spool, created on first start.
         return b""
-
-
-def parse_hostport(value: str, key: str, default_port: int | None = None) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        if default_port is None:
-            raise ConfigError(f"{key}: expected host:port, got {value!r}")
-        host, port = value, str(default_port)
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{key}: expected host:port, got {value!r}")
-    return host, int(port)
 
 
 def load_config(path: str) -> Config:

@@ -14,14 +14,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from mta.config import parse_hostport
 from policy.engine.isp import OTHER
 from policy.engine.settings import PolicySettings
 from policy.engine.state import ANY_ISP
 from policy.store import StoreError, sqlite_path
 from warmup_base.configload import ByteSize, ConfigError, Duration, build, merge_tables, read_toml
+from warmup_base.listen import parse_hostport, parse_listen
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_listen"]
+__all__ = ["Config", "ConfigError", "load_config"]
 
 
 @dataclass
@@ -54,15 +54,6 @@ class Config:
     @property
     def listen_addresses(self) -> list[str]:
         return [self.policyd.listen, *self.policyd.also_listen]
-
-
-def parse_listen(value: str, key: str) -> tuple[str, int] | str:
-    """("host", port) for TCP, or the socket path for "unix:/path"."""
-    if value.startswith("unix:"):
-        if not value[5:]:
-            raise ConfigError(f"{key}: expected unix:/path/to/socket, got {value!r}")
-        return value[5:]
-    return parse_hostport(value, key)
 
 
 def _with_includes(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import logging
 import signal
 import time
 
-from mta.config import parse_hostport
 from policy.config import Config, ConfigError, load_config
 from policy.engine import Policy
 from policy.metrics import Metrics, serve_metrics
@@ -20,6 +19,7 @@ from policy.server import PolicyServer
 from policy.service import PolicyService
 from policy.store import open_store
 from policy.store.redis_store import RedisStore
+from warmup_base.listen import parse_hostport
 from warmup_base.sdnotify import notify
 
 log = logging.getLogger("policyd")

@@ -1,4 +1,4 @@
-"""Prometheus metrics of policyd, served by the MTA's /metrics responder (one format for both).
+"""Prometheus metrics of policyd, served by the /metrics responder both daemons use (one format).
 
 Counters follow the service's hooks; the per-pair gauges (warm-up day, limit, use, factor, pause)
 are refreshed from the store at each scrape, so they show what every policyd sharing the state did.
@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from mta import metrics as mta_metrics  # the shared /metrics responder (and no _created series)
-from policy.engine.model import Action, Grant
+from policy.engine.model import Action
+from warmup_base import metrics_http
+from warmup_base.policy_protocol.model import Grant
 
 log = logging.getLogger("policyd")
 
@@ -75,4 +76,4 @@ class Metrics:
 async def serve_metrics(host: str, port: int, metrics: Metrics,
                         refresh: Callable[[], Awaitable[None]] | None = None) -> asyncio.Server:
     """The MTA's responder: the same exposition format and HTTP behaviour for both daemons."""
-    return await mta_metrics.serve_metrics(host, port, metrics.registry, refresh)
+    return await metrics_http.serve_metrics(host, port, metrics.registry, refresh)

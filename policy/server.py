@@ -16,10 +16,10 @@ import stat
 import time
 from collections.abc import Sequence
 
-from policy.config import parse_listen
 from policy.metrics import Metrics
 from policy.service import PolicyService
 from policy.store.base import StoreError
+from warmup_base.listen import parse_listen
 from warmup_base.policy_protocol import wire as protocol
 
 log = logging.getLogger("policyd")

@@ -16,10 +16,11 @@ from typing import Any, Protocol
 from policy.engine import operator
 from policy.engine.bucket import refill
 from policy.engine.health import AUTH, Health
-from policy.engine.model import Action, FeedbackItem, Grant, GrantAsk
+from policy.engine.model import Action
 from policy.engine.policy import Policy
 from policy.engine.state import ANY_ISP, DOMAIN, IP, ISP, MAILBOX, PairKey, PairState
 from policy.store.base import HEALTH, PAIR, Store
+from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
 
 log = logging.getLogger("policyd")
 

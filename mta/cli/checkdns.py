@@ -20,9 +20,10 @@ import sys
 from mta.compliance.checkdns import NO_DKIM_KEY, CheckResult, SourceAddress, check_dns
 from mta.compliance.dkim.config import DkimKeyConfig
 from mta.compliance.dkim.keys import DkimKey, DkimKeyError, dns_record_name, load_key
-from mta.config import Config, ConfigError, load_config, parse_hostport
+from mta.config import Config, ConfigError, load_config
 from mta.delivery.dnsroute import MxResolver, ResolverConfig, RouteError
 from mta.inbound.verp import BounceDomains
+from warmup_base.listen import parse_hostport
 
 __all__ = ["add_parser", "run"]
 

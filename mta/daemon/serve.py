@@ -14,15 +14,15 @@ from typing import Any
 
 from mta.compliance.dkim.signer import DkimSigner
 from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
-from mta.config import Config, ConfigError, load_config, parse_hostport
+from mta.config import Config, ConfigError, load_config
 from mta.daemon.control import ControlServer
 from mta.delivery.dnsroute import MxResolver, ResolverConfig
 from mta.events import Event, EventLog
 from mta.http.unsubscribe import start_unsubscribe_server
 from mta.inbound.bounces import BounceProcessor
 from mta.inbound.handler import InboundHandler
-from mta.metrics import Metrics, serve_metrics
-from mta.queue.limits import Limiter, StaticLimiter
+from mta.metrics import Metrics
+from mta.queue.limits import StaticLimiter
 from mta.queue.scheduler import Scheduler
 from mta.spool import Spool
 from mta.spool.gauges import SpoolGauges
@@ -32,16 +32,21 @@ from mta.submission.auth import Authenticator, load_users
 from mta.submission.handler import SubmissionHandler
 from mta.submission.protocol import ConnectionLimits
 from mta.submission.server import protocol_factory, server_tls_context, start_listeners
+from warmup_base.listen import parse_hostport
+from warmup_base.metrics_http import serve_metrics
+from warmup_base.policy_protocol.model import Limiter
 from warmup_base.sdnotify import notify
 
 log = logging.getLogger("mta")
 
 
 def make_limiter(cfg: Config, clock: Callable[[], float]) -> Limiter:
+    """policyd's client as `[policy]` describes it (address, transactional_floor), else static limits."""
     if cfg.policy.address:
         from warmup_base.policy_protocol.client import PolicyClient  # the policy daemon's client implements Limiter
 
-        return PolicyClient.from_mta_config(cfg, clock)   # type: ignore[attr-defined,no-any-return]
+        return PolicyClient(cfg.policy.address, transactional_floor=float(cfg.policy.transactional_floor),
+                            clock=clock)
     weights = {s.name: s.weight for s in cfg.egress.sources}
     return StaticLimiter(limits_for=cfg.site_limits, weights=weights, clock=clock)
 

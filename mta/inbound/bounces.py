@@ -25,11 +25,10 @@ from mta.config import Config
 from mta.events import Event, EventLog
 from mta.inbound.verp import decode as verp_decode
 from mta.metrics import Metrics
-from mta.queue.limits import Outcome
-from mta.queue.recorder import feedback_class
 from mta.spool import Spool, SpoolStore
 from mta.spool.suppression import GLOBAL, Suppression, SuppressionFilter
 from mta.spool.suppression import add as add_suppression
+from warmup_base.policy_protocol.model import Outcome, feedback_class
 
 log = logging.getLogger("mta.bounces")
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mta.queue.limits import GrantRequest, Lease, Limiter, Outcome
+from warmup_base.policy_protocol.model import GrantRequest, Lease, Limiter, Outcome
 
 if TYPE_CHECKING:
     from mta.queue.site import Lane, Site

@@ -1,8 +1,9 @@
-"""The small interface between the queue and whoever decides how much may be sent.
+"""Static limits: the `Limiter` (warmup_base.policy_protocol.model) the queue asks when no policy
+daemon is configured.
 
 The delivery side asks for *leases* in batches (never per message) and reports *feedback* in
-batches. Until the policy daemon is wired in, `StaticLimiter` answers from the MTA's own config;
-the policy client implements the same `Limiter` protocol over the network.
+batches. Without `[policy] address`, `StaticLimiter` answers from the MTA's own config; the policy
+client implements the same `Limiter` protocol over the network.
 
 Pure logic with an injected clock: no sockets, no asyncio.
 """
@@ -11,67 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class GrantRequest:
-    """How many messages a site's lane would like to send now."""
-
-    site: str                      # site key: the destination's MX host set
-    mx_hosts: tuple[str, ...]      # MX host names, for ISP recognition
-    pool: str                      # egress pool name
-    sources: tuple[str, ...]       # source names of that pool (what a lease may use)
-    stream: str                    # "transactional", "marketing", ...
-    sending_domain: str            # domain of the envelope sender / From
-    tenant: str
-    wanted: int
-    mailbox: str = ""              # envelope sender, for per-mailbox schedules ("" = not per mailbox)
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """Permission to send `count` messages to `site` from `source` until `valid_until`."""
-
-    site: str
-    source: str
-    count: int
-    max_connections: int
-    messages_per_connection: int
-    valid_until: float
-    stream: str = ""
-    sending_domain: str = ""
-    tenant: str = ""
-    retry_after: float = 0.0       # with count == 0: when asking again makes sense
-    request: int = -1              # index of the GrantRequest (in its batch) this lease answers
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One delivery outcome, as the policy needs it (aggregated by the limiter)."""
-
-    site: str
-    mx_hosts: tuple[str, ...]
-    source: str
-    sending_domain: str
-    tenant: str
-    stream: str
-    outcome: str                  # delivered | deferred | bounced | throttled | blocked ...
-    reason: str                   # bounce_parser reason name ("" if none)
-    code: int
-    status: str                   # enhanced status code, "" if none
-    count: int = 1
-    mailbox: str = ""
-
-
-class Limiter(Protocol):
-    async def request(self, requests: Sequence[GrantRequest]) -> list[Lease]:
-        """Leases for a batch of requests (possibly several per request, one per source)."""
-        ...
-
-    async def feedback(self, outcomes: Sequence[Outcome]) -> None:
-        """Reports outcomes; implementations aggregate and forward them."""
-        ...
+from warmup_base.policy_protocol.model import GrantRequest, Lease, Outcome
 
 
 @dataclass(frozen=True, slots=True)

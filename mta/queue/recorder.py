@@ -11,11 +11,11 @@ from mta.delivery.client import Source
 from mta.events import Event
 from mta.model import Deferral, Job, MessageInfo, NewMessage
 from mta.queue import outcomes as oc
-from mta.queue.limits import Outcome
 from mta.spool import SpoolStore
 from mta.spool.suppression import GLOBAL, Suppression
 from mta.spool.suppression import add as add_suppression
 from mta.submission.headers import split_headers
+from warmup_base.policy_protocol.model import Outcome, feedback_class
 
 if TYPE_CHECKING:
     from mta.queue.scheduler import Scheduler
@@ -154,11 +154,3 @@ def _feedback_class(o: oc.RecipientOutcome) -> str:
     name, which follows the bounce taxonomy: a 5.7.1 "access denied" is `securityerror` there
     without being an authentication failure of ours)."""
     return feedback_class(o.cls.kind, delivered=o.event == "delivered")
-
-
-def feedback_class(kind: str, delivered: bool = False) -> str:
-    if delivered or kind == "delivered":
-        return "delivered"
-    if kind in ("throttled", "blocked", "auth", "complaint"):
-        return kind
-    return "hard_bounce" if kind == "hard" else "soft_bounce"

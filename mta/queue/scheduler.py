@@ -27,13 +27,13 @@ from mta.model import Job, MessageInfo, NewMessage, Recipient
 from mta.queue import outcomes as oc
 from mta.queue.bodycache import BodyCache
 from mta.queue.grants import GrantBroker
-from mta.queue.limits import Limiter, Outcome
 from mta.queue.recorder import OutcomeRecorder
 from mta.queue.site import Site
 from mta.spool import Spool, SpoolStore
 from mta.spool.suppression import SuppressionFilter
 from mta.spool.suppression import lookup as lookup_suppression
 from mta.spool.suppression import prune as prune_suppressions
+from warmup_base.policy_protocol.model import Limiter, Outcome
 from warmup_base.retry import RetryPolicy
 
 log = logging.getLogger("mta.queue")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from mta.delivery.client import ConnectFailure, Source, StaleConnection
 from mta.delivery.dnsroute import Route
 from mta.model import Job
-from mta.queue.limits import Lease
+from warmup_base.policy_protocol.model import Lease
 
 if TYPE_CHECKING:
     from mta.queue.scheduler import Scheduler

@@ -9,8 +9,8 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mta.config import parse_hostport
 from mta.submission.protocol import ConnectionLimits, MtaSMTP
+from warmup_base.listen import parse_hostport
 
 
 def server_tls_context(cert: str, key: str) -> ssl.SSLContext | None:

@@ -5,9 +5,10 @@ windows), bucket (token buckets and the atomic take), health (classes and counts
 state), rules (health -> actions), operator (overrides), policy (ties them together).
 """
 
-from policy.engine.model import Action, FeedbackItem, Grant, GrantAsk
+from policy.engine.model import Action
 from policy.engine.policy import Policy
 from policy.engine.settings import PolicySettings
 from policy.engine.state import PairKey, PairState
+from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
 
 __all__ = ["Action", "FeedbackItem", "Grant", "GrantAsk", "PairKey", "PairState", "Policy", "PolicySettings"]

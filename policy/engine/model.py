@@ -1,60 +1,10 @@
-"""Plain data that flows into and out of the engine: grant asks, grants, feedback, actions."""
+"""Actions: the engine's decisions as plain data. What flows in and out with the MTA (grant asks,
+grants, feedback) is the protocol's: warmup_base.policy_protocol.model."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
-
-
-@dataclass(frozen=True, slots=True)
-class GrantAsk:
-    """How many messages a site's lane would like to send (mirrors mta.limits.GrantRequest)."""
-
-    site: str
-    mx_hosts: tuple[str, ...]
-    pool: str
-    sources: tuple[str, ...]
-    stream: str
-    sending_domain: str
-    tenant: str
-    wanted: int
-    mailbox: str = ""           # envelope sender, for per-mailbox schedules; "" = none
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """Permission for `count` messages over `source` for `ttl` seconds; count 0 = wait `retry_in`."""
-
-    source: str
-    count: int
-    max_connections: int
-    messages_per_connection: int
-    ttl: float
-    retry_in: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackItem:
-    """Aggregated outcomes of one kind (mirrors mta.limits.Outcome plus an optional mailbox)."""
-
-    site: str
-    mx_hosts: tuple[str, ...]
-    source: str
-    sending_domain: str
-    tenant: str
-    stream: str
-    outcome: str
-    reason: str
-    code: int
-    status: str
-    count: int = 1
-    mailbox: str = ""
-
-    @property
-    def reply(self) -> str:
-        """The reply as an operator reads it in an action's record: "421 4.7.28 (toomanyconn)"."""
-        parts = [str(self.code) if self.code else "", self.status, f"({self.reason})" if self.reason else ""]
-        return " ".join(p for p in parts if p)
 
 
 @dataclass(frozen=True, slots=True)

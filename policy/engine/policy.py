@@ -16,10 +16,11 @@ from policy.engine import rules
 from policy.engine.bucket import UNLIMITED, BucketSpec, TakePlan, TakeResult
 from policy.engine.health import AUTH, Counts, Health, classify
 from policy.engine.isp import OTHER, IspCatalog
-from policy.engine.model import Action, FeedbackItem, Grant, GrantAsk
+from policy.engine.model import Action
 from policy.engine.schedule import Calendar, Schedule
 from policy.engine.settings import PolicySettings
 from policy.engine.state import ANY_ISP, DOMAIN, FOREVER, IP, ISP, MAILBOX, PairKey, PairState
+from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
 
 TENANT = "tenant"    # tenant quotas are buckets only, with no warm-up state
 

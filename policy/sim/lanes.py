@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from policy.engine.model import GrantAsk
+from warmup_base.policy_protocol.model import GrantAsk
 from warmup_base.retry import RetryPolicy
 
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 
 from bounce_parser.classifier import classify_reply
-from mta.queue.recorder import feedback_class
 from warmup_base.configload import ConfigError
+from warmup_base.policy_protocol.model import feedback_class
 
 _REPLY = re.compile(r"\s*(\d{3})(?:[ -]+(\d\.\d{1,3}\.\d{1,3}))?\s*(.*)", re.S)
 ADDRESS_PLACEHOLDER = "[IP]"   # replaced by the source's address, as the ISPs quote it

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 from policy.config import Config
 from policy.engine import Action, FeedbackItem, GrantAsk, Policy
-from policy.engine.model import Grant
 from policy.engine.state import ANY_ISP, MAILBOX, PairState
 from policy.service import PolicyService
 from policy.sim.audience import Audience
@@ -35,6 +34,7 @@ from policy.sim.scenario import NEWSLETTER, OUTREACH, TRANSACTIONAL, Scenario, s
 from policy.sim.stats import DayRecord, RecordedAction, SimResult, Tally
 from policy.store import PAIR, Store, open_store
 from policy.store.memory_store import MemoryStore
+from warmup_base.policy_protocol.model import Grant
 from warmup_base.retry import RetryPolicy
 
 _MIN_GAP = 30.0    # seconds between a lane's asks at least (the MTA asks whenever its leases run out)

@@ -14,8 +14,8 @@ import time
 from types import SimpleNamespace
 
 from mta.model import Job, MessageInfo, Recipient
-from mta.queue.limits import Lease
 from mta.queue.site import Site
+from warmup_base.policy_protocol.model import Lease
 
 
 class Owner:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from mta.queue.limits import GrantRequest
 from policy.config import load_config
 from policy.engine import FeedbackItem, Policy
 from policy.service import PolicyService
 from policy.store import open_store
 from tests.policy.conftest import REPO, free_port
 from warmup_base.policy_protocol.client import PolicyClient
+from warmup_base.policy_protocol.model import GrantRequest
 
 GOOGLE = ("gmail-smtp-in.l.google.com",)
 ISPS = {"google", "yahoo", "microsoft", "office365", "apple", "comcast", "gmx_webde", "mailru", "yandex", "other"}

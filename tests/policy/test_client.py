@@ -6,10 +6,10 @@ import asyncio
 import shutil
 import time
 
-from mta.queue.limits import GrantRequest, Limiter, Outcome
 from tests.policy.conftest import Clock, Running, free_port, start_server
 from tests.policy.test_engine import GOOGLE
 from warmup_base.policy_protocol.client import PolicyClient
+from warmup_base.policy_protocol.model import GrantRequest, Limiter, Outcome
 
 
 def request(wanted: int, stream: str = "marketing", site: str = "gmail.com") -> GrantRequest:
@@ -150,9 +150,11 @@ async def test_feedback_buffer_is_bounded_while_policyd_is_away() -> None:
 
 async def test_the_mta_config_describes_the_client(tmp_path: object) -> None:
     from mta.config import Config, PolicySection
+    from mta.daemon.serve import make_limiter
     cfg = Config(policy=PolicySection(address="unix:/run/warmup-mta/policyd.sock", transactional_floor=30))
     mta_clock = Clock(start=7.0)
-    client = PolicyClient.from_mta_config(cfg, mta_clock)
+    client = make_limiter(cfg, mta_clock)
+    assert isinstance(client, PolicyClient)
     assert (client.address, client.transactional_floor, client.clock) == (cfg.policy.address, 30.0, mta_clock)
     [lease] = await client.request([request(3, "transactional")])    # nothing listens there
     assert lease.count == 3 and lease.valid_until == 7.0 + client.floor_lease_seconds

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from policy.engine.model import FeedbackItem, Grant, GrantAsk
 from warmup_base.policy_protocol import wire as protocol
+from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
 
 ASK = GrantAsk("gmail.com", ("gmail-smtp-in.l.google.com",), "default", ("ip1", "ip2"), "marketing",
                "example.test", "t1", 25, mailbox="sam@example.test")

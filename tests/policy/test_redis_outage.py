@@ -6,7 +6,6 @@ import asyncio
 import time
 from pathlib import Path
 
-from mta.queue.limits import GrantRequest
 from policy.engine import Policy
 from policy.server import PolicyServer
 from policy.service import PolicyService
@@ -14,6 +13,7 @@ from policy.store.redis_store import RedisStore
 from tests.policy.conftest import free_port, make_settings
 from tests.support.redisserver import start_redis
 from warmup_base.policy_protocol.client import PolicyClient
+from warmup_base.policy_protocol.model import GrantRequest
 
 GOOGLE = ("gmail-smtp-in.l.google.com",)
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mta.queue.limits import GrantRequest
 from tests.policy.conftest import REPO, RedisServer, free_port
 from tests.policy.test_cli import wait_for_port
 from warmup_base.policy_protocol.client import PolicyClient
+from warmup_base.policy_protocol.model import GrantRequest
 
 GOOGLE = ("gmail-smtp-in.l.google.com",)
 

@@ -17,13 +17,13 @@ import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
 
-from mta.queue.limits import GrantRequest, Outcome
 from policy.engine import Policy
 from policy.server import PolicyServer
 from policy.service import PolicyService
 from policy.store.sqlite_store import SqliteStore
 from tests.policy.conftest import free_port, make_settings
 from warmup_base.policy_protocol.client import PolicyClient
+from warmup_base.policy_protocol.model import GrantRequest, Outcome
 
 SITES = {"google": ("gmail-smtp-in.l.google.com",), "yahoo": ("mta5.am0.yahoodns.net",)}
 

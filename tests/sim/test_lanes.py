@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from policy.engine.model import GrantAsk
 from policy.sim.lanes import Lane, RetrySchedule
+from warmup_base.policy_protocol.model import GrantAsk
 from warmup_base.retry import RetryPolicy
 
 ASK = GrantAsk("gmail.com", ("gmail-smtp-in.l.google.com",), "news", ("ip1",), "marketing", "news.test", "", 0)

@@ -1,4 +1,4 @@
-"""The MTA's side of the policy protocol: an `mta.limits.Limiter` that asks policyd over a socket.
+"""The MTA's side of the policy protocol: a `Limiter` (policy_protocol.model) that asks policyd over a socket.
 
 `PolicyClient` sends grant batches and aggregated feedback over one multiplexed connection that a
 background task keeps open (reconnecting forever, with back-off, whatever was in flight when it
@@ -14,19 +14,15 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from mta.queue.limits import GrantRequest, Lease, Outcome
-from policy.config import parse_listen
-from policy.engine.bucket import UNLIMITED, BucketSpec, BucketState, available, refill
-from policy.engine.model import FeedbackItem, GrantAsk
+from warmup_base.listen import parse_listen
 from warmup_base.policy_protocol import wire as protocol
-
-if TYPE_CHECKING:
-    from mta.config import Config as MtaConfig
+from warmup_base.policy_protocol.model import FeedbackItem, GrantAsk, GrantRequest, Lease, Outcome
 
 log = logging.getLogger("policy.client")
 
@@ -37,6 +33,12 @@ def _feedback_key(o: Outcome | FeedbackItem) -> _FeedbackKey:
     """Outcomes that agree on all of this are sent as one, with their counts summed."""
     return (o.site, tuple(o.mx_hosts), o.source, o.sending_domain, o.tenant, o.stream, o.outcome, o.reason,
             o.code, o.status, o.mailbox)
+
+
+@dataclass(slots=True)
+class _FloorBucket:
+    tokens: float
+    stamp: float
 
 
 class PolicyUnavailable(ConnectionError):
@@ -115,7 +117,7 @@ class _Connection:
 
 
 class PolicyClient:
-    """A `mta.limits.Limiter` backed by policyd.
+    """A `Limiter` backed by policyd.
 
     address: "host:port" or "unix:/path" (the MTA's `[policy] address`).
     transactional_floor: messages per minute per site the transactional stream may still send
@@ -157,12 +159,7 @@ class PolicyClient:
         self._pending: dict[_FeedbackKey, int] = {}
         self.dropped_feedback = 0          # outcomes given up because the buffer was full
         self._flush_task: asyncio.Task[None] | None = None
-        self._floor: dict[str, BucketState] = {}
-
-    @classmethod
-    def from_mta_config(cls, cfg: MtaConfig, clock: Callable[[], float] = time.time) -> PolicyClient:
-        """The client the MTA's `[policy]` section describes (address, transactional_floor)."""
-        return cls(cfg.policy.address, transactional_floor=float(cfg.policy.transactional_floor), clock=clock)
+        self._floor: dict[str, _FloorBucket] = {}
 
     @property
     def available(self) -> bool:
@@ -349,11 +346,15 @@ class PolicyClient:
     def _take_floor(self, site: str, wanted: int, now: float) -> int:
         """A token bucket per site: `transactional_floor` per minute, bursts of ten seconds' worth."""
         rate = self.transactional_floor / 60.0
-        spec = BucketSpec(site, rate, max(1.0, rate * 10.0), UNLIMITED)
-        bucket = refill(self._floor.get(site), spec, now, 0)
-        granted = int(min(wanted, available(bucket, spec)))
+        capacity = max(1.0, rate * 10.0)
+        bucket = self._floor.get(site)
+        if bucket is None:
+            bucket = self._floor[site] = _FloorBucket(capacity, now)
+        else:
+            bucket.tokens = min(capacity, bucket.tokens + max(0.0, now - bucket.stamp) * rate)
+            bucket.stamp = max(now, bucket.stamp)
+        granted = int(min(wanted, max(0.0, math.floor(bucket.tokens + 1e-9))))   # float dust is no message
         bucket.tokens -= granted
-        self._floor[site] = bucket
         return granted
 
     # ---- feedback buffer

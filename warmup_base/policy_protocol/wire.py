@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policy.engine.model import FeedbackItem, Grant, GrantAsk
+from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
 
 VERSION = 1
 SUPPORTED = (VERSION,)
