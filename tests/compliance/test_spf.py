@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mta.compliance.checkdns import spf_check
+from mta.compliance.spf import spf_check
 from mta.delivery.dnsroute import MxResolver, ResolverConfig
 
 IP4 = "192.0.2.10"
