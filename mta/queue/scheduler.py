@@ -29,9 +29,8 @@ from mta.queue.bodycache import BodyCache
 from mta.queue.grants import GrantBroker
 from mta.queue.recorder import OutcomeRecorder
 from mta.queue.site import Site
+from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
-from mta.spool.suppression import SuppressionFilter
-from mta.spool.suppression import lookup as lookup_suppression
 from mta.spool.suppression import prune as prune_suppressions
 from warmup_base.policy_protocol.model import Limiter, Outcome
 from warmup_base.retry import RetryPolicy
@@ -93,14 +92,15 @@ class Scheduler:
             subscribe(self._policy_state_changed)
         self.recorder = OutcomeRecorder(self)
         self.cancelled: set[int] = set()       # message ids deleted by an operator while in memory
-        self.suppressed = SuppressionFilter()
+        self.gate = SuppressionGate(spool, events, metrics, clock)
+        self.suppressed = self.gate.filter     # where new entries are noted (bounces, unsubscribes, 5xx)
         self.stopping = False
         self.in_flight = 0
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
         report = await self.spool.call(lambda s: s.recover())
-        await self.spool.read(lambda s: self.suppressed.sync(s.db))
+        await self.gate.sync()
         for backlog in report.domains:
             ds = self._domain(backlog.domain)
             ds.due = backlog.next_due
@@ -382,7 +382,7 @@ class Scheduler:
             await self._finish_job(job, oc.expired_outcomes(job.recipients), site=site.key,
                                    source=conn.source, mx="")
             return
-        if await self._drop_suppressed(job) == 0:
+        if await self.gate.drop_suppressed(job) == 0:
             self.release(job)
             return
         ids = [r.id for r in job.recipients]
@@ -399,32 +399,6 @@ class Scheduler:
         plan = oc.plan(msg, results, self.clock(), self.retry, self.rng)
         await self._finish_job(job, plan.outcomes, site=site.key, source=conn.source,
                                mx=f"{conn.mx_name}[{conn.address}]")
-
-    async def _drop_suppressed(self, job: Job) -> int:
-        """Removes suppressed recipients from the job (dropped, with an event); returns how many remain."""
-        candidates = [r for r in job.recipients if self.suppressed.may_contain(r.address)]
-        if not candidates:
-            return len(job.recipients)
-        msg = job.message
-        now = self.clock()
-        hits = await self.spool.read(lambda s: [(r, lookup_suppression(s.db, r.address, msg.tenant, now))
-                                                for r in candidates])
-        dropped = [(r, entry) for r, entry in hits if entry is not None]
-        if not dropped:
-            return len(job.recipients)
-        gone = {r.id for r, _e in dropped}
-        job.recipients = [r for r in job.recipients if r.id not in gone]
-        for r, entry in dropped:
-            assert entry is not None
-            self.metrics.suppressed.labels(entry.reason).inc()
-            scope = f"tenant {entry.tenant}" if entry.tenant else "all tenants"
-            self.events.emit(Event("dropped", msg.queue_id, r.address, msg.sender, now, msg.created,
-                                   reason=entry.reason, text=f"suppressed: {entry.reason} ({scope})",
-                                   stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
-                                   message_id=msg.header_message_id))
-        ids = list(gone)
-        self.spool.post(lambda s: s.finish(ids))
-        return len(job.recipients)
 
     async def load_body(self, job: Job) -> bytes | None:
         body = self.bodies.get(job.message.id)
@@ -474,7 +448,7 @@ class Scheduler:
             await self.grants.flush()
             now = self.clock()
             if tick % 2 == 0:   # suppressions added by the CLI or the inbound listener
-                await self.spool.read(lambda s: self.suppressed.sync(s.db))
+                await self.gate.sync()
             if tick % 3600 == 0:
                 self._prune(now)
             for key in [k for k, s in self.sites.items() if s.idle_for(now) > SITE_IDLE_GC]:
