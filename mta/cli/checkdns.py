@@ -4,7 +4,7 @@
 Reads from the MTA config: egress sources (IP and EHLO name), DKIM keys (`[[dkim.keys]]`), the
 bounce domain and inbound listen addresses, and dns.nameservers. Options override or add to it.
 
-Wiring (mta/cli.py): `checkdns_cli.add_parser(sub)`, then `return checkdns_cli.run(args, cfg)` for
+Wiring (mta/cli/main.py): `checkdns_cli.add_parser(sub)`, then `return checkdns_cli.run(args, cfg)` for
 `args.cmd == "check-dns"` once the config is loaded (or `run(args)` to let it load the config).
 """
 

@@ -1,6 +1,6 @@
 """One-click unsubscribe (RFC 8058 / RFC 2369): signed tokens and the headers that carry them.
 
-Pure: no I/O, an injected clock. The HTTP endpoint lives in `mta.unsubscribe_http`; the inbound
+Pure: no I/O, an injected clock. The HTTP endpoint lives in `mta.http.unsubscribe`; the inbound
 listener recognises `unsub-TOKEN@<mailto domain>` with `token_from_address`.
 
 Token: base32 (lower case, no padding; safe in a URL path and in a mail local part, and immune to

@@ -1,1 +1,2 @@
-"""Outbound SMTP: connections bound to source addresses, transactions, reply handling."""
+"""Outbound SMTP: MX routing (`dnsroute`, its pure rules in `dnsroute_core`), connections bound to
+source addresses and their transactions (`client`), what a reply means (`replies`)."""

@@ -1,7 +1,7 @@
 """MX resolution for delivery: domain -> Route (MX hosts with addresses and a site key).
 
 A thin asyncio shell around dnspython's stub resolver. The rules that decide (what is permanent,
-what a site key is, host order) live in `mta.dnsroute_core`; this module asks DNS, caches by TTL
+what a site key is, host order) live in `mta.delivery.dnsroute_core`; this module asks DNS, caches by TTL
 on an injected clock and lets concurrent callers for one domain share one lookup.
 
 Failure policy (RFC 5321 section 5.1, RFC 7505):

@@ -2,7 +2,7 @@
 
 Nothing here touches a socket or the event loop, so each rule (what a site key is, how hosts are
 ordered, when a cached answer is stale) is testable with plain calls and a fake clock. The I/O
-shell that asks DNS lives in `mta.dnsroute`.
+shell that asks DNS lives in `mta.delivery.dnsroute`.
 """
 
 from __future__ import annotations

@@ -1,1 +1,4 @@
-"""Scheduling: per-domain disk backlog, per-site ready queues, outcomes."""
+"""Scheduling: per-domain disk backlog, per-site ready queues (`scheduler`, `site`), leases in
+batches (`grants`; `limits`: the static limiter), what replies mean and what they become
+(`outcomes`, `recorder`, `dsn`), bodies in memory (`bodycache`) and the suppression check before
+each transaction (`suppressed`)."""

@@ -1,7 +1,8 @@
 """The grant/feedback wire protocol, version 1: JSON Lines over TCP or a Unix stream socket.
 
-Sans-IO: this module turns bytes into typed messages and back; policy.server and policy.client
-move the bytes. Full description with examples: policy/PROTOCOL.md.
+Sans-IO: this module turns bytes into typed messages and back; policy.server and the client
+(warmup_base.policy_protocol.client) move the bytes. Full description with examples: PROTOCOL.md
+next to this file.
 
 Framing: one UTF-8 JSON object per line, terminated by "\\n"; at most `max_message` bytes a line
 (4 MiB by default). Every message carries `"v": 1` and an `id` (an integer or string chosen by the

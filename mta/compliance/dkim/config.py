@@ -1,6 +1,6 @@
 """The `[dkim]` config section: which keys sign for which sending domain.
 
-Proposed TOML (the MTA's config gains `dkim: DkimSection` built by `mta.configload.build`):
+Proposed TOML (the MTA's config gains `dkim: DkimSection` built by `warmup_base.configload.build`):
 
     [dkim]
     [[dkim.keys]]

@@ -4,7 +4,7 @@ Writes a new private key (PKCS#8 PEM, mode 0600; default `DOMAIN.SELECTOR.key` i
 folder) and prints the DNS TXT record to publish. An existing file is never overwritten unless
 --force is given: overwriting a live key breaks every message in flight signed with it.
 
-Wiring (mta/cli.py): `keygen.add_parser(sub)` next to the other sub-commands, and dispatch
+Wiring (mta/cli/main.py): `keygen.add_parser(sub)` next to the other sub-commands, and dispatch
 `args.cmd == "dkim"` to `keygen.run(args)` before the config is loaded (keygen needs none).
 """
 
