@@ -20,7 +20,7 @@ from policy.engine.model import Action
 from policy.engine.policy import Policy
 from policy.engine.state import ANY_ISP, DOMAIN, IP, ISP, MAILBOX, PairKey, PairState
 from policy.store.base import HEALTH, PAIR, Store
-from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
+from warmup_base.policy_protocol.model import Grant, GrantRequest, Outcome
 
 log = logging.getLogger("policyd")
 
@@ -150,7 +150,7 @@ class PolicyService:
                 self.hooks.acted(a)
 
     # ---- grants and feedback
-    async def grant(self, asks: Sequence[GrantAsk]) -> list[list[Grant]]:
+    async def grant(self, asks: Sequence[GrantRequest]) -> list[list[Grant]]:
         now = self.clock()
         policy = self.policy
         isps = [policy.isp_of(a.mx_hosts) for a in asks]
@@ -171,7 +171,7 @@ class PolicyService:
             out.append(grants)
         return out
 
-    async def feedback(self, items: Sequence[FeedbackItem]) -> int:
+    async def feedback(self, items: Sequence[Outcome]) -> int:
         """Counts outcomes into health and lets the rules react; returns how many were counted."""
         now = self.clock()
         policy = self.policy

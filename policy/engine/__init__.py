@@ -9,6 +9,6 @@ from policy.engine.model import Action
 from policy.engine.policy import Policy
 from policy.engine.settings import PolicySettings
 from policy.engine.state import PairKey, PairState
-from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
+from warmup_base.policy_protocol.model import Grant, GrantRequest, Outcome
 
-__all__ = ["Action", "FeedbackItem", "Grant", "GrantAsk", "PairKey", "PairState", "Policy", "PolicySettings"]
+__all__ = ["Action", "Grant", "GrantRequest", "Outcome", "PairKey", "PairState", "Policy", "PolicySettings"]

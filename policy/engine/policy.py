@@ -20,7 +20,7 @@ from policy.engine.model import Action
 from policy.engine.schedule import Calendar, Schedule
 from policy.engine.settings import PolicySettings
 from policy.engine.state import ANY_ISP, DOMAIN, FOREVER, IP, ISP, MAILBOX, PairKey, PairState
-from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
+from warmup_base.policy_protocol.model import Grant, GrantRequest, Outcome
 
 TENANT = "tenant"    # tenant quotas are buckets only, with no warm-up state
 
@@ -117,7 +117,7 @@ class Policy:
         return [p for p in pairs if self.schedule_for(p) is not None]
 
     # ---- grants
-    def pair_keys(self, ask: GrantAsk, isp: str) -> list[PairKey]:
+    def pair_keys(self, ask: GrantRequest, isp: str) -> list[PairKey]:
         """Every pair whose state the grant depends on."""
         keys = [PairKey(ISP, isp)]
         for src in dict.fromkeys(ask.sources):
@@ -148,7 +148,7 @@ class Policy:
             return None
         return BucketSpec(f"{TENANT}|{tenant}|{ANY_ISP}", UNLIMITED, 0.0, float(quota.daily_quota))
 
-    def plan(self, ask: GrantAsk, isp: str, states: Mapping[PairKey, PairState], now: float) -> GrantPlan:
+    def plan(self, ask: GrantRequest, isp: str, states: Mapping[PairKey, PairState], now: float) -> GrantPlan:
         """Which buckets a grant must pass, or why none may be granted now."""
         wanted = min(ask.wanted, self.settings.leases.max_messages)
         shared_keys = [k for k in self.pair_keys(ask, isp) if k.kind != IP]
@@ -176,7 +176,7 @@ class Policy:
         take = TakePlan(shared_specs, tuple(per_source), wanted, self.calendar.day_index(now))
         return GrantPlan(take, excluded_until)
 
-    def grants(self, ask: GrantAsk, isp: str, plan: GrantPlan, result: TakeResult | None,
+    def grants(self, ask: GrantRequest, isp: str, plan: GrantPlan, result: TakeResult | None,
                now: float) -> list[Grant]:
         """Leases for one ask: one per source granted, or a single empty one with a retry hint."""
         limits = self.catalog.settings(isp)
@@ -199,7 +199,7 @@ class Policy:
                       retry_in=max(0.0, retry_at - now))]
 
     # ---- feedback
-    def observe(self, items: Iterable[FeedbackItem]) -> Observations:
+    def observe(self, items: Iterable[Outcome]) -> Observations:
         """Sorts outcomes into health classes per pair: (IP, ISP), (domain, ISP) and mailbox."""
         seen = Observations()
         for item in items:

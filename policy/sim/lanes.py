@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from warmup_base.policy_protocol.model import GrantAsk
+from warmup_base.policy_protocol.model import GrantRequest
 from warmup_base.retry import RetryPolicy
 
 
@@ -25,7 +25,7 @@ class Lane:
     stream: str
     kind: str                    # the stream's kind
     isp: str                     # the modelled ISP (the simulator's name for it)
-    ask: GrantAsk                # the grant request, `wanted` set per ask
+    ask: GrantRequest            # the grant request, `wanted` set per ask
     complaint_factor: float = 1.0
     fresh: deque[int] = field(default_factory=deque)
     fresh_created: float = 0.0   # when the current fresh messages were queued

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from policy.config import Config
-from policy.engine import Action, FeedbackItem, GrantAsk, Policy
+from policy.engine import Action, GrantRequest, Outcome, Policy
 from policy.engine.state import ANY_ISP, MAILBOX, PairState
 from policy.service import PolicyService
 from policy.sim.audience import Audience
@@ -152,7 +152,7 @@ class Simulator:
             for box in boxes:
                 domain = stream.sending_domain or box.partition("@")[2]
                 for name, isp in self.scenario.isps.items():
-                    ask = GrantAsk(isp.domain, (isp.mx,), stream.name, tuple(stream.sources),
+                    ask = GrantRequest(isp.domain, (isp.mx,), stream.name, tuple(stream.sources),
                                    "transactional" if stream.kind == TRANSACTIONAL else "marketing",
                                    domain, stream.tenant, 0, box)
                     lanes[(stream.name, name, box)] = Lane(len(lanes), stream.name, stream.kind, name, ask,
@@ -239,7 +239,7 @@ class Simulator:
             if not lanes:
                 break
             wanted = [min(lane.pending, self._max_lease) for lane in lanes]
-            asks = [GrantAsk(a.site, a.mx_hosts, a.pool, a.sources, a.stream, a.sending_domain, a.tenant, n,
+            asks = [GrantRequest(a.site, a.mx_hosts, a.pool, a.sources, a.stream, a.sending_domain, a.tenant, n,
                              a.mailbox) for a, n in ((lane.ask, n) for lane, n in zip(lanes, wanted, strict=True))]
             answers = await self.service.grant(asks)
             again = []
@@ -360,7 +360,7 @@ class Simulator:
         items = []
         for (lane_index, source, reply), count in self._feedback.items():
             a = self.lane_list[lane_index].ask
-            items.append(FeedbackItem(a.site, a.mx_hosts, source, a.sending_domain, a.tenant, a.stream,
+            items.append(Outcome(a.site, a.mx_hosts, source, a.sending_domain, a.tenant, a.stream,
                                       reply.outcome, reply.reason, reply.code, reply.status, count, a.mailbox))
         self._feedback.clear()
         await self.service.feedback(items)

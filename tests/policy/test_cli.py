@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from policy.config import load_config
-from policy.engine import FeedbackItem, Policy
+from policy.engine import Outcome, Policy
 from policy.service import PolicyService
 from policy.store import open_store
 from tests.policy.conftest import REPO, free_port
@@ -130,7 +130,7 @@ def test_resume_without_an_isp_ends_automatic_pauses_on_every_isp(config: Path,
         cfg = load_config(str(config))
         store = open_store(cfg.policyd.state)
         svc = PolicyService(Policy(cfg.policy), store, time.time)
-        await svc.feedback([FeedbackItem("gmail.com", GOOGLE, "ip1", "example.test", "t", "marketing", "bounced",
+        await svc.feedback([Outcome("gmail.com", GOOGLE, "ip1", "example.test", "t", "marketing", "bounced",
                                          "blocked", 550, "5.7.1")])
         await store.close()
 

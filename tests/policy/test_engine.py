@@ -5,7 +5,7 @@ These run on the memory store; tests/policy/test_store.py runs the service over 
 
 from __future__ import annotations
 
-from policy.engine import FeedbackItem, GrantAsk, Policy
+from policy.engine import GrantRequest, Outcome, Policy
 from policy.engine.settings import MailboxRule, PolicySettings, TenantSettings
 from policy.engine.state import PairKey
 from policy.service import PolicyService
@@ -21,17 +21,17 @@ def service(settings: PolicySettings, clock: Clock) -> PolicyService:
 
 
 def ask(wanted: int, mx: tuple[str, ...] = GOOGLE, sources: tuple[str, ...] = ("ip1", "ip2"),
-        domain: str = "example.test", tenant: str = "t1", mailbox: str = "", stream: str = "marketing") -> GrantAsk:
+        domain: str = "example.test", tenant: str = "t1", mailbox: str = "", stream: str = "marketing") -> GrantRequest:
     site = "google" if mx == GOOGLE else "yahoo"
-    return GrantAsk(site, mx, "default", sources, stream, domain, tenant, wanted, mailbox)
+    return GrantRequest(site, mx, "default", sources, stream, domain, tenant, wanted, mailbox)
 
 
 def outcome(source: str, outcome: str, count: int = 1, mx: tuple[str, ...] = GOOGLE, reason: str = "",
-            code: int = 250, status: str = "2.0.0", domain: str = "example.test", mailbox: str = "") -> FeedbackItem:
-    return FeedbackItem("site", mx, source, domain, "t1", "marketing", outcome, reason, code, status, count, mailbox)
+            code: int = 250, status: str = "2.0.0", domain: str = "example.test", mailbox: str = "") -> Outcome:
+    return Outcome("site", mx, source, domain, "t1", "marketing", outcome, reason, code, status, count, mailbox)
 
 
-async def granted(svc: PolicyService, *asks: GrantAsk) -> dict[str, int]:
+async def granted(svc: PolicyService, *asks: GrantRequest) -> dict[str, int]:
     per_source: dict[str, int] = {}
     for grants in await svc.grant(list(asks)):
         for g in grants:

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from warmup_base.policy_protocol import wire as protocol
-from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
+from warmup_base.policy_protocol.model import Grant, GrantRequest, Outcome
 
-ASK = GrantAsk("gmail.com", ("gmail-smtp-in.l.google.com",), "default", ("ip1", "ip2"), "marketing",
+ASK = GrantRequest("gmail.com", ("gmail-smtp-in.l.google.com",), "default", ("ip1", "ip2"), "marketing",
                "example.test", "t1", 25, mailbox="sam@example.test")
-OUT = FeedbackItem("gmail.com", ("gmail-smtp-in.l.google.com",), "ip1", "example.test", "t1", "marketing",
+OUT = Outcome("gmail.com", ("gmail-smtp-in.l.google.com",), "ip1", "example.test", "t1", "marketing",
                    "deferred", "toomanyconn", 421, "4.7.28", 12)
 
 

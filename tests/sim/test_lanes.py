@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 from policy.sim.lanes import Lane, RetrySchedule
-from warmup_base.policy_protocol.model import GrantAsk
+from warmup_base.policy_protocol.model import GrantRequest
 from warmup_base.retry import RetryPolicy
 
-ASK = GrantAsk("gmail.com", ("gmail-smtp-in.l.google.com",), "news", ("ip1",), "marketing", "news.test", "", 0)
+ASK = GrantRequest("gmail.com", ("gmail-smtp-in.l.google.com",), "news", ("ip1",), "marketing", "news.test", "", 0)
 
 
 def lane() -> Lane:

@@ -1,4 +1,4 @@
-"""The MTA's side of the policy protocol: a `Limiter` (policy_protocol.model) that asks policyd over a socket.
+"""The MTA's side of the policy protocol: a `Limiter` that asks policyd over a socket.
 
 `PolicyClient` sends grant batches and aggregated feedback over one multiplexed connection that a
 background task keeps open (reconnecting forever, with back-off, whatever was in flight when it
@@ -22,14 +22,14 @@ from dataclasses import dataclass
 
 from warmup_base.listen import parse_listen
 from warmup_base.policy_protocol import wire as protocol
-from warmup_base.policy_protocol.model import FeedbackItem, GrantAsk, GrantRequest, Lease, Outcome
+from warmup_base.policy_protocol.model import GrantRequest, Lease, Outcome
 
 log = logging.getLogger("policy.client")
 
 _FeedbackKey = tuple[str, tuple[str, ...], str, str, str, str, str, str, int, str, str]
 
 
-def _feedback_key(o: Outcome | FeedbackItem) -> _FeedbackKey:
+def _feedback_key(o: Outcome) -> _FeedbackKey:
     """Outcomes that agree on all of this are sent as one, with their counts summed."""
     return (o.site, tuple(o.mx_hosts), o.source, o.sending_domain, o.tenant, o.stream, o.outcome, o.reason,
             o.code, o.status, o.mailbox)
@@ -170,8 +170,7 @@ class PolicyClient:
     async def request(self, requests: Sequence[GrantRequest]) -> list[Lease]:
         if not requests:
             return []
-        asks = [GrantAsk(r.site, tuple(r.mx_hosts), r.pool, tuple(r.sources), r.stream, r.sending_domain, r.tenant,
-                         r.wanted, r.mailbox) for r in requests]
+        asks = list(requests)
         try:
             reply = await self._call(lambda i: protocol.grant_message(i, asks))
             grants = protocol.decode_grants(reply, len(asks))
@@ -373,7 +372,7 @@ class PolicyClient:
     async def _flush_pending(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, {}
-            items = [FeedbackItem(site, mx, source, domain, tenant, stream, outcome, reason, code, status, count,
+            items = [Outcome(site, mx, source, domain, tenant, stream, outcome, reason, code, status, count,
                                   mailbox)
                      for (site, mx, source, domain, tenant, stream, outcome, reason, code, status, mailbox), count
                      in batch.items()]

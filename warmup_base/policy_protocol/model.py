@@ -1,12 +1,11 @@
 """What the MTA and policyd exchange, as plain data: the MTA's queue asks a `Limiter` for *leases*
 in batches (never per message) and reports *outcomes* in batches.
 
-`GrantRequest`, `Lease` and `Outcome` are the queue's side (absolute times on the MTA's clock);
-`GrantAsk`, `Grant` and `FeedbackItem` are what travels on the wire and what policyd's engine
-takes (relative times, so the hosts' clocks need not agree). The MTA's `StaticLimiter`
-(mta.queue.limits) and the policy client (warmup_base.policy_protocol.client) both implement
-`Limiter`. `feedback_class` names the health class an outcome counts as, for the MTA and for the
-simulator alike.
+`GrantRequest` and `Outcome` travel as they are; policyd answers a request with `Grant`s (times
+relative, so the hosts' clocks need not agree), which the client turns into `Lease`s (absolute
+times on the MTA's clock). The MTA's `StaticLimiter` (mta.queue.limits) and the policy client
+(warmup_base.policy_protocol.client) both implement `Limiter`. `feedback_class` names the health
+class an outcome counts as, for the MTA and for the simulator alike.
 
 Pure: no I/O.
 """
@@ -20,7 +19,7 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class GrantRequest:
-    """How many messages a site's lane would like to send now."""
+    """How many messages a site's lane would like to send now (a `grant` request on the wire)."""
 
     site: str                      # site key: the destination's MX host set
     mx_hosts: tuple[str, ...]      # MX host names, for ISP recognition
@@ -52,7 +51,8 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One delivery outcome, as the policy needs it (aggregated by the limiter)."""
+    """One delivery outcome as policyd counts it, or `count` alike ones aggregated (`feedback` on
+    the wire)."""
 
     site: str
     mx_hosts: tuple[str, ...]
@@ -67,6 +67,12 @@ class Outcome:
     count: int = 1
     mailbox: str = ""
 
+    @property
+    def reply(self) -> str:
+        """The reply as an operator reads it in an action's record: "421 4.7.28 (toomanyconn)"."""
+        parts = [str(self.code) if self.code else "", self.status, f"({self.reason})" if self.reason else ""]
+        return " ".join(p for p in parts if p)
+
 
 class Limiter(Protocol):
     async def request(self, requests: Sequence[GrantRequest]) -> list[Lease]:
@@ -79,23 +85,9 @@ class Limiter(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class GrantAsk:
-    """How many messages a site's lane would like to send (the wire form of GrantRequest)."""
-
-    site: str
-    mx_hosts: tuple[str, ...]
-    pool: str
-    sources: tuple[str, ...]
-    stream: str
-    sending_domain: str
-    tenant: str
-    wanted: int
-    mailbox: str = ""           # envelope sender, for per-mailbox schedules; "" = none
-
-
-@dataclass(frozen=True, slots=True)
 class Grant:
-    """Permission for `count` messages over `source` for `ttl` seconds; count 0 = wait `retry_in`."""
+    """What policyd grants for one GrantRequest (a Lease on the wire: times relative, not absolute):
+    `count` messages over `source` for `ttl` seconds; count 0 = wait `retry_in`."""
 
     source: str
     count: int
@@ -103,30 +95,6 @@ class Grant:
     messages_per_connection: int
     ttl: float
     retry_in: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackItem:
-    """Aggregated outcomes of one kind (the wire form of Outcome)."""
-
-    site: str
-    mx_hosts: tuple[str, ...]
-    source: str
-    sending_domain: str
-    tenant: str
-    stream: str
-    outcome: str
-    reason: str
-    code: int
-    status: str
-    count: int = 1
-    mailbox: str = ""
-
-    @property
-    def reply(self) -> str:
-        """The reply as an operator reads it in an action's record: "421 4.7.28 (toomanyconn)"."""
-        parts = [str(self.code) if self.code else "", self.status, f"({self.reason})" if self.reason else ""]
-        return " ".join(p for p in parts if p)
 
 
 def feedback_class(kind: str, delivered: bool = False) -> str:

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from warmup_base.policy_protocol.model import FeedbackItem, Grant, GrantAsk
+from warmup_base.policy_protocol.model import Grant, GrantRequest, Outcome
 
 VERSION = 1
 SUPPORTED = (VERSION,)
@@ -60,8 +60,8 @@ class ProtocolError(ValueError):
 class Request:
     msg_id: Any
     op: str
-    asks: tuple[GrantAsk, ...] = ()
-    outcomes: tuple[FeedbackItem, ...] = ()
+    asks: tuple[GrantRequest, ...] = ()
+    outcomes: tuple[Outcome, ...] = ()
     client: str = ""
 
 
@@ -112,16 +112,16 @@ def _items(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return items
 
 
-def _ask(d: dict[str, Any], where: str) -> GrantAsk:
-    return GrantAsk(site=_str(d, "site", where), mx_hosts=_strs(d, "mx_hosts", where),
+def _ask(d: dict[str, Any], where: str) -> GrantRequest:
+    return GrantRequest(site=_str(d, "site", where), mx_hosts=_strs(d, "mx_hosts", where),
                     pool=_str(d, "pool", where, ""), sources=_strs(d, "sources", where),
                     stream=_str(d, "stream", where, ""), sending_domain=_str(d, "sending_domain", where, ""),
                     tenant=_str(d, "tenant", where, ""), wanted=_int(d, "wanted", where),
                     mailbox=_str(d, "mailbox", where, ""))
 
 
-def _outcome(d: dict[str, Any], where: str) -> FeedbackItem:
-    return FeedbackItem(site=_str(d, "site", where, ""), mx_hosts=_strs(d, "mx_hosts", where),
+def _outcome(d: dict[str, Any], where: str) -> Outcome:
+    return Outcome(site=_str(d, "site", where, ""), mx_hosts=_strs(d, "mx_hosts", where),
                         source=_str(d, "source", where), sending_domain=_str(d, "sending_domain", where, ""),
                         tenant=_str(d, "tenant", where, ""), stream=_str(d, "stream", where, ""),
                         outcome=_str(d, "outcome", where), reason=_str(d, "reason", where, ""),
@@ -182,7 +182,7 @@ def hello_message(msg_id: Any, client: str) -> bytes:
     return encode({"v": VERSION, "id": msg_id, "op": "hello", "client": client})
 
 
-def grant_message(msg_id: Any, asks: Sequence[GrantAsk]) -> bytes:
+def grant_message(msg_id: Any, asks: Sequence[GrantRequest]) -> bytes:
     requests = []
     for a in asks:
         d = {"site": a.site, "mx_hosts": list(a.mx_hosts), "pool": a.pool, "sources": list(a.sources),
@@ -193,7 +193,7 @@ def grant_message(msg_id: Any, asks: Sequence[GrantAsk]) -> bytes:
     return encode({"v": VERSION, "id": msg_id, "op": "grant", "requests": requests})
 
 
-def feedback_message(msg_id: Any, outcomes: Sequence[FeedbackItem]) -> bytes:
+def feedback_message(msg_id: Any, outcomes: Sequence[Outcome]) -> bytes:
     items = []
     for o in outcomes:
         d = {"site": o.site, "mx_hosts": list(o.mx_hosts), "source": o.source, "sending_domain": o.sending_domain,
