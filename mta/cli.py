@@ -103,6 +103,10 @@ def _serve(cfg) -> int:  # type: ignore[no-untyped-def]
     except ImportError:  # optional: the daemon runs on the standard loop too
         uvloop = None
     runner = uvloop.run if uvloop is not None else asyncio.run
+    # The spool writer thread needs the GIL back between its SQLite statements; at the default
+    # 5 ms switch interval a busy event loop makes every commit wait several of those, which is
+    # the window in which a crash duplicates delivered mail.
+    sys.setswitchinterval(0.0005)
     try:
         return runner(MtaDaemon(cfg).run())
     except OSError as exc:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 
 import aiosmtplib
 
 from tests.mta.conftest import base_config, message, write_config
 from tests.mta.proc import MtaProcess, run_cli
+from tests.support.receiver import free_port
 from tests.support.tomlw import dumps
 
 
@@ -62,6 +62,16 @@ async def _submit(host: str, port: int, rcpts: list[str]) -> str:
     return reply.split("queued as ")[1].strip()
 
 
+async def _stats_when(path: str, ready, timeout: float = 20.0) -> dict:
+    """`queue stats --json` once `ready(stats)` holds (the daemon works at its own pace)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        stats = json.loads(run_cli("queue", "stats", "--json", "--config", path).stdout)
+        if ready(stats) or asyncio.get_running_loop().time() > deadline:
+            return stats
+        await asyncio.sleep(0.2)
+
+
 async def test_queue_commands_against_running_daemon_and_offline(tmp_path, world, dns_server, mx_port):
     dns_server.servfail("later.example")
     cfg = base_config(str(tmp_path), dns_server, mx_port, queue={"retry_base": 3600, "retry_max": 7200})
@@ -71,9 +81,7 @@ async def test_queue_commands_against_running_daemon_and_offline(tmp_path, world
     try:
         q1 = await _submit(host, int(port), ["u1@later.example", "u2@later.example"])
         q2 = await _submit(host, int(port), ["u3@later.example"])
-        await asyncio.sleep(1.0)        # DNS fails, both are deferred for an hour
-
-        stats = json.loads(run_cli("queue", "stats", "--json", "--config", path).stdout)
+        stats = await _stats_when(path, lambda st: st["deferred"] == 3)   # DNS fails: deferred for an hour
         assert stats["messages"] == 2 and stats["deferred"] == 3
         assert stats["sites"]["later.example"]["deferred"] == 3
 
@@ -100,9 +108,9 @@ async def test_queue_commands_against_running_daemon_and_offline(tmp_path, world
         assert run_cli("queue", "release", q2, "--config", path).returncode == 0
         await rx.await_for(2, timeout=20)
 
+        dns_server.servfail("gone.example")       # before the submission: it must wait, not bounce
         q3 = await _submit(host, int(port), ["u4@gone.example"])
-        dns_server.servfail("gone.example")
-        await asyncio.sleep(0.5)
+        await _stats_when(path, lambda st: st["deferred"] == 1)
         res = run_cli("queue", "delete", q3, "--config", path)
         assert res.returncode == 0 and q3 in res.stdout
     finally:
@@ -117,9 +125,7 @@ async def test_queue_commands_against_running_daemon_and_offline(tmp_path, world
 
 async def test_metrics_endpoint_serves_prometheus_text(start_mta, world):
     world.domain("example.test")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port(["127.0.0.1"])
     mta = await start_mta(metrics={"listen": f"127.0.0.1:{port}"})
     await mta.send("a@sender.example", ["u@example.test"], message())
     await mta.wait_event(lambda e: e["event"] == "delivered")
