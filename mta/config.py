@@ -12,7 +12,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
-from mta.configload import ByteSize, ConfigError, Duration, build, read_toml
+from mta.configload import ByteSize, ConfigError, Duration, build, check_log_level, read_toml
 from mta.dkim.config import DkimSection, validate_dkim_section
 from mta.limits import SiteLimits
 from mta.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
@@ -23,7 +23,7 @@ __all__ = ["Config", "ConfigError", "load_config", "parse_hostport"]
 
 @dataclass
 class MtaSection:
-    hostname: str = "localhost"
+    hostname: str = ""                 # required: no name is a safe default for EHLO and Received
     spool_dir: str = "/var/spool/warmup-mta"
     log_level: str = "info"
 
@@ -266,7 +266,16 @@ def _apply_defaults(cfg: Config) -> None:
         cfg.unsubscribe.mailto_domain = cfg.inbound.bounce_domain
 
 
+def require_serving_keys(cfg: Config) -> None:
+    """What `serve` (and `check-config`) need beyond a valid file: keys with no safe default. The
+    queue and suppression commands work without them."""
+    if not cfg.mta.hostname:
+        raise ConfigError("mta.hostname: required: the name this MTA greets with (EHLO) and writes in Received "
+                          "headers; make it the reverse DNS name of its sending address")
+
+
 def validate(cfg: Config) -> None:
+    check_log_level(cfg.mta.log_level, "mta.log_level")
     for i, addr in enumerate(cfg.submission.listen):
         parse_hostport(addr, f"submission.listen[{i}]")
     for i, addr in enumerate(cfg.inbound.listen):

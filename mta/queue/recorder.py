@@ -152,7 +152,9 @@ class OutcomeRecorder:
         return None
 
     def _note_dsn(self, failed: list[oc.RecipientOutcome], dsn_qid: str) -> None:
-        log.info("DSN %s queued for %d failed recipient(s)", dsn_qid, len(failed))
+        for o in failed:
+            log.info("%s %s: %s (%s) %s; DSN %s queued", o.event, o.recipient.address, o.cls.reason or "unknown",
+                     "hard" if o.cls.hard else "soft", o.text[:200], dsn_qid)
 
     def _wants_delay_warning(self, msg: MessageInfo, now: float) -> bool:
         warn_after = self.q.cfg.queue.delay_warning
