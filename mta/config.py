@@ -16,7 +16,7 @@ from mta.compliance.dkim.config import DkimSection, validate_dkim_section
 from mta.compliance.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
 from mta.inbound.verp import BounceDomains
 from mta.queue.limits import SiteLimits
-from warmup_base.configload import ByteSize, ConfigError, Duration, build, read_toml
+from warmup_base.configload import ByteSize, ConfigError, Duration, build, check_log_level, read_toml
 from warmup_base.listen import parse_hostport
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -24,7 +24,7 @@ __all__ = ["Config", "ConfigError", "load_config"]
 
 @dataclass
 class MtaSection:
-    hostname: str = "localhost"
+    hostname: str = ""                 # required: no name is a safe default for EHLO and Received
     spool_dir: str = "/var/spool/warmup-mta"
     log_level: str = "info"
 
@@ -255,7 +255,16 @@ def _apply_defaults(cfg: Config) -> None:
         cfg.unsubscribe.mailto_domain = cfg.inbound.bounce_domain
 
 
+def require_serving_keys(cfg: Config) -> None:
+    """What `serve` (and `check-config`) need beyond a valid file: keys with no safe default. The
+    queue and suppression commands work without them."""
+    if not cfg.mta.hostname:
+        raise ConfigError("mta.hostname: required: the name this MTA greets with (EHLO) and writes in Received "
+                          "headers; make it the reverse DNS name of its sending address")
+
+
 def validate(cfg: Config) -> None:
+    check_log_level(cfg.mta.log_level, "mta.log_level")
     for i, addr in enumerate(cfg.submission.listen):
         parse_hostport(addr, f"submission.listen[{i}]")
     for i, addr in enumerate(cfg.inbound.listen):

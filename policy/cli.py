@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,12 +25,13 @@ from policy.engine import Policy
 from policy.engine.state import ANY_ISP, FOREVER, PairKey
 from policy.service import PairStatus, PolicyService, selector_key
 from policy.store import StoreError, open_store
-from warmup_base.cliutil import quiet_broken_pipe
-from warmup_base.configload import ConfigError, parse_duration
+from warmup_base.cliutil import quiet_broken_pipe, version_text
+from warmup_base.configload import ConfigError, parse_duration, unwritable_dir
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="policyd", description="Warm-up policy daemon for warmup-mta")
+    p.add_argument("--version", action="version", version=version_text("policyd"))
     sub = p.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -50,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     selectors(c)
     c = command("pause", "pause sending for a source, domain, mailbox or ISP")
     selectors(c)
+    c.add_argument("--force", action="store_true", help="even for a name policyd has never heard of")
     c.add_argument("--for", dest="duration", default="", help="e.g. 2h; default: until resumed")
     c.add_argument("--reason", default="")
     c = command("resume", "end pauses and back-offs (automatic ones too)")
@@ -57,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--reason", default="")
     c = command("set-day", "set the warm-up day")
     selectors(c)
+    c.add_argument("--force", action="store_true", help="even for a name policyd has never heard of")
     c.add_argument("day", type=int)
     c.add_argument("--reason", default="")
     c = command("history", "recorded actions, oldest first")
@@ -85,6 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return simulate(args)
         cfg = load_config(args.config)
         if args.command == "check-config":
+            if cfg.policyd.state.startswith("sqlite://"):
+                state_dir = os.path.dirname(cfg.policyd.state[len("sqlite://"):])
+                problem = unwritable_dir(state_dir)
+                if problem:
+                    raise ConfigError(f"policyd.state: {state_dir}: {problem}")
+            if not cfg.policy.schedules:
+                print("policyd: warning: no warm-up schedule is configured: policyd will only shape connections "
+                      "(conf/policy.toml has working defaults)", file=sys.stderr)
             print(f"{args.config}: OK ({len(cfg.policy.isps)} ISPs, {len(cfg.policy.schedules)} schedules, "
                   f"state {cfg.policyd.state})")
             return 0
@@ -105,6 +117,12 @@ async def _operate(cfg: Config, args: argparse.Namespace) -> int:
             return await _status(service, args)
         if args.command == "history":
             return await _history(service, args)
+        if args.command in ("pause", "set-day") and not args.force:
+            unknown = await _unknown_names(service, args)
+            if unknown:
+                print(f"policyd: unknown {', '.join(unknown)}: not configured and never seen in traffic (a typo?); "
+                      "--force to act anyway", file=sys.stderr)
+                return 1
         keys = await _targets(service, args)
         for key in keys:
             if args.command == "pause":
@@ -136,6 +154,17 @@ async def _targets(service: PolicyService, args: argparse.Namespace) -> list[Pai
     seen = [k.isp for k in await service.known_pairs() if (k.kind, k.name) == (key.kind, key.name)]
     per_isp = [PairKey(key.kind, key.name, isp) for isp in dict.fromkeys([*isps, *seen]) if isp != ANY_ISP]
     return per_isp if args.command == "set-day" else [key, *per_isp]
+
+
+async def _unknown_names(service: PolicyService, args: argparse.Namespace) -> list[str]:
+    """Selector values that match nothing configured and nothing seen: `--isp gmial` must not
+    silently pause nothing."""
+    known = await service.known_pairs()
+    seen = {(k.kind, k.name) for k in known} | {("isp", k.isp) for k in known}
+    seen |= {("isp", name) for name in service.policy.catalog.names}
+    wanted = [("ip", "--source", args.source), ("domain", "--domain", args.domain.lower()),
+              ("mailbox", "--mailbox", args.mailbox.lower()), ("isp", "--isp", args.isp)]
+    return [f"{flag} {value}" for kind, flag, value in wanted if value and (kind, value) not in seen]
 
 
 def _matches(row: PairStatus, args: argparse.Namespace) -> bool:

@@ -18,7 +18,7 @@ from policy.engine.isp import OTHER
 from policy.engine.settings import PolicySettings
 from policy.engine.state import ANY_ISP
 from policy.store import StoreError, sqlite_path
-from warmup_base.configload import ByteSize, ConfigError, Duration, build, merge_tables, read_toml
+from warmup_base.configload import ByteSize, ConfigError, Duration, build, check_log_level, merge_tables, read_toml
 from warmup_base.listen import parse_hostport, parse_listen
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -121,8 +121,7 @@ def validate(cfg: Config) -> None:
         parse_listen(a, f"policyd.also_listen[{i}]")
     if not d.state.startswith(("sqlite://", "redis://", "rediss://", "unix://", "memory://")):
         raise ConfigError(f"policyd.state: expected sqlite:///path or redis://host:port/db, got {d.state!r}")
-    if d.log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"policyd.log_level: one of debug, info, warning, error; got {d.log_level!r}")
+    check_log_level(d.log_level, "policyd.log_level")
     _at_least("policyd.history_limit", d.history_limit, 1)
     _at_least("policyd.max_message", d.max_message, 1024)
     if cfg.metrics.listen:

@@ -93,5 +93,6 @@ def _reload(config_path: str, running: Config, service: PolicyService) -> None:
             log.warning("reload: policyd.%s changed; takes effect at the next restart", key)
     if fresh.metrics.listen != running.metrics.listen:
         log.warning("reload: metrics.listen changed; takes effect at the next restart")
-    log.info("reloaded %s", config_path)
+    log.info("reloaded %s: %d ISPs, %d schedules, rules and thresholds as written", config_path,
+             len(fresh.policy.isps), len(fresh.policy.schedules))
     notify("READY=1\nSTATUS=reloaded")

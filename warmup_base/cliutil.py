@@ -23,3 +23,13 @@ def quiet_broken_pipe(main: Callable[..., int]) -> Callable[..., int]:
             return 1
 
     return wrapper
+
+
+def version_text(prog: str) -> str:
+    """`prog X.Y.Z`, the installed distribution's version (or what the source tree says)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{prog} {version('warmup-mta')}"
+    except PackageNotFoundError:
+        return f"{prog} (not installed: running from a source tree)"

@@ -7,6 +7,7 @@ errors too: a typo in a key name must not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 import types
@@ -157,3 +158,27 @@ def convert(tp: Any, value: Any, key: str) -> Any:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def check_log_level(value: str, key: str) -> None:
+    """Both daemons accept the same log levels, named the same way."""
+    if value.lower() not in LOG_LEVELS:
+        raise ConfigError(f"{key}: one of {', '.join(LOG_LEVELS)}; got {value!r}")
+
+
+def unwritable_dir(path: str) -> str | None:
+    """Why the daemon could not write in directory `path` (made at start when missing), or None."""
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user (uid {os.getuid()})"
+    return None

@@ -8,17 +8,22 @@ import getpass
 import logging
 import sys
 
-from mta.config import ConfigError, load_config
-from warmup_base.cliutil import quiet_broken_pipe
+from mta.config import ConfigError, load_config, require_serving_keys
+from warmup_base.cliutil import quiet_broken_pipe, version_text
+from warmup_base.configload import unwritable_dir
 
 DEFAULT_CONFIG = "/etc/warmup-mta/mta.toml"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mta", description="warmup-mta: outbound MTA with IP/domain warm-up")
+    p.add_argument("--version", action="version", version=version_text("mta"))
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="run the MTA")
+    s = sub.add_parser("serve", help="run the MTA", description=(
+        "Runs the MTA in the foreground: the submission and inbound (bounce/FBL) SMTP listeners, the "
+        "durable queue and delivery, and the metrics and unsubscribe HTTP endpoints the config names. "
+        "SIGTERM drains and exits 0; SIGHUP reopens the event log and reloads users and DKIM keys."))
     s.add_argument("--config", default=argparse.SUPPRESS)
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("--config", default=argparse.SUPPRESS)
@@ -74,7 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mta: config error: {exc}", file=sys.stderr)
         return 2
+    if args.cmd in ("check-config", "serve"):
+        try:
+            require_serving_keys(cfg)
+        except ConfigError as exc:
+            print(f"mta: config error: {exc}", file=sys.stderr)
+            return 2
     if args.cmd == "check-config":
+        problem = unwritable_dir(cfg.mta.spool_dir)
+        if problem:
+            print(f"mta: config error: mta.spool_dir: {cfg.mta.spool_dir}: {problem}", file=sys.stderr)
+            return 2
+        if [s.name for s in cfg.egress.sources] == ["default"] and not cfg.egress.sources[0].address:
+            print("mta: warning: no [[egress.sources]]: the kernel picks the source address, and policyd warms "
+                  "up one source named 'default'", file=sys.stderr)
         print(f"{cfg.path}: OK ({len(cfg.egress.sources)} egress sources, "
               f"{len(cfg.egress.pools)} pools, streams: {', '.join(sorted(cfg.streams))})")
         return 0
@@ -105,6 +123,10 @@ def _serve(cfg) -> int:  # type: ignore[no-untyped-def]
     except ImportError:  # optional: the daemon runs on the standard loop too
         uvloop = None
     runner = uvloop.run if uvloop is not None else asyncio.run
+    # The spool writer thread needs the GIL back between its SQLite statements; at the default
+    # 5 ms switch interval a busy event loop makes every commit wait several of those, which is
+    # the window in which a crash duplicates delivered mail.
+    sys.setswitchinterval(0.0005)
     try:
         return runner(MtaDaemon(cfg).run())
     except OSError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ from mta.daemon.control import request as control_request
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING
 from mta.spool.store import SpoolStore
 
-STATE_NAMES = {WAITING: "waiting", CLAIMED: "active", ATTEMPTING: "active", HELD: "held"}
+STATE_NAMES = {WAITING: "waiting", CLAIMED: "in memory", ATTEMPTING: "active", HELD: "held"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,12 +49,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
     cmd = args.queue_cmd
+    args.events_path = cfg.events_path
     if cmd in ("stats", "list", "show"):
         try:
             store = SpoolStore(cfg.mta.spool_dir, readonly=True)
         except FileNotFoundError:
             if cmd == "stats":
                 return _print_stats(_empty_stats(), args.json)
+            if cmd == "show":
+                return _show_history(args)
+            if args.json:
+                print("[]")
+                return 0
             print(f"mta: no queue at {cfg.mta.spool_dir}", file=sys.stderr)
             return 1
         try:
@@ -92,9 +99,11 @@ def stats(store: SpoolStore) -> dict[str, Any]:
 
 
 def _bucket(state: int, tried: bool) -> str:
+    """held; active (an attempt is in progress now); else deferred (tried before) or queued. A
+    recipient the daemon holds in memory waiting for a grant or a connection is not active."""
     if state == HELD:
         return "held"
-    if state in (CLAIMED, ATTEMPTING):
+    if state == ATTEMPTING:
         return "active"
     return "deferred" if tried else "queued"
 
@@ -123,7 +132,7 @@ def _list(store: SpoolStore, args: argparse.Namespace) -> int:
         where.append("m.id IN (SELECT message FROM recipients WHERE domain = ?)")
         params.append(args.domain.lower())
     if args.deferred:
-        where.append("m.id IN (SELECT message FROM recipients WHERE attempts > 0)")
+        where.append(f"m.id IN (SELECT message FROM recipients WHERE attempts > 0 AND state <> {HELD})")
     sql = ("SELECT m.id, m.queue_id, m.size, m.created, m.sender, m.stream FROM messages m"
            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY m.created LIMIT ?")
     messages = store.db.execute(sql, [*params, args.limit]).fetchall()
@@ -137,8 +146,7 @@ def _list(store: SpoolStore, args: argparse.Namespace) -> int:
         out.append({"queue_id": qid, "size": size, "arrival": _iso(created), "sender": sender, "stream": stream,
                     "recipients": rcpts})
     if args.json:
-        for item in out:
-            print(json.dumps(item))
+        print(json.dumps(out))
         return 0
     if not out:
         print("Mail queue is empty")
@@ -155,11 +163,11 @@ def _list(store: SpoolStore, args: argparse.Namespace) -> int:
 
 
 def _show(store: SpoolStore, args: argparse.Namespace) -> int:
+    """One message in the queue; a message that left it is shown from the event log."""
     row = store.db.execute("SELECT id, queue_id, sender, created, size, stream, tenant, pool, sending_domain,"
                            " client, auth_user FROM messages WHERE queue_id = ?", (args.queue_id.upper(),)).fetchone()
     if row is None:
-        print(f"mta: no message {args.queue_id} in the queue", file=sys.stderr)
-        return 1
+        return _show_history(args)
     mid = row[0]
     body = store.body(mid) or b""
     info = dict(zip(("queue_id", "sender", "arrival", "size", "stream", "tenant", "pool", "sending_domain",
@@ -189,8 +197,77 @@ def _show(store: SpoolStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def history(events_path: str, queue_id: str) -> list[dict[str, Any]]:
+    """The events of one message in the event log (and its rotated copy), oldest first."""
+    found: list[dict[str, Any]] = []
+    needle = f'"queue_id":"{queue_id.upper()}"'
+    for path in (events_path + ".1", events_path):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if needle in line:
+                        with contextlib.suppress(ValueError):
+                            found.append(json.loads(line))
+        except OSError:
+            continue
+    return found
+
+
+def _show_history(args: argparse.Namespace) -> int:
+    events = history(args.events_path, args.queue_id)
+    if not events:
+        print(f"mta: no message {args.queue_id} in the queue or the event log", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"queue_id": args.queue_id.upper(), "in_queue": False, "events": events}))
+        return 0
+    print(f"{args.queue_id.upper()} is no longer queued; its events:")
+    for e in events:
+        where = f" via {e['source']} to {e['mx']}" if e.get("mx") else ""
+        reply = f": {e['text']}" if e.get("text") else ""
+        print(f"  {e.get('time', '')} {e.get('event', '')} {e.get('recipient', '')}{where}{reply}")
+    return 0
+
+
 # ---------------------------------------------------------------------- changes
+def _refusals(cfg: Config, cmd: str, queue_ids: list[str]) -> dict[str, str]:
+    """Queue ids the command cannot act on, each with the reason: unknown, or in the wrong state."""
+    try:
+        store = SpoolStore(cfg.mta.spool_dir, readonly=True)
+    except FileNotFoundError:
+        return {q: "no such message in the queue" for q in queue_ids}
+    try:
+        states: dict[str, set[int]] = {}
+        for qid, state in store.db.execute(
+                "SELECT m.queue_id, r.state FROM messages m LEFT JOIN recipients r ON r.message = m.id"
+                f" WHERE m.queue_id IN ({','.join('?' * len(queue_ids))})", [q.upper() for q in queue_ids]):
+            states.setdefault(qid, set()).add(state)
+    finally:
+        store.close()
+    out = {}
+    for q in queue_ids:
+        held = states.get(q.upper())
+        if held is None:
+            out[q] = "no such message in the queue"
+        elif cmd == "retry" and held == {HELD}:
+            out[q] = f"held: release it first (mta queue release {q})"
+        elif cmd == "release" and HELD not in held:
+            out[q] = "not held"
+    return out
+
+
 def _change(cfg: Config, cmd: str, queue_ids: list[str]) -> int:
+    refused = _refusals(cfg, cmd, queue_ids) if queue_ids else {}
+    for q, why in refused.items():
+        print(f"mta: {q}: {why}", file=sys.stderr)
+    queue_ids = [q for q in queue_ids if q not in refused]
+    if refused and not queue_ids:
+        return 1
+    status = _apply(cfg, cmd, queue_ids)
+    return 1 if refused else status
+
+
+def _apply(cfg: Config, cmd: str, queue_ids: list[str]) -> int:
     sock = os.path.join(cfg.mta.spool_dir, "control.sock")
     payload: dict[str, Any] = {"cmd": cmd, "queue_ids": queue_ids}
     if os.path.exists(sock):

@@ -186,6 +186,7 @@ class MtaDaemon:
         """SIGHUP: reopen the event log (log rotation), reload the users file and the DKIM keys."""
         notify("RELOADING=1")
         self.events.reopen()
+        log.info("SIGHUP: event log %s reopened", self.cfg.events_path)
         if self.signer is not None:
             try:
                 keys = load_config(self.cfg.path).dkim.keys if self.cfg.path else self.cfg.dkim.keys
@@ -197,6 +198,7 @@ class MtaDaemon:
                 log.error("DKIM reload: %s", error)
             for warning in report.warnings:
                 log.warning("DKIM reload: %s", warning)
+            log.info("SIGHUP: DKIM keys reloaded (%d configured, %d errors)", len(keys), len(report.errors))
         if self.auth is not None and self.cfg.submission.users_file:
             try:
                 self.auth.users = load_users(self.cfg.submission.users_file)

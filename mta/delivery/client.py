@@ -11,6 +11,7 @@ import random
 import re
 import ssl
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -142,8 +143,13 @@ class Connection:
     def mx_name(self) -> str:
         return self.mx.name
 
-    async def send(self, job: Job, body: bytes, sender: str) -> list[RecipientResult]:
-        """One transaction. Sets `usable` False when the connection must not be used again."""
+    async def send(self, job: Job, body: bytes, sender: str,
+                   before_data: Awaitable[object] | None = None) -> list[RecipientResult]:
+        """One transaction. Sets `usable` False when the connection must not be used again.
+
+        `before_data` is awaited after the recipients are accepted and before DATA: the spool's
+        durable mark that this attempt started, so that a crash after the remote 250 is counted
+        as a possible duplicate (its commit runs while MAIL and RCPT travel)."""
         smtp = self.smtp
         rcpts = job.recipients
         timeout = self.settings.command_timeout
@@ -191,6 +197,11 @@ class Connection:
             if not accepted:
                 self._needs_rset = True
                 return [results[r.id] for r in rcpts]
+            if before_data is not None:
+                try:
+                    await before_data
+                except Exception as exc:    # the attempt goes ahead; only the crash count could miss it
+                    log.warning("could not mark an attempt in the spool: %s", exc)
             try:
                 response: SMTPResponse = await smtp.data(body, timeout=max(timeout, 600.0))
                 for r in accepted:

@@ -168,6 +168,12 @@ class BounceProcessor:
             suppression = entry
             await self.spool.call(lambda s: add_suppression(s.db, suppression))
             self.suppressed.note(recipient)
+        if complaint:
+            log.info("complaint (%s) about %s%s", record.feedback_type or "abuse", recipient,
+                     f", suppressed for tenant {entry.tenant or 'all'}" if entry else "")
+        else:
+            log.info("bounce for %s: %s (%s %s)%s", recipient, record.reason or "unknown", record.status or "-",
+                     "hard" if record.hard else "soft", f", suppressed as {entry.reason}" if entry else "")
         auth = " ".join(f"{a.method}={a.result}" for a in record.authentication_results)
         text = record.diagnostic if not complaint else f"feedback-type={record.feedback_type} {auth}".strip()
         self.events.emit(Event("complaint" if complaint else "bounced", delivery.queue_id if delivery else verp_qid,

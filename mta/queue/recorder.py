@@ -32,6 +32,14 @@ class OutcomeRecorder:
         """Events, policy feedback, DSNs, suppression and the spool write for one attempt's outcomes."""
         q = self.q
         msg = job.message
+        # First of all, the durable note of what the remote server took (see mta.spool.journal).
+        delivered_ids = [o.recipient.id for o in outcomes if o.event == "delivered"]
+        token = q.journal.note(delivered_ids) if delivered_ids else -1
+
+        def settled(ok: bool) -> None:
+            if ok and delivered_ids:
+                q.journal.settle(token, len(delivered_ids))
+
         now = q.clock()
         done_ids: list[int] = []
         deferrals: list[Deferral] = []
@@ -103,7 +111,8 @@ class OutcomeRecorder:
                 add_suppression(store.db, entry)
 
         if dsn is None and delay_dsn is None:
-            q.spool.post(record)
+            written = q.spool.submit(record, urgent=True)     # ahead of other writes
+            written.add_done_callback(lambda f: settled(not f.cancelled() and f.exception() is None))
         else:
             try:
                 if dsn is not None:
@@ -117,6 +126,7 @@ class OutcomeRecorder:
                     assert delay_dsn is not None
                     await q.accept(delay_dsn, also=record)
                     q.metrics.dsns.labels("delayed").inc()
+                settled(True)
             except Exception:
                 # Could not queue the DSN: keep the recipients queued rather than lose the news.
                 log.exception("queueing a DSN for %s failed; recipients stay queued", msg.queue_id)
@@ -142,7 +152,9 @@ class OutcomeRecorder:
         return None
 
     def _note_dsn(self, failed: list[oc.RecipientOutcome], dsn_qid: str) -> None:
-        log.info("DSN %s queued for %d failed recipient(s)", dsn_qid, len(failed))
+        for o in failed:
+            log.info("%s %s: %s (%s) %s; DSN %s queued", o.event, o.recipient.address, o.cls.reason or "unknown",
+                     "hard" if o.cls.hard else "soft", o.text[:200], dsn_qid)
 
     def _wants_delay_warning(self, msg: MessageInfo, now: float) -> bool:
         warn_after = self.q.cfg.queue.delay_warning

@@ -31,6 +31,7 @@ from mta.queue.recorder import OutcomeRecorder
 from mta.queue.site import Site
 from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
+from mta.spool.journal import DeliveryJournal
 from mta.spool.suppression import prune as prune_suppressions
 from warmup_base.policy_protocol.model import Limiter, Outcome
 from warmup_base.retry import RetryPolicy
@@ -91,6 +92,7 @@ class Scheduler:
             self._policy_connected.set(0)
             subscribe(self._policy_state_changed)
         self.recorder = OutcomeRecorder(self)
+        self.journal = DeliveryJournal(cfg.mta.spool_dir)
         self.cancelled: set[int] = set()       # message ids deleted by an operator while in memory
         self.gate = SuppressionGate(spool, events, metrics, clock)
         self.suppressed = self.gate.filter     # where new entries are noted (bounces, unsubscribes, 5xx)
@@ -99,7 +101,12 @@ class Scheduler:
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
-        report = await self.spool.call(lambda s: s.recover())
+        delivered = self.journal.recorded()
+        report = await self.spool.call(lambda s: s.recover(delivered))
+        self.journal.open()
+        if report.journaled:
+            log.info("%d recipients delivered just before the last stop were recorded from the delivery journal",
+                     report.journaled)
         await self.gate.sync()
         for backlog in report.domains:
             ds = self._domain(backlog.domain)
@@ -138,6 +145,7 @@ class Scheduler:
         await self.grants.close()      # feedback still pending goes to the policy daemon
         for task in list(self._tasks):
             task.cancel()
+        self.journal.close()
         self.events.flush()
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -386,14 +394,15 @@ class Scheduler:
             self.release(job)
             return
         ids = [r.id for r in job.recipients]
-        self.spool.post(lambda s: s.mark_attempting(ids))
+        marked = self.spool.submit(lambda s: s.mark_attempting(ids), urgent=True)
+        marked.add_done_callback(_consume_error)      # send() reports a failed mark; nobody else waits
         body = await self.load_body(job)
         if body is None:   # deleted by an operator meanwhile
             self.release(job)
             return
         self.in_flight += 1
         try:
-            results = await conn.send(job, body, self.return_path(job))
+            results = await conn.send(job, body, self.return_path(job), before_data=marked)
         finally:
             self.in_flight -= 1
         plan = oc.plan(msg, results, self.clock(), self.retry, self.rng)
@@ -484,3 +493,7 @@ class Scheduler:
             "in_flight": self.in_flight,
         }
 
+
+def _consume_error(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -111,6 +111,7 @@ class RecoveryReport:
     recovered_recipients: int       # rows that were owned by the previous process
     possible_duplicates: int        # rows whose attempt had started: the MX may have them already
     domains: list[DomainBacklog]
+    journaled: int = 0              # delivered recipients known only from the delivery journal
 
 
 class SpoolStore:
@@ -243,15 +244,20 @@ class SpoolStore:
                               (domain,)).fetchone()
         return row[0] if row else None
 
-    def recover(self) -> RecoveryReport:
-        """Start-up: everything the previous process owned goes back to WAITING."""
+    def recover(self, delivered: Sequence[int] = ()) -> RecoveryReport:
+        """Start-up: recipients the delivery journal says were delivered are finished; everything
+        else the previous process owned goes back to WAITING."""
+        journaled = 0
+        if delivered:
+            journaled = len(self._select_in("SELECT id FROM recipients WHERE id IN ({})", sorted(set(delivered))))
+            self.finish(sorted(set(delivered)))
         duplicates = self.db.execute("SELECT COUNT(*) FROM recipients WHERE state = ?", (ATTEMPTING,)).fetchone()[0]
         recovered = self.db.execute("UPDATE recipients SET state = ? WHERE state IN (?, ?)",
                                     (WAITING, CLAIMED, ATTEMPTING)).rowcount
         if duplicates:
             total = int(self.get_meta("possible_duplicates") or 0) + duplicates
             self.set_meta("possible_duplicates", str(total))
-        return RecoveryReport(recovered, duplicates, self.domain_backlog())
+        return RecoveryReport(recovered, duplicates, self.domain_backlog(), journaled)
 
     def retry_all(self, now: float) -> int:
         """Makes every waiting recipient due now; returns how many."""

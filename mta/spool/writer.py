@@ -4,6 +4,11 @@ Listeners and the scheduler hand it small operations (callables on the store). T
 everything that is waiting in one transaction, each operation under its own savepoint so one
 failing operation cannot undo the others, commits (one fsync of the WAL for the whole group),
 then wakes the waiting coroutines in one call. A 250 reply is sent only after that commit.
+
+*Urgent* operations (what a remote server has just taken, and the mark that an attempt is about
+to start) are committed in a group of their own ahead of everything else waiting: a crash between
+a remote 250 and its record duplicates the message, so that window is kept as short as a commit.
+Other operations keep their order among themselves.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,7 +31,7 @@ log = logging.getLogger("mta.spool")
 T = TypeVar("T")
 
 _STOP = object()
-MAX_GROUP = 512
+MAX_GROUP = 128         # regular operations per commit; urgent ones get their turn in between
 
 
 class SpoolClosed(RuntimeError):
@@ -33,11 +39,12 @@ class SpoolClosed(RuntimeError):
 
 
 class _Op:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "urgent")
 
-    def __init__(self, fn: Callable[[SpoolStore], Any], future: asyncio.Future | None) -> None:
+    def __init__(self, fn: Callable[[SpoolStore], Any], future: asyncio.Future | None, urgent: bool = False) -> None:
         self.fn = fn
         self.future = future
+        self.urgent = urgent
 
 
 class Spool:
@@ -59,20 +66,25 @@ class Spool:
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
-    async def call(self, fn: Callable[[SpoolStore], T]) -> T:
+    async def call(self, fn: Callable[[SpoolStore], T], urgent: bool = False) -> T:
         """Runs fn(store) in the next group; returns once its transaction is durable."""
+        return await self.submit(fn, urgent)
+
+    def submit(self, fn: Callable[[SpoolStore], T], urgent: bool = False) -> asyncio.Future[T]:
+        """Queues fn(store) now; the future is done once its transaction is durable."""
         if self._closed:
             raise SpoolClosed("spool is closed")
         assert self._loop is not None
         future = self._loop.create_future()
-        self._queue.put(_Op(fn, future))
-        return await future
+        self._queue.put(_Op(fn, future, urgent))
+        return future
 
-    def post(self, fn: Callable[[SpoolStore], Any]) -> None:
-        """Runs fn(store) in the next group without waiting (ordering with other ops is kept)."""
+    def post(self, fn: Callable[[SpoolStore], Any], urgent: bool = False) -> None:
+        """Runs fn(store) in the next group without waiting (ordering with other ops of the same
+        urgency is kept)."""
         if self._closed:
             raise SpoolClosed("spool is closed")
-        self._queue.put(_Op(fn, None))
+        self._queue.put(_Op(fn, None, urgent))
 
     async def read(self, fn: Callable[[SpoolStore], T]) -> T:
         """Runs a read-only fn on the reader connection (sees everything committed)."""
@@ -92,32 +104,54 @@ class Spool:
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
+        regular: deque[_Op] = deque()      # taken off the queue, waiting their turn, in order
+        stopping = False
+        while True:
+            urgent: list[_Op] = []
+            stopping = self._collect(urgent, regular, block=not regular and not stopping) or stopping
+            if urgent:
+                group = urgent
+            elif regular:
+                group = [regular.popleft() for _ in range(min(len(regular), MAX_GROUP))]
+            elif stopping:
+                return
+            else:
+                continue
+            if not self._commit(group):
+                return
+
+    def _collect(self, urgent: list[_Op], regular: deque[_Op], block: bool) -> bool:
+        """Moves what is queued into the two lists (waiting for one operation if `block`); True
+        when the stop mark was among it."""
         stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            group = [first]
-            while len(group) < MAX_GROUP:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
+        try:
+            item = self._queue.get() if block else self._queue.get_nowait()
+            while True:
+                if item is _STOP:
                     stop = True
-                    break
-                group.append(nxt)
-            t0 = time.perf_counter()
-            results = self._run_group(group)
-            if self._on_commit is not None:
-                self._on_commit(len(group), time.perf_counter() - t0)
-            waiting = [(op.future, res) for op, res in zip(group, results, strict=True) if op.future is not None]
-            if waiting:
-                assert self._loop is not None
-                try:
-                    self._loop.call_soon_threadsafe(_resolve, waiting)
-                except RuntimeError:  # loop closed during shutdown
-                    return
+                elif item.urgent:
+                    urgent.append(item)
+                else:
+                    regular.append(item)
+                item = self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        return stop
+
+    def _commit(self, group: list[_Op]) -> bool:
+        """Runs and commits one group, then wakes its waiters; False once the loop is gone."""
+        t0 = time.perf_counter()
+        results = self._run_group(group)
+        if self._on_commit is not None:
+            self._on_commit(len(group), time.perf_counter() - t0)
+        waiting = [(op.future, res) for op, res in zip(group, results, strict=True) if op.future is not None]
+        if waiting:
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(_resolve, waiting)
+            except RuntimeError:  # loop closed during shutdown
+                return False
+        return True
 
     def _run_group(self, group: list[_Op]) -> list[tuple[bool, Any]]:
         store = self.store

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 
 import aiosmtplib
 
 from tests.mta.conftest import base_config, message, write_config
 from tests.mta.proc import MtaProcess, run_cli
+from tests.support.receiver import free_port
 from tests.support.tomlw import dumps
 
 
@@ -32,13 +32,25 @@ def test_check_config_names_the_bad_key(tmp_path):
         ({"queue": {"max_age": "forever"}}, "queue.max_age"),
         ({"streams": {"bulk": {"pool": "nope"}}}, "streams.bulk.pool"),
     ]
+    cases.append(({}, "mta.hostname: required"))          # an empty file is not a working config
+    cases.append(({"mta": {"log_level": "chatty"}}, "mta.log_level"))
     for i, (doc, key) in enumerate(cases):
         path = os.path.join(tmp_path, f"bad{i}.toml")
+        if doc:
+            doc = {**doc, "mta": {"hostname": "mta.test.example", **doc.get("mta", {})}}
         with open(path, "w") as f:
             f.write(dumps(doc))
         res = run_cli("check-config", "--config", path)
         assert res.returncode != 0, doc
         assert key in res.stderr, (key, res.stderr)
+
+
+def test_check_config_says_when_the_spool_cannot_be_written(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    path = write_config(str(tmp_path), {"mta": {"hostname": "mta.test.example", "spool_dir": str(blocker / "spool")}})
+    res = run_cli("check-config", "--config", path)
+    assert res.returncode == 2 and "mta.spool_dir" in res.stderr and "not a directory" in res.stderr
 
 
 def test_check_config_reports_toml_syntax_errors(tmp_path):
@@ -50,7 +62,7 @@ def test_check_config_reports_toml_syntax_errors(tmp_path):
 
 
 def test_queue_stats_on_a_fresh_spool(tmp_path):
-    path = write_config(str(tmp_path), {"mta": {"spool_dir": str(tmp_path / "spool")}})
+    path = write_config(str(tmp_path), {"mta": {"hostname": "mta.test.example", "spool_dir": str(tmp_path / "spool")}})
     res = run_cli("queue", "stats", "--json", "--config", path)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["messages"] == 0
@@ -62,6 +74,16 @@ async def _submit(host: str, port: int, rcpts: list[str]) -> str:
     return reply.split("queued as ")[1].strip()
 
 
+async def _stats_when(path: str, ready, timeout: float = 20.0) -> dict:
+    """`queue stats --json` once `ready(stats)` holds (the daemon works at its own pace)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        stats = json.loads(run_cli("queue", "stats", "--json", "--config", path).stdout)
+        if ready(stats) or asyncio.get_running_loop().time() > deadline:
+            return stats
+        await asyncio.sleep(0.2)
+
+
 async def test_queue_commands_against_running_daemon_and_offline(tmp_path, world, dns_server, mx_port):
     dns_server.servfail("later.example")
     cfg = base_config(str(tmp_path), dns_server, mx_port, queue={"retry_base": 3600, "retry_max": 7200})
@@ -71,14 +93,11 @@ async def test_queue_commands_against_running_daemon_and_offline(tmp_path, world
     try:
         q1 = await _submit(host, int(port), ["u1@later.example", "u2@later.example"])
         q2 = await _submit(host, int(port), ["u3@later.example"])
-        await asyncio.sleep(1.0)        # DNS fails, both are deferred for an hour
-
-        stats = json.loads(run_cli("queue", "stats", "--json", "--config", path).stdout)
+        stats = await _stats_when(path, lambda st: st["deferred"] == 3)   # DNS fails: deferred for an hour
         assert stats["messages"] == 2 and stats["deferred"] == 3
         assert stats["sites"]["later.example"]["deferred"] == 3
 
-        listing = [json.loads(line) for line in run_cli("queue", "list", "--json", "--config", path).stdout.split("\n")
-                   if line]
+        listing = json.loads(run_cli("queue", "list", "--json", "--config", path).stdout)
         assert [m["queue_id"] for m in listing] == [q1, q2]
         assert "4.4.3" in listing[0]["recipients"][0]["last_reply"]
 
@@ -87,7 +106,13 @@ async def test_queue_commands_against_running_daemon_and_offline(tmp_path, world
 
         assert run_cli("queue", "hold", q2, "--config", path).returncode == 0
         stats = json.loads(run_cli("queue", "stats", "--json", "--config", path).stdout)
-        assert stats["held"] == 1
+        assert stats["held"] == 1 and stats["active"] == 0
+        deferred = json.loads(run_cli("queue", "list", "--deferred", "--json", "--config", path).stdout)
+        assert [m["queue_id"] for m in deferred] == [q1]           # held is not deferred
+        res = run_cli("queue", "retry", q2, "--config", path)
+        assert res.returncode == 1 and "held" in res.stderr
+        res = run_cli("queue", "hold", "NOSUCHID", q2, "--config", path)
+        assert res.returncode == 1 and "NOSUCHID: no such message" in res.stderr
 
         # DNS is fixed; a retry of one message delivers it now, not in an hour.
         rx = world.domain("later.example")
@@ -99,27 +124,33 @@ async def test_queue_commands_against_running_daemon_and_offline(tmp_path, world
 
         assert run_cli("queue", "release", q2, "--config", path).returncode == 0
         await rx.await_for(2, timeout=20)
+        for _ in range(50):                        # the event log is written within a second or so
+            shown = run_cli("queue", "show", q1, "--config", path)
+            if "delivered" in shown.stdout:
+                break
+            await asyncio.sleep(0.2)
+        assert "no longer queued" in shown.stdout and "delivered u1@later.example" in shown.stdout
 
+        dns_server.servfail("gone.example")       # before the submission: it must wait, not bounce
         q3 = await _submit(host, int(port), ["u4@gone.example"])
-        dns_server.servfail("gone.example")
-        await asyncio.sleep(0.5)
+        await _stats_when(path, lambda st: st["deferred"] == 1)
         res = run_cli("queue", "delete", q3, "--config", path)
         assert res.returncode == 0 and q3 in res.stdout
     finally:
         assert proc.terminate() == 0
 
     # With the daemon stopped the commands edit the spool directly.
-    q_offline = json.loads(run_cli("queue", "list", "--json", "--config", path).stdout or "null")
-    assert q_offline is None          # nothing left
+    q_offline = json.loads(run_cli("queue", "list", "--json", "--config", path).stdout)
+    assert q_offline == []            # nothing left
     res = run_cli("queue", "flush", "--config", path)
     assert res.returncode == 0 and json.loads(res.stdout) == {"rescheduled": 0}
+    res = run_cli("queue", "delete", q3, "--config", path)
+    assert res.returncode == 1 and "no such message" in res.stderr
 
 
 async def test_metrics_endpoint_serves_prometheus_text(start_mta, world):
     world.domain("example.test")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port(["127.0.0.1"])
     mta = await start_mta(metrics={"listen": f"127.0.0.1:{port}"})
     await mta.send("a@sender.example", ["u@example.test"], message())
     await mta.wait_event(lambda e: e["event"] == "delivered")
@@ -142,3 +173,13 @@ def test_user_add_writes_a_verifiable_users_file(tmp_path):
     assert loaded["app"].tenant == "acme"
     assert Authenticator(loaded).check("app", "pw123") is not None
     assert Authenticator(loaded).check("app", "nope") is None
+
+
+def test_both_commands_tell_their_version():
+    import subprocess
+    import sys
+
+    from tests.mta.proc import REPO
+    for module, prog in (("mta.cli", "mta"), ("policy.cli", "policyd")):
+        res = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, cwd=REPO)
+        assert res.returncode == 0 and res.stdout.startswith(f"{prog} ")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -32,6 +31,7 @@ from policy.server import PolicyServer
 from policy.service import PolicyService
 from policy.store.base import Store
 from policy.store.memory_store import MemoryStore
+from tests.support.receiver import free_port as free_port_on
 from tests.support.redisserver import start_redis
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,9 +76,7 @@ def make_settings(days: list[int] | None = None, **warmup: object) -> PolicySett
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port_on(["127.0.0.1"])
 
 
 @dataclass

@@ -106,7 +106,7 @@ def test_overrides_persist_and_are_recorded(config: Path, pythonpath_env: dict[s
     c = ["--config", str(config)]
     policyd(pythonpath_env, "set-day", *c, "--source", "ip1", "1", "--reason", "warm already")
     policyd(pythonpath_env, "pause", *c, "--source", "ip2", "--isp", "yahoo", "--for", "2h")
-    policyd(pythonpath_env, "pause", *c, "--domain", "Example.TEST")
+    policyd(pythonpath_env, "pause", *c, "--domain", "Example.TEST", "--force")   # not seen yet
     policyd(pythonpath_env, "resume", *c, "--domain", "example.test")
     data = json.loads(policyd(pythonpath_env, "status", *c, "--json").stdout)
     pairs = {(p["kind"], p["name"], p["isp"]): p for p in data["pairs"]}
@@ -150,6 +150,29 @@ def test_operator_mistakes_are_errors_not_tracebacks(config: Path, pythonpath_en
     assert done.returncode == 1 and "set-day needs" in done.stderr
     done = policyd(pythonpath_env, "status", "--config", str(config.parent / "missing.toml"), check=False)
     assert done.returncode == 2 and "cannot read config" in done.stderr
+
+
+def test_a_misspelt_name_is_refused_unless_forced(config: Path, pythonpath_env: dict[str, str]) -> None:
+    done = policyd(pythonpath_env, "pause", "--config", str(config), "--isp", "gmial", check=False)
+    assert done.returncode == 1 and "unknown --isp gmial" in done.stderr
+    assert "paused" not in policyd(pythonpath_env, "status", "--config", str(config)).stdout
+    policyd(pythonpath_env, "pause", "--config", str(config), "--isp", "google")
+    policyd(pythonpath_env, "set-day", "--config", str(config), "--source", "ipX", "2", "--force")
+    statuses = json.loads(policyd(pythonpath_env, "status", "--config", str(config), "--json").stdout)["pairs"]
+    assert any(p["kind"] == "ip" and p["name"] == "ipX" and p["day"] == 2 for p in statuses)
+
+
+def test_check_config_says_when_the_state_directory_cannot_be_written(tmp_path: Path,
+                                                                     pythonpath_env: dict[str, str]) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    path = write_config(tmp_path / "policy.toml", free_port())
+    text = path.read_text()
+    start = text.index("state = ")
+    end = text.index("\n", start)
+    path.write_text(text[:start] + f'state = "sqlite:///{blocker}/sub/policy.db"' + text[end:])
+    done = policyd(pythonpath_env, "check-config", "--config", str(path), check=False)
+    assert done.returncode == 2 and "policyd.state" in done.stderr and "not a directory" in done.stderr
 
 
 # ---- the daemon

@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import itertools
 import os
+import random
 import socket
 import ssl
 import tempfile
@@ -223,14 +224,19 @@ class Receiver:
         raise AssertionError(f"receiver {self.host}:{self.port} got {self.count()} messages, wanted {n}")
 
 
+_ports = random.Random()   # its own generator: tests that seed `random` must not get equal ports
+
+
 def free_port(hosts: list[str]) -> int:
-    """A TCP port that is free on every one of `hosts` (all receivers of a test share it)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((hosts[0], 0))
-            port = s.getsockname()[1]
+    """A TCP port that is free on every one of `hosts` (all receivers of a test share it).
+
+    Picked below the kernel's ephemeral range (32768 and up on Linux), never from it: a port
+    handed to a daemon that binds it later (or again, after a restart) must not meanwhile become
+    the source port of some outgoing connection, which would make that bind fail."""
+    for _ in range(200):
+        port = _ports.randrange(20000, 32768)
         ok = True
-        for h in hosts[1:]:
+        for h in hosts:
             with socket.socket() as s:
                 try:
                     s.bind((h, port))
