@@ -44,6 +44,7 @@ class Lease:
     tenant: str = ""
     retry_after: float = 0.0       # with count == 0: when asking again makes sense
     request: int = -1              # index of the GrantRequest (in its batch) this lease answers
+    why: str = ""                  # with count == 0: what holds the mail back, for operators
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,8 @@ class StaticLimiter:
                 leases.append(Lease(req.site, req.sources[0], 0, limits.max_connections,
                                     limits.messages_per_connection, now + self.lease_seconds,
                                     req.stream, req.sending_domain, req.tenant,
-                                    retry_after=self._refill_time(limits, now), request=index))
+                                    retry_after=self._refill_time(limits, now), request=index,
+                                    why=f"static rate limit: {limits.rate_per_minute:g}/min per source"))
         return leases
 
     def _rotation(self, site: str, sources: tuple[str, ...]) -> list[str]:

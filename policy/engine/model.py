@@ -31,6 +31,7 @@ class Grant:
     messages_per_connection: int
     ttl: float
     retry_in: float = 0.0
+    why: str = ""             # with count 0: what holds the mail back, in words for operators
 
 
 @dataclass(frozen=True, slots=True)
