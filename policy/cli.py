@@ -184,20 +184,32 @@ async def _status(service: PolicyService, args: argparse.Namespace) -> int:
                           "pairs": [r.to_dict() for r in rows]}, indent=2))
         return 0
     header = ("KIND", "NAME", "ISP", "SCHEDULE", "DAY", "VOLUME", "LIMIT", "FACTOR", "TOKENS", "USED",
-              "DELIV", "THROT", "BLOCK", "HARD", "COMPL", "AUTH", "STATE")
+              "DELIV", "THROT", "BLOCK", "HARD", "COMPL", "AUTH", "NEXT", "STATE")
     table = [header]
     for r in rows:
         h = r.health
         table.append((r.key.kind, r.key.name, r.key.isp, r.schedule or "-", str(r.state.day), str(r.volume),
                       f"{r.limit:.0f}", f"{r.factor:.2f}", "-" if r.tokens is None else f"{r.tokens:.1f}",
                       f"{r.used_today:.0f}", str(h["delivered"]), str(h["throttled"]), str(h["blocked"]),
-                      str(h["hard_bounce"]), str(h["complaint"]), str(h["auth"]), _state_text(r, now)))
+                      str(h["hard_bounce"]), str(h["complaint"]), str(h["auth"]), _next_text(r.next_at, now),
+                      _state_text(r, now)))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     if len(table) == 1:
         print("(no pairs: configure [[sources]] or [[domains]], or send some mail)")
     return 0
+
+
+def _next_text(at: float | None, now: float) -> str:
+    """When the pair's next message may go: now, a time today, or a date."""
+    if at is None:
+        return "-"
+    if at <= now + 1:
+        return "now"
+    if at >= FOREVER:
+        return "resume"
+    return time.strftime("%H:%M:%S" if at - now < 86400 else "%m-%d %H:%M", time.localtime(at))
 
 
 def _when(t: float) -> str:

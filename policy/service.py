@@ -47,6 +47,7 @@ class PairStatus:
     used_today: float
     health: dict[str, int] = field(default_factory=dict)
     paused_until: float = 0.0
+    next_at: float | None = None   # when this pair may take its next message (None: no limit on it)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.key.kind, "name": self.key.name, "isp": self.key.isp,
@@ -56,7 +57,8 @@ class PairStatus:
                 "used_today": self.used_today, "health": self.health,
                 "paused": self.paused_until > 0, "paused_until": self.paused_until or None,
                 "operator_paused": self.state.operator_paused, "pause_rule": self.state.pause_rule,
-                "backoff_until": self.state.backoff_until or None, "hold_until": self.state.hold_until or None}
+                "backoff_until": self.state.backoff_until or None, "hold_until": self.state.hold_until or None,
+                "next_at": self.next_at}
 
 
 class PolicyService:
@@ -239,15 +241,19 @@ class PolicyService:
             spec = policy.bucket_spec(key, state, now)
             bucket = buckets.get(str(key))
             tokens = used = None
-            if spec is not None and bucket is not None:
-                now_state = refill(bucket, spec, now, policy.calendar.day_index(now))
-                tokens, used = now_state.tokens, now_state.used
+            next_at: float | None = None
+            if spec is not None:
+                day = policy.calendar.day_index(now)
+                now_state = refill(bucket, spec, now, day)
+                if bucket is not None:
+                    tokens, used = now_state.tokens, now_state.used
+                next_at = policy.next_send(state, spec, now_state, now)
             window = policy.window(Health.from_dict(healths.get(str(key))), now)
             rows.append(PairStatus(key, schedule.name if schedule else "", state,
                                    schedule.volume(state.day) if schedule else 0,
                                    policy.daily_volume(key, state, now) or 0.0,
                                    state.effective_factor(now, policy.rules), tokens, used or 0.0,
-                                   window.to_dict(), paused_until))
+                                   window.to_dict(), paused_until, next_at))
         return rows
 
 

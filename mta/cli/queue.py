@@ -50,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(cfg: Config, args: argparse.Namespace) -> int:
     cmd = args.queue_cmd
     args.events_path = cfg.events_path
+    args.spool_dir = cfg.mta.spool_dir
     if cmd in ("stats", "list", "show"):
         try:
             store = SpoolStore(cfg.mta.spool_dir, readonly=True)
@@ -145,6 +146,9 @@ def _list(store: SpoolStore, args: argparse.Namespace) -> int:
                      " ORDER BY id", (mid,))]
         out.append({"queue_id": qid, "size": size, "arrival": _iso(created), "sender": sender, "stream": stream,
                     "recipients": rcpts})
+    waiting = _ask_why(args.spool_dir, [item["queue_id"] for item in out])
+    for item in out:
+        item["waiting"] = waiting.get(item["queue_id"], "")
     if args.json:
         print(json.dumps(out))
         return 0
@@ -154,6 +158,8 @@ def _list(store: SpoolStore, args: argparse.Namespace) -> int:
     print(f"{'-Queue ID-':20} {'--Size--':>9} {'----Arrival Time----':24} -Sender/Recipient-------")
     for item in out:
         print(f"{item['queue_id']:20} {item['size']:>9} {item['arrival']:24} {item['sender'] or 'MAILER-DAEMON'}")
+        if item["waiting"]:
+            print(f"{'':20} waiting: {item['waiting']}")
         for r in item["recipients"]:
             if r["last_reply"]:
                 print(f"{'':56}({r['last_reply'][:70]})")
@@ -180,6 +186,7 @@ def _show(store: SpoolStore, args: argparse.Namespace) -> int:
             "SELECT address, state, attempts, next_attempt, last_code, last_text, last_site FROM recipients"
             " WHERE message = ? ORDER BY id", (mid,))]
     head = body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    info["waiting"] = _ask_why(args.spool_dir, [info["queue_id"]]).get(info["queue_id"], "")
     if args.json:
         info["headers"] = head
         if args.body:
@@ -189,12 +196,26 @@ def _show(store: SpoolStore, args: argparse.Namespace) -> int:
     for k in ("queue_id", "sender", "arrival", "size", "stream", "tenant", "pool", "sending_domain", "client",
               "auth_user"):
         print(f"{k}: {info[k]}")
+    if info["waiting"]:
+        print(f"waiting: {info['waiting']}")
     for r in info["recipients"]:
         print(f"recipient: {r['recipient']} [{r['state']}, {r['attempts']} attempts, next {r['next_attempt']}]"
               + (f" last reply: {r['last_reply']}" if r["last_reply"] else ""))
     print()
     print(body.decode("utf-8", "replace") if args.body else head)
     return 0
+
+
+def _ask_why(spool_dir: str, queue_ids: list[str]) -> dict[str, str]:
+    """What the running daemon says these messages wait for ({} when no daemon runs)."""
+    sock = os.path.join(spool_dir, "control.sock")
+    if not queue_ids or not os.path.exists(sock):
+        return {}
+    try:
+        reply = asyncio.run(control_request(sock, {"cmd": "why", "queue_ids": queue_ids}, timeout=10))
+    except (OSError, TimeoutError, ValueError):
+        return {}
+    return reply.get("waiting", {}) if reply.get("ok") else {}
 
 
 def history(events_path: str, queue_id: str) -> list[dict[str, Any]]:

@@ -84,6 +84,8 @@ class ControlServer:
             return {"ok": True, "deleted": [r[1] for r in removed]}
         if cmd == "stats":
             return {"ok": True, "memory": sched.stats()}
+        if cmd == "why":
+            return {"ok": True, "waiting": sched.why_waiting(ids)}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 

@@ -359,6 +359,18 @@ class Scheduler:
     def want_grants(self, site: Site) -> None:
         self.grants.want(site)
 
+    def why_waiting(self, queue_ids: list[str]) -> dict[str, str]:
+        """For messages in memory: what each waits for (a grant, and the policy's reason), by queue id."""
+        now = self.clock()
+        wanted = {q.upper() for q in queue_ids}
+        out = {}
+        for site in self.sites.values():
+            for job in site.queued_jobs():
+                qid = job.message.queue_id
+                if qid in wanted and qid not in out:
+                    out[qid] = f"{site.key}: {site.why_waiting(job, now)}"
+        return out
+
     def _policy_state_changed(self, available: bool) -> None:
         self._policy_connected.set(1 if available else 0)
         if available and not self.stopping:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class Lane:
     leases: dict[str, LeaseState] = field(default_factory=dict)
     retry_after: float = 0.0
     requesting: bool = False
+    waiting_for: str = ""          # why the last request got nothing (the limiter's words)
 
     def usable_lease(self, source: str, now: float) -> LeaseState | None:
         lease = self.leases.get(source)
@@ -104,8 +106,7 @@ class Site:
 
     def enqueue(self, job: Job, front: bool = False) -> None:
         msg = job.message
-        key = LaneKey(msg.stream, msg.pool, msg.sending_domain, msg.tenant,
-                      msg.sender.lower() if self.owner.mailbox_lanes else "")
+        key = self._lane_key(job)
         lane = self.lanes.get(key)
         if lane is None:
             lane = Lane(key, msg.priority, self.owner.pool_source_names(msg.pool))
@@ -156,7 +157,9 @@ class Site:
         for lease in leases:
             if lease.count <= 0:
                 retry_after = max(retry_after, lease.retry_after or now + 1.0)
+                lane.waiting_for = lease.why or "no grant"
                 continue
+            lane.waiting_for = ""
             current = lane.usable_lease(lease.source, now)
             if current is not None:
                 current.remaining += lease.count
@@ -169,6 +172,24 @@ class Site:
         if retry_after and not any(lane.usable_lease(s, now) for s in lane.leases):
             lane.retry_after = retry_after
             self._schedule_pump(retry_after - now + RETRY_MARGIN)
+
+    def _lane_key(self, job: Job) -> LaneKey:
+        msg = job.message
+        return LaneKey(msg.stream, msg.pool, msg.sending_domain, msg.tenant,
+                       msg.sender.lower() if self.owner.mailbox_lanes else "")
+
+    def queued_jobs(self) -> list[Job]:
+        return list(self._queued_by_message.values())
+
+    def why_waiting(self, job: Job, now: float) -> str:
+        """What a job queued here waits for, in words for an operator."""
+        lane = self.lanes.get(self._lane_key(job))
+        if lane is None or any(lane.usable_lease(source, now) for source in lane.leases):
+            return "granted: next in line for a connection"
+        if lane.requesting:
+            return "asking the policy daemon for a grant"
+        when = time.strftime("%H:%M:%S", time.localtime(lane.retry_after)) if lane.retry_after > now else "now"
+        return f"{lane.waiting_for or 'waiting for a grant'}; next request at {when}"
 
     def revoke(self, source: str) -> None:
         """The MX pushed back on `source` (throttle or block): stop spending its leases here and

@@ -12,8 +12,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from policy.engine import rules
-from policy.engine.bucket import UNLIMITED, BucketSpec, TakePlan, TakeResult
+from policy.engine import rules, why
+from policy.engine.bucket import UNLIMITED, BucketSpec, BucketState, TakePlan, TakeResult, seconds_until_one
 from policy.engine.health import AUTH, Counts, Health, classify
 from policy.engine.isp import OTHER, IspCatalog
 from policy.engine.model import Action
@@ -31,6 +31,7 @@ class GrantPlan:
 
     take: TakePlan | None
     retry_at: float = math.inf     # earliest time an excluded source or a refusal ends
+    why: str = ""                  # with no take: the refusal in words (engine/why.py)
 
 
 @dataclass
@@ -142,6 +143,17 @@ class Policy:
             return None
         return BucketSpec(str(key), self.calendar.rate(volume), self.calendar.burst(volume), volume)
 
+    def next_send(self, state: PairState, spec: BucketSpec, bucket: BucketState, now: float) -> float:
+        """When a pair may take its next message: after its pause or back-off, when its bucket
+        holds a whole token again, or in tomorrow's sending window once today's volume is used."""
+        start = max(now, state.blocked_until(now))
+        wait = seconds_until_one(bucket, spec) if start == now else 0.0
+        if math.isinf(wait):
+            tomorrow = self.calendar.day_begins(self.calendar.day_index(now) + 1)
+            return self.calendar.next_window_start(tomorrow)
+        at = start + wait
+        return at if self.calendar.in_window(at) else self.calendar.next_window_start(at)
+
     def tenant_spec(self, tenant: str) -> BucketSpec | None:
         quota = self.settings.tenants.get(tenant)
         if quota is None or quota.daily_quota <= 0:
@@ -154,25 +166,30 @@ class Policy:
         shared_keys = [k for k in self.pair_keys(ask, isp) if k.kind != IP]
         stop = max((states[k].blocked_until(now) for k in shared_keys), default=now)
         if stop > now:
-            return GrantPlan(None, stop)
+            culprit = max(shared_keys, key=lambda k: states[k].blocked_until(now))
+            return GrantPlan(None, stop, why.held_back(culprit, states[culprit], now))
         excluded_until = math.inf
+        excluded_why = ""
         per_source: list[tuple[str, tuple[BucketSpec, ...]]] = []
         for src in dict.fromkeys(ask.sources):
             pair = PairKey(IP, src, isp)
             until = max(states[pair].blocked_until(now), states[pair.umbrella].blocked_until(now))
             if until > now:
-                excluded_until = min(excluded_until, until)
+                if until < excluded_until:
+                    held = pair if states[pair].blocked_until(now) >= until else pair.umbrella
+                    excluded_until, excluded_why = until, why.held_back(held, states[held], now)
                 continue
             spec = self.bucket_spec(pair, states[pair], now)
             per_source.append((src, (spec,) if spec else ()))
         if not per_source:
-            return GrantPlan(None, excluded_until)
+            return GrantPlan(None, excluded_until, excluded_why)
         shared = [self.bucket_spec(k, states[k], now) for k in shared_keys if k.kind in (DOMAIN, MAILBOX)]
         shared.append(self.tenant_spec(ask.tenant))
         shared_specs = tuple(s for s in shared if s is not None)
         rated = any(s.rate >= 0 for s in shared_specs) or any(specs for _src, specs in per_source)
         if rated and not self.calendar.in_window(now):
-            return GrantPlan(None, self.calendar.next_window_start(now))
+            opens = self.calendar.next_window_start(now)
+            return GrantPlan(None, opens, why.outside_window(opens, now))
         take = TakePlan(shared_specs, tuple(per_source), wanted, self.calendar.day_index(now))
         return GrantPlan(take, excluded_until)
 
@@ -186,17 +203,22 @@ class Policy:
             return [Grant(src, n, max(1, min(limits.max_connections, n)), limits.messages_per_connection, ttl)
                     for src, n in granted]
         retry_at = plan.retry_at
+        reason = plan.why
         if result is not None:
             wait = result.wait
-            if math.isinf(wait):    # nothing more today: the next day's window
+            used_up = math.isinf(wait)
+            if used_up:    # nothing more today: the next day's window
                 tomorrow = self.calendar.day_begins(self.calendar.day_index(now) + 1)
                 wait = self.calendar.next_window_start(tomorrow) - now
-            retry_at = min(retry_at, now + wait)
+            if now + wait <= retry_at:
+                retry_at = now + wait
+                granted_from = [src for src, _specs in plan.take.per_source] if plan.take else []
+                reason = why.warmup_wait(granted_from, isp, retry_at, used_up, now)
         if retry_at >= FOREVER or math.isinf(retry_at):
             retry_at = now + self.settings.leases.idle_retry
         source = ask.sources[0] if ask.sources else ""
         return [Grant(source, 0, limits.max_connections, limits.messages_per_connection, ttl,
-                      retry_in=max(0.0, retry_at - now))]
+                      retry_in=max(0.0, retry_at - now), why=reason)]
 
     # ---- feedback
     def observe(self, items: Iterable[Outcome]) -> Observations:

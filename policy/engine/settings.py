@@ -50,7 +50,7 @@ class WarmupSettings:
 class LeaseSettings:
     ttl: Duration = 30          # a lease is valid this long
     max_messages: int = 500               # at most this many messages in one lease
-    idle_retry: Duration = 60   # retry hint when nothing can be said (operator pause)
+    idle_retry: Duration = 15   # retry hint when nothing can be said (operator pause): a resume acts this soon
 
 
 @dataclass

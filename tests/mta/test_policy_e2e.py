@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import datetime
 
 from tests.mta.conftest import message
 from tests.mta.policyd import ONE_SOURCE, isp_domains
+from tests.mta.proc import REPO, mta_command
 from tests.support.receiver import Script
 
 
@@ -25,7 +27,16 @@ async def test_day_cap_holds_rest_stays_queued(start_mta, world, dns_server, pol
     assert not [e for e in events if e["event"] in ("bounced", "expired", "deferred")]
     assert len([e for e in events if e["event"] == "delivered"]) == 5
     status = json.loads(policyd.cli("status", "--json"))
-    assert status, "policyd status shows the pair"
+    [pair] = [p for p in status["pairs"] if (p["kind"], p["name"], p["isp"]) == ("ip", "ip1", "google")]
+    assert pair["used_today"] == 5 and pair["next_at"] > status["time"] + 60    # not before tomorrow
+    # The operator is told why the rest waits (the CLI runs beside this loop, which must keep serving).
+    cli = await asyncio.create_subprocess_exec(*mta_command("queue", "list", "--json", "--config", mta.config_path),
+                                               stdout=asyncio.subprocess.PIPE, cwd=REPO,
+                                               env={**os.environ, "PYTHONPATH": REPO})
+    out, _ = await cli.communicate()
+    waiting = [m["waiting"] for m in json.loads(out)]
+    assert len(waiting) == 7
+    assert all("waiting for warm-up: today's volume is used (ip1 -> google)" in w for w in waiting), waiting
 
 
 async def test_block_pauses_that_isp_others_keep_flowing(start_mta, world, dns_server, policyd_factory):

@@ -37,7 +37,7 @@ async def test_a_grant_batch_is_answered_in_one_reply(running: Running) -> None:
     assert sum(g["count"] for g in first) == 5 and all(g["ttl"] == 30 for g in first)
     assert empty == []
     assert no_source == [{"source": "", "count": 0, "max_connections": 3, "messages_per_connection": 50,
-                          "ttl": 30, "retry_in": 60.0}]
+                          "ttl": 30, "retry_in": 15.0}]   # leases.idle_retry
 
 
 async def test_feedback_is_counted_into_health(running: Running) -> None:

@@ -183,7 +183,8 @@ class PolicyClient:
             for g in per_ask:
                 leases.append(Lease(req.site, g.source, g.count, g.max_connections, g.messages_per_connection,
                                     now + g.ttl, req.stream, req.sending_domain, req.tenant,
-                                    retry_after=now + g.retry_in if g.count == 0 else 0.0, request=index))
+                                    retry_after=now + g.retry_in if g.count == 0 else 0.0, request=index,
+                                    why=g.why))
         self._schedule_flush()
         return leases
 
@@ -339,7 +340,7 @@ class PolicyClient:
             else:
                 leases.append(Lease(req.site, source, 0, self.floor_max_connections, 1, now, req.stream,
                                     req.sending_domain, req.tenant, retry_after=now + self.retry_interval,
-                                    request=index))
+                                    request=index, why=f"policyd at {self.address} unreachable"))
         return leases
 
     def _take_floor(self, site: str, wanted: int, now: float) -> int:

@@ -47,6 +47,7 @@ class Lease:
     tenant: str = ""
     retry_after: float = 0.0       # with count == 0: when asking again makes sense
     request: int = -1              # index of the GrantRequest (in its batch) this lease answers
+    why: str = ""                  # with count == 0: what holds the mail back, for operators
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ class Grant:
     messages_per_connection: int
     ttl: float
     retry_in: float = 0.0
+    why: str = ""             # with count 0: what holds the mail back, in words for operators
 
 
 def feedback_class(kind: str, delivered: bool = False) -> str:

@@ -161,8 +161,11 @@ def decode_request(line: bytes) -> Request:
 
 
 def _lease(g: Grant) -> dict[str, Any]:
-    return {"source": g.source, "count": g.count, "max_connections": g.max_connections,
-            "messages_per_connection": g.messages_per_connection, "ttl": g.ttl, "retry_in": round(g.retry_in, 3)}
+    lease = {"source": g.source, "count": g.count, "max_connections": g.max_connections,
+             "messages_per_connection": g.messages_per_connection, "ttl": g.ttl, "retry_in": round(g.retry_in, 3)}
+    if g.why:
+        lease["why"] = g.why
+    return lease
 
 
 def ok_reply(msg_id: Any, **body: Any) -> bytes:
@@ -237,6 +240,6 @@ def decode_grants(reply: Reply, expected: int) -> list[list[Grant]]:
                 raise ProtocolError("bad_request", f"{where}: ttl and retry_in must be numbers")
             leases.append(Grant(_str(d, "source", where), _int(d, "count", where),
                                 _int(d, "max_connections", where, 1), _int(d, "messages_per_connection", where, 1),
-                                float(ttl), float(retry)))
+                                float(ttl), float(retry), _str(d, "why", where, "")))
         out.append(leases)
     return out
