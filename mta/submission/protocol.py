@@ -21,7 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
+
+from mta.submission.sanitize import SYNTAX_REPLY, reply_for_exception, safe_reply
 
 log = logging.getLogger("mta.smtpd")
 logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd logs every command at INFO
@@ -145,9 +147,42 @@ class MtaSMTP(SMTP):
 
     # ------------------------------------------------------------------ replies
     async def push(self, status: Any) -> None:
-        if isinstance(status, str) and not self._in_ehlo:
-            status = _with_enhanced_code(status)
+        if isinstance(status, str):
+            if not self._in_ehlo:
+                status = _with_enhanced_code(status)
+            status = safe_reply(status)
         await super().push(status)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A command whose handling raised: a plain reply, the detail in the log and a metric
+        (aiosmtpd's default would show the client the exception's name and text)."""
+        reply, reason = reply_for_exception(error)
+        peer = self.session.peer if self.session is not None else None
+        if reason == "internal_error":
+            log.error("%r error handling a command", peer, exc_info=error)
+        else:
+            # Hostile or broken input: one line, no traceback (a client can send thousands).
+            log.warning("%r command refused: %s: %s", peer, type(error).__name__, error)
+            log.debug("%r command refused", peer, exc_info=error)
+        if self.on_refused:
+            self.on_refused(reason)
+        return reply
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        # aiosmtpd echoes an unparseable argument back ("502 Could not VRFY <arg>"); we never do.
+        if await self.check_auth_needed("VRFY"):
+            return
+        if arg and any("\udc80" <= ch <= "\udcff" for ch in arg):   # bytes that were not UTF-8
+            await self.push(SYNTAX_REPLY)
+            return
+        address = self._getaddr(arg)[0] if arg else None
+        if not address:
+            await self.push("501 5.5.4 Syntax: VRFY <address>")
+            return
+        status = await self._call_handler_hook("VRFY", address)
+        await self.push("252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery"
+                        if status is MISSING else status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
