@@ -37,6 +37,13 @@ class SubmissionSection:
     max_line_length: int = 998          # octets without CRLF (RFC 5321 4.5.3.1.6)
     max_connections: int = 1000
     max_connections_per_ip: int = 100
+    # Slots of max_connections only trusted_networks may take (at most half of them); when the
+    # listener is full, the longest-idle session that is neither trusted nor authenticated is
+    # closed to make room. Applies to the inbound listener too.
+    reserved_connections: int = 50
+    # Idle time allowed before the first MAIL to untrusted, unauthenticated sessions (0: the
+    # command_timeout); after MAIL, command_timeout.
+    pre_mail_timeout: Duration = Duration(30)
     command_timeout: Duration = Duration(300)
     data_timeout: Duration = Duration(600)
     tls_cert: str = ""
@@ -304,6 +311,9 @@ def validate(cfg: Config) -> None:
                        ("queue.memory_jobs", cfg.queue.memory_jobs)):
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if cfg.submission.reserved_connections < 0:
+        raise ConfigError("submission.reserved_connections: must be 0 or more, "
+                          f"got {cfg.submission.reserved_connections}")
     if cfg.submission.max_line_length < 78:
         raise ConfigError("submission.max_line_length: must be at least 78")
     if cfg.queue.retry_factor < 1.0:

@@ -18,6 +18,7 @@ from mta.control import ControlServer
 from mta.dkim.signer import DkimSigner
 from mta.dnsroute import MxResolver, ResolverConfig
 from mta.events import Event, EventLog
+from mta.fdlimit import raise_open_files
 from mta.inbound import InboundHandler
 from mta.limits import Limiter, StaticLimiter
 from mta.metrics import Metrics, serve_metrics
@@ -27,7 +28,7 @@ from mta.spool import Spool
 from mta.spoolmetrics import SpoolGauges
 from mta.submission.auth import Authenticator, load_users
 from mta.submission.handler import SubmissionHandler
-from mta.submission.protocol import ConnectionLimits
+from mta.submission.protocol import ConnectionLimits, trust_check
 from mta.submission.server import protocol_factory, server_tls_context, start_listeners
 from mta.suppression import Suppression
 from mta.suppression import add as add_suppression
@@ -71,6 +72,8 @@ class MtaDaemon:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         cfg = self.cfg
+        # Each listener may hold max_connections sockets; the default soft limit (1024) is less.
+        raise_open_files(2 * cfg.submission.max_connections + 512)
         self.spool = Spool(cfg.mta.spool_dir, on_commit=self.metrics.on_commit)
         self.spool.start()
         verp_key = cfg.verp_key() or await self.spool.call(_spool_verp_key)
@@ -116,22 +119,25 @@ class MtaDaemon:
         handler = SubmissionHandler(cfg, self.scheduler.accept, self.metrics, self.clock, signer=self.signer,
                                     unsubscribe_tokens=self.unsubscribe_tokens)
         check = self._check_password if self.auth is not None else None
-        limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip)
+        trusted = trust_check(sub.trusted_networks)
+        reserved = min(sub.reserved_connections, sub.max_connections // 2)
+        limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip, reserved, trusted)
         refused = self._count_refusal
         make = protocol_factory(handler, hostname=cfg.mta.hostname, limits=limits, max_size=sub.max_message_size,
                                 max_line_length=sub.max_line_length, command_timeout=sub.command_timeout,
                                 data_timeout=sub.data_timeout, tls=tls, check_password=check, on_refused=refused,
-                                loopback_plain_auth=sub.loopback_plain_auth)
+                                loopback_plain_auth=sub.loopback_plain_auth, pre_mail_timeout=sub.pre_mail_timeout)
         self.servers += await start_listeners(sub.listen, "submission.listen", make)
         if cfg.inbound.listen:
             inbound = InboundHandler(cfg, verp_key, self.metrics, self.clock,
                                      on_stored=self.bounces.wake if self.bounces else None,
                                      unsubscribe_tokens=self.unsubscribe_tokens, on_unsubscribe=self.unsubscribe)
-            in_limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip)
+            in_limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip, reserved, trusted)
             make_in = protocol_factory(inbound, hostname=cfg.mta.hostname, limits=in_limits,
                                        max_size=cfg.inbound.max_message_size, max_line_length=sub.max_line_length,
                                        command_timeout=sub.command_timeout, data_timeout=sub.data_timeout,
-                                       tls=tls, check_password=None, on_refused=refused)
+                                       tls=tls, check_password=None, on_refused=refused,
+                                       pre_mail_timeout=sub.pre_mail_timeout)
             self.servers += await start_listeners(cfg.inbound.listen, "inbound.listen", make_in)
 
     async def unsubscribe(self, info: UnsubscribeInfo) -> None:
