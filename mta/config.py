@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from mta.configload import ByteSize, ConfigError, Duration, build, read_toml
+from mta.diskspace import FreeSpaceReserve
 from mta.dkim.config import DkimSection, validate_dkim_section
 from mta.limits import SiteLimits
 from mta.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
@@ -26,6 +27,12 @@ class MtaSection:
     hostname: str = "localhost"
     spool_dir: str = "/var/spool/warmup-mta"
     log_level: str = "info"
+    # New mail is refused (452 4.3.1) when it would leave less than this free on the spool's file
+    # system: a size ("500M"), a share ("2%") or a list of both (the larger wins).
+    min_free_space: FreeSpaceReserve = FreeSpaceReserve(100 * 1024 * 1024)
+    # A file of this size kept in the spool and given back when the disk fills, so deliveries can
+    # still be recorded; counted as part of the reserve. 0: none.
+    spool_ballast: ByteSize = ByteSize(16 * 1024 * 1024)
 
 
 @dataclass

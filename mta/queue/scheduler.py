@@ -20,6 +20,7 @@ from typing import Any
 from mta.bodycache import BodyCache
 from mta.config import Config
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
+from mta.diskspace import is_storage_error
 from mta.dnsroute import MxResolver, Route, RouteError
 from mta.events import Event, EventLog
 from mta.limits import Limiter, Outcome
@@ -99,7 +100,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
-        report = await self.spool.call(lambda s: s.recover())
+        report = await self.spool.call(lambda s: s.recover(), persist=True)   # on a full disk: until there is room
         await self.spool.read(lambda s: self.suppressed.sync(s.db))
         for backlog in report.domains:
             ds = self._domain(backlog.domain)
@@ -134,7 +135,11 @@ class Scheduler:
                 leftover.extend(r.id for r in job.recipients)
             ds.pending = []
         if leftover:
-            await self.spool.call(lambda s: s.release(leftover))
+            try:
+                await self.spool.call(lambda s: s.release(leftover))
+            except Exception as exc:     # e.g. a full disk: the next start's recovery releases them
+                log.warning("could not give %d recipients back to the queue (%s): the next start will", len(leftover),
+                            exc)
         await self.grants.close()      # feedback still pending goes to the policy daemon
         for task in list(self._tasks):
             task.cancel()
@@ -265,8 +270,11 @@ class Scheduler:
         self.total_in_memory += room
         try:
             rows, next_due = await self.spool.call(lambda s: (s.claim(name, now, room), s.next_due(name)))
-        except Exception:
-            log.exception("claiming due recipients of %s failed", name)
+        except Exception as exc:
+            if is_storage_error(exc):    # a full disk: the disk guard has said so once
+                log.debug("claiming due recipients of %s failed: %s", name, exc)
+            else:
+                log.exception("claiming due recipients of %s failed", name)
             rows, next_due = [], now + 5.0
         finally:
             ds.claiming = False

@@ -4,6 +4,12 @@ Listeners and the scheduler hand it small operations (callables on the store). T
 everything that is waiting in one transaction, each operation under its own savepoint so one
 failing operation cannot undo the others, commits (one fsync of the WAL for the whole group),
 then wakes the waiting coroutines in one call. A 250 reply is sent only after that commit.
+
+A group that fails for lack of space (or an I/O error) loses nothing that must be kept: posted
+operations (delivery outcomes, state changes nobody awaits) and calls made with `persist=True`
+(start-up recovery) are retried, in order and ahead of newer work, with a capped back-off until
+they are written; `on_full` hears of each failure (the disk guard refuses new mail and gives its
+ballast back). Awaited calls fail with the error, and their callers answer for it (a 452).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from mta.diskspace import is_disk_full, is_storage_error
 from mta.spool.store import SpoolStore
 
 log = logging.getLogger("mta.spool")
@@ -26,6 +33,8 @@ T = TypeVar("T")
 
 _STOP = object()
 MAX_GROUP = 512
+RETRY_FIRST = 0.2        # seconds before retrying writes that failed for lack of space
+RETRY_MAX = 5.0
 
 
 class SpoolClosed(RuntimeError):
@@ -33,17 +42,20 @@ class SpoolClosed(RuntimeError):
 
 
 class _Op:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "persist")
 
-    def __init__(self, fn: Callable[[SpoolStore], Any], future: asyncio.Future | None) -> None:
+    def __init__(self, fn: Callable[[SpoolStore], Any], future: asyncio.Future | None, persist: bool = False) -> None:
         self.fn = fn
         self.future = future
+        self.persist = persist or future is None     # retried on a storage error until written
 
 
 class Spool:
     """Async face of the spool: durable writes through the writer thread, reads on a reader."""
 
-    def __init__(self, spool_dir: str, on_commit: Callable[[int, float], None] | None = None) -> None:
+    def __init__(self, spool_dir: str, on_commit: Callable[[int, float], None] | None = None,
+                 on_full: Callable[[BaseException], None] | None = None,
+                 on_written: Callable[[], None] | None = None) -> None:
         self.spool_dir = spool_dir
         self.store = SpoolStore(spool_dir)
         self._reader_store = SpoolStore(spool_dir)
@@ -53,19 +65,30 @@ class Spool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._on_commit = on_commit    # (ops in group, seconds) for metrics
+        self._on_full = on_full        # a write failed for lack of space (called on the writer thread)
+        self._on_written = on_written  # a group committed (after a failure: space may be back)
+        self._retry: list[_Op] = []    # ops that failed for lack of space, oldest first
+        self._failing = False
+        self.retried_ops = 0           # for metrics and tests
+
+    def set_disk_callbacks(self, on_full: Callable[[BaseException], None] | None,
+                           on_written: Callable[[], None] | None) -> None:
+        self._on_full, self._on_written = on_full, on_written
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
-    async def call(self, fn: Callable[[SpoolStore], T]) -> T:
-        """Runs fn(store) in the next group; returns once its transaction is durable."""
+    async def call(self, fn: Callable[[SpoolStore], T], *, persist: bool = False) -> T:
+        """Runs fn(store) in the next group; returns once its transaction is durable. With
+        `persist`, a failure for lack of space is retried until it succeeds (fn must be
+        idempotent or fail cleanly: it runs under its own savepoint)."""
         if self._closed:
             raise SpoolClosed("spool is closed")
         assert self._loop is not None
         future = self._loop.create_future()
-        self._queue.put(_Op(fn, future))
+        self._queue.put(_Op(fn, future, persist))
         return await future
 
     def post(self, fn: Callable[[SpoolStore], Any]) -> None:
@@ -93,11 +116,24 @@ class Spool:
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
         stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            group = [first]
+        backoff = RETRY_FIRST
+        while not stop or self._retry:
+            group: list[_Op] = []
+            if self._retry:
+                # Writes that failed for lack of space go first, after a pause (the disk will not
+                # have changed in a microsecond); newer work waits behind them, in order.
+                time.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+                group, self._retry = self._retry, []
+                if stop:       # shutting down: one last try, then recovery at the next start
+                    self._fail_for_good(self._run_group_retrying(group))
+                    break
+            else:
+                backoff = RETRY_FIRST
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                group = [first]
             while len(group) < MAX_GROUP:
                 try:
                     nxt = self._queue.get_nowait()
@@ -108,16 +144,55 @@ class Spool:
                     break
                 group.append(nxt)
             t0 = time.perf_counter()
-            results = self._run_group(group)
+            results = self._run_group_retrying(group)
             if self._on_commit is not None:
                 self._on_commit(len(group), time.perf_counter() - t0)
-            waiting = [(op.future, res) for op, res in zip(group, results, strict=True) if op.future is not None]
+            waiting = [(op.future, res) for op, res in zip(group, results, strict=True)
+                       if op.future is not None and res is not _RETRY]
             if waiting:
                 assert self._loop is not None
                 try:
                     self._loop.call_soon_threadsafe(_resolve, waiting)
                 except RuntimeError:  # loop closed during shutdown
                     return
+
+    def _run_group_retrying(self, group: list[_Op]) -> list[Any]:
+        """Runs a group; ops that failed for lack of space and must persist are kept for a retry
+        (their result is _RETRY)."""
+        results: list[Any] = self._run_group(group)
+        storage_error = next((res[1] for res in results if not res[0] and is_storage_error(res[1])), None)
+        if storage_error is None:
+            if self._failing:
+                self._failing = False
+                log.warning("spool writes succeed again")
+            if self._on_written is not None:
+                self._on_written()
+            return results
+        if not self._failing:
+            self._failing = True
+            log.warning("spool write failed (%s): retrying what must be kept until it is written", storage_error)
+        if self._on_full is not None and is_disk_full(storage_error):
+            try:
+                self._on_full(storage_error)
+            except Exception:
+                log.exception("disk-full handler failed")
+        for i, (op, res) in enumerate(zip(group, results, strict=True)):
+            if not res[0] and op.persist and is_storage_error(res[1]):
+                self._retry.append(op)
+                self.retried_ops += 1
+                results[i] = _RETRY
+        return results
+
+    def _fail_for_good(self, results: list[Any]) -> None:
+        if self._retry:
+            log.error("spool: %d write(s) still failing at shutdown; the next start recovers their recipients",
+                      len(self._retry))
+            waiting = [(op.future, (False, SpoolClosed("spool closed before the write succeeded")))
+                       for op in self._retry if op.future is not None]
+            self._retry = []
+            if waiting and self._loop is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(_resolve, waiting)
 
     def _run_group(self, group: list[_Op]) -> list[tuple[bool, Any]]:
         store = self.store
@@ -132,16 +207,35 @@ class Spool:
                 except Exception as exc:  # one bad operation must not sink the group
                     store.db.execute("ROLLBACK TO op")
                     store.db.execute("RELEASE op")
-                    log.exception("spool operation failed")
+                    if is_storage_error(exc):
+                        log.debug("spool operation failed: %s", exc)
+                    else:
+                        log.exception("spool operation failed")
                     results.append((False, exc))
             store.commit()
         except sqlite3.Error as exc:
-            # The commit (or BEGIN) itself failed, e.g. disk full: nothing in the group is durable.
-            log.error("spool commit failed: %s", exc)
+            # The commit (or BEGIN, or a rollback SQLite already did itself on SQLITE_FULL) failed:
+            # nothing in the group is durable. Report the cause, not "no such savepoint".
+            cause = next((r[1] for r in results if not r[0] and is_storage_error(r[1])), None) or _root(exc)
+            if not is_storage_error(cause):
+                log.error("spool commit failed: %s", exc)
             with contextlib.suppress(sqlite3.Error):
                 store.rollback()
-            return [(False, exc)] * len(group)
+            return [(False, cause)] * len(group)
         return results
+
+
+_RETRY = object()
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The storage error behind `exc` ("no such savepoint" after SQLite rolled back on SQLITE_FULL)."""
+    cur: BaseException | None = exc
+    while cur is not None:
+        if is_storage_error(cur) and not (cur.__context__ and is_storage_error(cur.__context__)):
+            return cur
+        cur = cur.__context__
+    return exc
 
 
 def _resolve(waiting: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
