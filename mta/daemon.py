@@ -15,7 +15,7 @@ from typing import Any
 from mta.bounces import BounceProcessor
 from mta.config import Config, ConfigError, load_config, parse_hostport
 from mta.control import ControlServer
-from mta.diskspace import DiskGuard
+from mta.diskspace import DiskGuard, sqlite_free_pages
 from mta.dkim.signer import DkimSigner
 from mta.dnsroute import MxResolver, ResolverConfig
 from mta.events import Event, EventLog
@@ -79,7 +79,8 @@ class MtaDaemon:
         raise_open_files(2 * cfg.submission.max_connections + 512)
         self.spool = Spool(cfg.mta.spool_dir, on_commit=self.metrics.on_commit)
         self.disk = DiskGuard(cfg.mta.spool_dir, cfg.mta.min_free_space, ballast=cfg.mta.spool_ballast,
-                              on_low=lambda low: self.metrics.spool_space_low.set(1 if low else 0))
+                              on_low=lambda low: self.metrics.spool_space_low.set(1 if low else 0),
+                              reusable=sqlite_free_pages(self.spool.store.path))
         self.spool.set_disk_callbacks(self.disk.note_full, self.disk.note_written)
         self.disk.starting = True      # no new mail before start-up recovery is on disk
         self.disk.ensure_ballast()

@@ -36,6 +36,7 @@ log = logging.getLogger("mta.disk")
 
 INSUFFICIENT_STORAGE = "452 4.3.1 Insufficient system storage, try again later"
 BALLAST_NAME = "ballast"
+WAL_ROOM = 8 << 20       # file-system space the WAL may need between checkpoints (or the reserve, if less)
 SQLITE_FULL = 13
 SQLITE_IOERR = 10
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
@@ -109,6 +110,20 @@ def is_storage_error(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and code is not None and code & 0xFF == SQLITE_IOERR
 
 
+def sqlite_free_pages(path: str) -> Callable[[], int]:
+    """Bytes in SQLite's free pages of the database at `path` (read on a connection of its own)."""
+    conn: list[sqlite3.Connection] = []
+
+    def count() -> int:
+        if not conn:
+            conn.append(sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                                        isolation_level=None))
+        db = conn[0]
+        return int(db.execute("PRAGMA freelist_count").fetchone()[0]) * int(
+            db.execute("PRAGMA page_size").fetchone()[0])
+    return count
+
+
 class DiskGuard:
     """Decides whether new mail fits on the spool's file system; thread-safe (the spool writer
     reports failures from its own thread)."""
@@ -116,7 +131,7 @@ class DiskGuard:
     def __init__(self, path: str, reserve: FreeSpaceReserve, *, ballast: int = 0,
                  statvfs: Callable[[str], Any] = os.statvfs, clock: Callable[[], float] = time.monotonic,
                  on_low: Callable[[bool], None] | None = None, recheck: float = 0.25,
-                 full_hold: float = 10.0) -> None:
+                 full_hold: float = 10.0, reusable: Callable[[], int] | None = None) -> None:
         self.path = path
         self.reserve = reserve
         self.ballast_size = ballast
@@ -126,11 +141,17 @@ class DiskGuard:
         self.on_low = on_low
         self.recheck = recheck
         self.full_hold = full_hold          # after a write failed for space: refuse this long at least
+        # Bytes inside the spool's files that new mail reuses before the files grow (SQLite's free
+        # pages: a queue that filled the disk and drained gives its space back only there).
+        self.reusable = reusable
+        self._reusable = 0
         self.starting = False               # set while start-up recovery has not finished
         self._lock = threading.Lock()
         self._checked = -1e18
         self._free = 0
+        self._fs_free = 0
         self._total = 0
+        self._ballast_failed = False
         self._full_since_free: int | None = None   # free bytes when a write last failed for space
         self._full_until = 0.0
         self.low = False
@@ -147,7 +168,8 @@ class DiskGuard:
             return
         # Space that belongs to a ballast we gave back is not space for new mail.
         missing = self.ballast_size if self.ballast_size and not os.path.exists(self.ballast_path) else 0
-        self._free = st.f_bavail * st.f_frsize - missing
+        self._fs_free = st.f_bavail * st.f_frsize - missing      # room for the files to grow (the WAL)
+        self._free = self._fs_free + self._reusable
         self._total = st.f_blocks * st.f_frsize
         self._checked = now
 
@@ -201,7 +223,8 @@ class DiskGuard:
                 self._free >= self._full_since_free + max(reserve, 1 << 20) or
                 (self.clock() >= self._full_until and self._free >= reserve and self._free > self._full_since_free)):
             self._full_since_free = None     # space came back since the failure
-        low = self.starting or self._full_since_free is not None or self._free < reserve
+        low = (self.starting or self._full_since_free is not None or self._free < reserve
+               or self._fs_free < min(reserve, WAL_ROOM))
         if low == self.low:
             return
         self.low = low
@@ -217,7 +240,13 @@ class DiskGuard:
             self.on_low(low)
 
     def tick(self) -> None:
-        """Periodic: notices space coming back without any mail arriving, re-makes the ballast."""
+        """Periodic, off the event loop: notices space coming back without any mail arriving
+        (the queue draining inside the database counts), re-makes the ballast."""
+        if self.reusable is not None:
+            try:
+                self._reusable = self.reusable()
+            except Exception as exc:       # measuring must never stop the watch
+                log.debug("cannot count reusable spool space: %s", exc)
         with self._lock:
             self._refresh(force=True)
             self._update_state()
@@ -229,7 +258,7 @@ class DiskGuard:
         with self._lock:
             self._refresh(force=True)
             if self.ballast_size and not os.path.exists(self.ballast_path) and \
-                    self._free >= self.reserve.bytes_for(self._total):
+                    self._fs_free >= self.reserve.bytes_for(self._total):
                 self._make_ballast()
 
     def _make_ballast(self) -> None:
@@ -250,9 +279,12 @@ class DiskGuard:
             finally:
                 os.close(fd)
             os.rename(tmp, self.ballast_path)
+            self._ballast_failed = False
             log.info("spool ballast of %s made at %s", _mib(self.ballast_size), self.ballast_path)
         except OSError as exc:
-            log.warning("cannot make the spool ballast %s: %s", self.ballast_path, exc)
+            if not self._ballast_failed:
+                self._ballast_failed = True
+                log.warning("cannot make the spool ballast %s: %s", self.ballast_path, exc)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         self._refresh(force=True)
@@ -271,4 +303,4 @@ class DiskGuard:
 
 
 def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB"
+    return f"{max(n, 0) / (1 << 20):.1f} MiB"

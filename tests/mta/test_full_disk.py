@@ -12,11 +12,8 @@ for the test (needs root, as CI has; skipped with the reason where mounting is i
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -25,54 +22,14 @@ import pytest
 from tests.mta.conftest import base_config, message, write_config
 from tests.mta.proc import MtaProcess
 from tests.support.receiver import Script
+from tests.support.smalldisk import fill, free_bytes, small_disk
 from tests.support.smtpclient import RawClient
-
-
-def mount_tmpfs(path: str, size: str) -> None:
-    os.makedirs(path, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", path],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.strip()}")
-
-
-@contextlib.contextmanager
-def small_disk(path: str, size: str = "8m") -> Iterator[str]:
-    mount_tmpfs(path, size)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", path], check=False)
 
 
 @pytest.fixture
 def disk(tmp_path) -> Iterator[str]:
     with small_disk(str(tmp_path / "disk")) as path:
         yield path
-
-
-def fill(directory: str, leave: int = 0, name: str = "filler") -> str:
-    """Writes a file until the file system has at most `leave` bytes free (0: completely full)."""
-    path = os.path.join(directory, name)
-    with open(path, "ab") as f:
-        for chunk in (1 << 20, 1 << 16, 1 << 12, 512):
-            while True:
-                st = os.statvfs(directory)
-                if st.f_bavail * st.f_frsize - chunk < leave:
-                    break
-                try:
-                    f.write(b"\0" * chunk)
-                    f.flush()
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    break
-    return path
-
-
-def free_bytes(directory: str) -> int:
-    st = os.statvfs(directory)
-    return st.f_bavail * st.f_frsize
 
 
 async def try_submit(host: str, port: int, size: int = 0, body: bytes | None = None) -> tuple[str, str]:
