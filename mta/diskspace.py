@@ -119,8 +119,11 @@ def sqlite_free_pages(path: str) -> Callable[[], int]:
             conn.append(sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
                                         isolation_level=None))
         db = conn[0]
-        return int(db.execute("PRAGMA freelist_count").fetchone()[0]) * int(
-            db.execute("PRAGMA page_size").fetchone()[0])
+        # fetchall: a statement left un-finished would hold its read snapshot, and a WAL reader
+        # that never lets go keeps checkpoints from ever resetting the WAL.
+        free = db.execute("PRAGMA freelist_count").fetchall()[0][0]
+        page = db.execute("PRAGMA page_size").fetchall()[0][0]
+        return int(free) * int(page)
     return count
 
 

@@ -71,6 +71,11 @@ class Spool:
         self._failing = False
         self.retried_ops = 0           # for metrics and tests
 
+    @property
+    def writes_failing(self) -> bool:
+        """True while writes fail for lack of space (and some wait for a retry)."""
+        return self._failing or bool(self._retry)
+
     def set_disk_callbacks(self, on_full: Callable[[BaseException], None] | None,
                            on_written: Callable[[], None] | None) -> None:
         self._on_full, self._on_written = on_full, on_written
@@ -171,6 +176,12 @@ class Spool:
         if not self._failing:
             self._failing = True
             log.warning("spool write failed (%s): retrying what must be kept until it is written", storage_error)
+        # No commit, no automatic checkpoint: the WAL would only grow. A checkpoint now lets the next
+        # write start the WAL over inside the file's existing space (no new blocks needed).
+        try:
+            self.store.db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        except sqlite3.Error as exc:
+            log.debug("checkpoint after a failed write: %s", exc)
         if self._on_full is not None and is_disk_full(storage_error):
             try:
                 self._on_full(storage_error)
