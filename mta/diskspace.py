@@ -36,7 +36,10 @@ log = logging.getLogger("mta.disk")
 
 INSUFFICIENT_STORAGE = "452 4.3.1 Insufficient system storage, try again later"
 BALLAST_NAME = "ballast"
-WAL_ROOM = 8 << 20       # file-system space the WAL may need between checkpoints (or the reserve, if less)
+# Real file-system room kept besides free pages inside the database (or the reserve, if less): after a
+# checkpoint the WAL starts over inside its own file, so this only covers its first growth and the
+# event log. A queue that filled the disk itself gives space back only as free pages (no VACUUM).
+WAL_ROOM = 1 << 20
 SQLITE_FULL = 13
 SQLITE_IOERR = 10
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")

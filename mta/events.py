@@ -107,12 +107,19 @@ class EventLog:
 
     def reopen(self) -> None:
         self.flush()
-        if self._file is not None:
-            self._file.close()
+        self._close_file()
         self._file = self._open()
 
     def close(self) -> None:
         self.flush()
+        self._close_file()
+        self._file = None
+
+    def _close_file(self) -> None:
+        # On a full disk the close itself fails flushing what the failed writes left buffered; the
+        # file is closed all the same, and a reopen (log rotation) must still happen.
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            try:
+                self._file.close()
+            except OSError as exc:
+                log.warning("closing event log %s: %s (its last lines are lost)", self.path, exc)
