@@ -16,6 +16,7 @@ from mta.compliance.dkim.config import DkimSection, validate_dkim_section
 from mta.compliance.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
 from mta.inbound.verp import BounceDomains
 from mta.queue.limits import SiteLimits
+from mta.spool.diskspace import FreeSpaceReserve
 from warmup_base.configload import ByteSize, ConfigError, Duration, build, check_log_level, read_toml
 from warmup_base.listen import parse_hostport
 
@@ -27,6 +28,12 @@ class MtaSection:
     hostname: str = ""                 # required: no name is a safe default for EHLO and Received
     spool_dir: str = "/var/spool/warmup-mta"
     log_level: str = "info"
+    # New mail is refused (452 4.3.1) when it would leave less than this free on the spool's file
+    # system: a size ("500M"), a share ("2%") or a list of both (the larger wins).
+    min_free_space: FreeSpaceReserve = FreeSpaceReserve(100 * 1024 * 1024)
+    # A file of this size kept in the spool and given back when the disk fills, so deliveries can
+    # still be recorded; counted as part of the reserve. 0: none.
+    spool_ballast: ByteSize = ByteSize(16 * 1024 * 1024)
 
 
 @dataclass
@@ -38,6 +45,13 @@ class SubmissionSection:
     max_line_length: int = 998          # octets without CRLF (RFC 5321 4.5.3.1.6)
     max_connections: int = 1000
     max_connections_per_ip: int = 100
+    # Slots of max_connections only trusted_networks may take (at most half of them); when the
+    # listener is full, the longest-idle session that is neither trusted nor authenticated is
+    # closed to make room. Applies to the inbound listener too.
+    reserved_connections: int = 50
+    # Idle time allowed before the first MAIL to untrusted, unauthenticated sessions (0: the
+    # command_timeout); after MAIL, command_timeout.
+    pre_mail_timeout: Duration = Duration(30)
     command_timeout: Duration = Duration(300)
     data_timeout: Duration = Duration(600)
     tls_cert: str = ""
@@ -302,6 +316,9 @@ def validate(cfg: Config) -> None:
                        ("queue.memory_jobs", cfg.queue.memory_jobs)):
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if cfg.submission.reserved_connections < 0:
+        raise ConfigError("submission.reserved_connections: must be 0 or more, "
+                          f"got {cfg.submission.reserved_connections}")
     if cfg.submission.max_line_length < 78:
         raise ConfigError("submission.max_line_length: must be at least 78")
     if cfg.queue.retry_factor < 1.0:

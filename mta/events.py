@@ -63,6 +63,7 @@ class EventLog:
         self.clock = clock
         self._buffer: list[str] = []
         self._subscribers: list[Callable[[Event], None]] = []
+        self._failing = False
         self._file = self._open()
 
     def _open(self):  # type: ignore[no-untyped-def]
@@ -93,18 +94,32 @@ class EventLog:
         try:
             self._file.write("\n".join(self._buffer) + "\n")
             self._file.flush()
+            if self._failing:
+                self._failing = False
+                log.warning("event log %s is written again", self.path)
         except OSError as exc:
-            log.error("cannot write event log %s: %s", self.path, exc)
+            # Once per episode (a full disk fails every flush); these lines are lost, the spool is not.
+            if not self._failing:
+                self._failing = True
+                log.error("cannot write event log %s: %s (events are dropped until it can be written)",
+                          self.path, exc)
         self._buffer.clear()
 
     def reopen(self) -> None:
         self.flush()
-        if self._file is not None:
-            self._file.close()
+        self._close_file()
         self._file = self._open()
 
     def close(self) -> None:
         self.flush()
+        self._close_file()
+        self._file = None
+
+    def _close_file(self) -> None:
+        # On a full disk the close itself fails flushing what the failed writes left buffered; the
+        # file is closed all the same, and a reopen (log rotation) must still happen.
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            try:
+                self._file.close()
+            except OSError as exc:
+                log.warning("closing event log %s: %s (its last lines are lost)", self.path, exc)

@@ -49,6 +49,8 @@ class Metrics:
                                "recipient, by source and class (2xx, 4xx, 5xx)", ["source", "class"], registry=r)
         # 1 while the MTA has a working connection to policyd, 0 while not; one series per configured
         # [policy] address (none without policyd, so an alert on == 0 never fires for a static setup).
+        self.spool_space_low = Gauge("mta_spool_space_low", "1 while new mail is refused (452 4.3.1) for lack of "
+                                     "space on the spool's file system, else 0", registry=r)
         self.policy_connected = Gauge("mta_policy_connected", "1 while connected to the policy daemon, else 0",
                                       ["address"], registry=r)
 

@@ -151,6 +151,9 @@ def convert(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
         _k, item_tp = get_args(tp)
         return {k: convert(item_tp, v, _join(key, k)) for k, v in value.items()}
+    from_config = getattr(tp, "from_config", None)     # a value type that parses itself
+    if from_config is not None:
+        return from_config(value, key)
     if dataclasses.is_dataclass(tp):
         return build(tp, value, key)  # type: ignore[arg-type]
     raise TypeError(f"unsupported config type {tp!r} for {key}")

@@ -16,6 +16,7 @@ from mta.compliance.dkim.signer import DkimSigner
 from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
 from mta.config import Config, ConfigError, load_config
 from mta.daemon.control import ControlServer
+from mta.daemon.fdlimit import raise_open_files
 from mta.delivery.dnsroute import MxResolver, ResolverConfig
 from mta.events import Event, EventLog
 from mta.http.unsubscribe import start_unsubscribe_server
@@ -25,12 +26,13 @@ from mta.metrics import Metrics
 from mta.queue.limits import StaticLimiter
 from mta.queue.scheduler import Scheduler
 from mta.spool import Spool
+from mta.spool.diskspace import DiskGuard, sqlite_free_pages
 from mta.spool.gauges import SpoolGauges
 from mta.spool.suppression import Suppression
 from mta.spool.suppression import add as add_suppression
 from mta.submission.auth import Authenticator, load_users
 from mta.submission.handler import SubmissionHandler
-from mta.submission.protocol import ConnectionLimits
+from mta.submission.protocol import ConnectionLimits, trust_check
 from mta.submission.server import protocol_factory, server_tls_context, start_listeners
 from warmup_base.listen import parse_hostport
 from warmup_base.metrics_http import serve_metrics
@@ -70,15 +72,25 @@ class MtaDaemon:
         self.unsubscribe_tokens: UnsubscribeTokens | None = None
         self.spool_gauges: SpoolGauges | None = None
         self._bounce_task: asyncio.Task[None] | None = None
+        self._disk_task: asyncio.Task[None] | None = None
+        self.disk: DiskGuard | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         cfg = self.cfg
+        # Each listener may hold max_connections sockets; the default soft limit (1024) is less.
+        raise_open_files(2 * cfg.submission.max_connections + 512)
         self.spool = Spool(cfg.mta.spool_dir, on_commit=self.metrics.on_commit)
+        self.disk = DiskGuard(cfg.mta.spool_dir, cfg.mta.min_free_space, ballast=cfg.mta.spool_ballast,
+                              on_low=lambda low: self.metrics.spool_space_low.set(1 if low else 0),
+                              reusable=sqlite_free_pages(self.spool.store.path))
+        self.spool.set_disk_callbacks(self.disk.note_full, self.disk.note_written)
+        self.disk.starting = True      # no new mail before start-up recovery is on disk
+        self.disk.ensure_ballast()
         self.spool.start()
-        verp_key = cfg.verp_key() or await self.spool.call(_spool_verp_key)
+        verp_key = cfg.verp_key() or await self.spool.call(_spool_verp_key, persist=True)
         if cfg.unsubscribe.enabled:
             self.unsubscribe_tokens = UnsubscribeTokens(cfg.unsubscribe.keys(fallback=verp_key),
                                                         max_age=cfg.unsubscribe.token_max_age, clock=self.clock)
@@ -87,7 +99,14 @@ class MtaDaemon:
         limiter = self.limiter or make_limiter(cfg, self.clock)
         self.scheduler = Scheduler(cfg, self.spool, resolver, limiter, self.events, self.metrics, self.clock,
                                    verp_key)
-        await self.scheduler.start()
+        # Start-up recovery writes; on a full disk it waits (retrying) for space, and the daemon
+        # starts anyway: listeners refuse mail with 452 until recovery is done.
+        recovery = asyncio.get_running_loop().create_task(self.scheduler.start())
+        await asyncio.wait({recovery}, timeout=2.0)
+        if not recovery.done():
+            log.warning("start-up recovery is waiting for disk space; refusing new mail until it is done")
+        recovery.add_done_callback(self._recovered)
+        self._disk_task = asyncio.get_running_loop().create_task(self._watch_disk())
         self.metrics.add_gauges("mta_queue_state", "In-memory queue state", lambda: {
             k: float(v) for k, v in self.scheduler.stats().items()} if self.scheduler else {}, "what")
         self.spool_gauges = SpoolGauges(cfg.mta.spool_dir, self.clock, cfg.metrics.queue_sites)
@@ -119,24 +138,28 @@ class MtaDaemon:
         assert self.scheduler is not None
         tls = server_tls_context(sub.tls_cert, sub.tls_key)
         handler = SubmissionHandler(cfg, self.scheduler.accept, self.metrics, self.clock, signer=self.signer,
-                                    unsubscribe_tokens=self.unsubscribe_tokens)
+                                    unsubscribe_tokens=self.unsubscribe_tokens, disk=self.disk)
         check = self._check_password if self.auth is not None else None
-        limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip)
+        trusted = trust_check(sub.trusted_networks)
+        reserved = min(sub.reserved_connections, sub.max_connections // 2)
+        limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip, reserved, trusted)
         refused = self._count_refusal
         make = protocol_factory(handler, hostname=cfg.mta.hostname, limits=limits, max_size=sub.max_message_size,
                                 max_line_length=sub.max_line_length, command_timeout=sub.command_timeout,
                                 data_timeout=sub.data_timeout, tls=tls, check_password=check, on_refused=refused,
-                                loopback_plain_auth=sub.loopback_plain_auth)
+                                loopback_plain_auth=sub.loopback_plain_auth, pre_mail_timeout=sub.pre_mail_timeout)
         self.servers += await start_listeners(sub.listen, "submission.listen", make)
         if cfg.inbound.listen:
             inbound = InboundHandler(cfg, verp_key, self.metrics, self.clock,
                                      on_stored=self.bounces.wake if self.bounces else None,
-                                     unsubscribe_tokens=self.unsubscribe_tokens, on_unsubscribe=self.unsubscribe)
-            in_limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip)
+                                     unsubscribe_tokens=self.unsubscribe_tokens, on_unsubscribe=self.unsubscribe,
+                                     disk=self.disk)
+            in_limits = ConnectionLimits(sub.max_connections, sub.max_connections_per_ip, reserved, trusted)
             make_in = protocol_factory(inbound, hostname=cfg.mta.hostname, limits=in_limits,
                                        max_size=cfg.inbound.max_message_size, max_line_length=sub.max_line_length,
                                        command_timeout=sub.command_timeout, data_timeout=sub.data_timeout,
-                                       tls=tls, check_password=None, on_refused=refused)
+                                       tls=tls, check_password=None, on_refused=refused,
+                                       pre_mail_timeout=sub.pre_mail_timeout)
             self.servers += await start_listeners(cfg.inbound.listen, "inbound.listen", make_in)
 
     async def unsubscribe(self, info: UnsubscribeInfo) -> None:
@@ -148,6 +171,23 @@ class MtaDaemon:
         self.scheduler.suppressed.note(info.recipient)
         self.events.emit(Event("unsubscribed", info.queue_id, info.recipient, tenant=info.tenant,
                                sending_domain=info.sending_domain, reason="unsubscribe"))
+
+    def _recovered(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                log.error("start-up recovery failed: %s", task.exception())
+            return
+        assert self.disk is not None
+        self.disk.starting = False
+        self.disk.tick()
+
+    async def _watch_disk(self) -> None:
+        """Notices space coming back (or going) without mail arriving; re-makes the ballast."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            if self.disk is not None:
+                await loop.run_in_executor(None, self.disk.tick)
 
     def resolver_forget(self, domain: str) -> None:
         """Drops a cached route (after an operator fixed DNS, or in tests)."""
@@ -173,6 +213,8 @@ class MtaDaemon:
             await self.control.stop()
         if self._bounce_task is not None:
             self._bounce_task.cancel()
+        if self._disk_task is not None:
+            self._disk_task.cancel()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.spool_gauges is not None:

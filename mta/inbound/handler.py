@@ -7,6 +7,7 @@ the 250, Maildir-style, where the bounce processor picks them up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ from mta.compliance.unsubscribe import InvalidToken, UnsubscribeInfo, Unsubscrib
 from mta.config import Config
 from mta.inbound.verp import decode as verp_decode
 from mta.metrics import Metrics
+from mta.spool.diskspace import INSUFFICIENT_STORAGE, DiskGuard, declared_size, is_disk_full
 from mta.spool.ids import new_queue_id
 
 log = logging.getLogger("mta.inbound")
@@ -26,8 +28,10 @@ class InboundHandler:
     def __init__(self, cfg: Config, verp_key: bytes, metrics: Metrics,
                  clock: Callable[[], float] = time.time, on_stored: Callable[[], None] | None = None,
                  unsubscribe_tokens: UnsubscribeTokens | None = None,
-                 on_unsubscribe: Callable[[UnsubscribeInfo], Awaitable[None]] | None = None) -> None:
+                 on_unsubscribe: Callable[[UnsubscribeInfo], Awaitable[None]] | None = None,
+                 disk: DiskGuard | None = None) -> None:
         self.cfg = cfg
+        self.disk = disk
         self.verp_key = verp_key
         self.metrics = metrics
         self.clock = clock
@@ -52,7 +56,15 @@ class InboundHandler:
         lines = [r for r in responses[:-1] if not r.startswith("250-AUTH")]
         return [*lines, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250 HELP"]
 
+    def _no_room(self, size: int) -> bool:
+        if self.disk is not None and not self.disk.room_for(size):
+            self.metrics.refusals.labels("insufficient_storage").inc()
+            return True
+        return False
+
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if self._no_room(declared_size(options)):
+            return INSUFFICIENT_STORAGE
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"
@@ -92,6 +104,8 @@ class InboundHandler:
                 await self.on_unsubscribe(info)     # mailto unsubscribe: the message itself is not kept
         if not reports:
             return f"250 2.0.0 Ok: unsubscribe recorded ({qid})"
+        if self._no_room(len(envelope.content)):
+            return INSUFFICIENT_STORAGE
         peer = session.peer[0] if isinstance(session.peer, tuple) else "unknown"
         head = (f"X-Warmup-Envelope-From: <{'' if envelope.mail_from == '<>' else envelope.mail_from}>\r\n"
                 f"X-Warmup-Envelope-To: {', '.join('<' + r + '>' for r in envelope.rcpt_tos)}\r\n"
@@ -99,6 +113,11 @@ class InboundHandler:
         try:
             self._store(qid, head + envelope.content)
         except OSError as exc:
+            if is_disk_full(exc):
+                if self.disk is not None:
+                    self.disk.note_full(exc)
+                self.metrics.refusals.labels("insufficient_storage").inc()
+                return INSUFFICIENT_STORAGE
             log.error("cannot store inbound report: %s", exc)
             return "451 4.3.0 Temporary failure writing the message, try again later"
         self.metrics.accepted_messages.labels("inbound").inc()
@@ -109,11 +128,16 @@ class InboundHandler:
     def _store(self, qid: str, data: bytes) -> None:
         name = f"{int(self.clock())}.{qid}.eml"
         tmp = os.path.join(self.dir, "tmp", name)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, os.path.join(self.dir, "new", name))
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, os.path.join(self.dir, "new", name))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)          # a half-written report must not keep the space (full disk)
+            raise
         fd = os.open(os.path.join(self.dir, "new"), os.O_RDONLY)
         try:
             os.fsync(fd)

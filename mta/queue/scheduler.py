@@ -31,6 +31,7 @@ from mta.queue.recorder import OutcomeRecorder
 from mta.queue.site import Site
 from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
+from mta.spool.diskspace import is_storage_error
 from mta.spool.journal import DeliveryJournal
 from mta.spool.suppression import prune as prune_suppressions
 from warmup_base.policy_protocol.model import Limiter, Outcome
@@ -102,7 +103,8 @@ class Scheduler:
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
         delivered = self.journal.recorded()
-        report = await self.spool.call(lambda s: s.recover(delivered))
+        # persist: on a full disk, recovery waits until there is room
+        report = await self.spool.call(lambda s: s.recover(delivered), persist=True)
         self.journal.open()
         if report.journaled:
             log.info("%d recipients delivered just before the last stop were recorded from the delivery journal",
@@ -141,7 +143,11 @@ class Scheduler:
                 leftover.extend(r.id for r in job.recipients)
             ds.pending = []
         if leftover:
-            await self.spool.call(lambda s: s.release(leftover))
+            try:
+                await self.spool.call(lambda s: s.release(leftover))
+            except Exception as exc:     # e.g. a full disk: the next start's recovery releases them
+                log.warning("could not give %d recipients back to the queue (%s): the next start will", len(leftover),
+                            exc)
         await self.grants.close()      # feedback still pending goes to the policy daemon
         for task in list(self._tasks):
             task.cancel()
@@ -273,8 +279,11 @@ class Scheduler:
         self.total_in_memory += room
         try:
             rows, next_due = await self.spool.call(lambda s: (s.claim(name, now, room), s.next_due(name)))
-        except Exception:
-            log.exception("claiming due recipients of %s failed", name)
+        except Exception as exc:
+            if is_storage_error(exc):    # a full disk: the disk guard has said so once
+                log.debug("claiming due recipients of %s failed: %s", name, exc)
+            else:
+                log.exception("claiming due recipients of %s failed", name)
             rows, next_due = [], now + 5.0
         finally:
             ds.claiming = False

@@ -5,6 +5,12 @@ everything that is waiting in one transaction, each operation under its own save
 failing operation cannot undo the others, commits (one fsync of the WAL for the whole group),
 then wakes the waiting coroutines in one call. A 250 reply is sent only after that commit.
 
+A group that fails for lack of space (or an I/O error) loses nothing that must be kept: posted
+operations (delivery outcomes, state changes nobody awaits) and calls made with `persist=True`
+(start-up recovery) are retried, in order and ahead of newer work, with a capped back-off until
+they are written; `on_full` hears of each failure (the disk guard refuses new mail and gives its
+ballast back). Awaited calls fail with the error, and their callers answer for it (a 452).
+
 *Urgent* operations (what a remote server has just taken, and the mark that an attempt is about
 to start) are committed in a group of their own ahead of everything else waiting: a crash between
 a remote 250 and its record duplicates the message, so that window is kept as short as a commit.
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from mta.spool.diskspace import is_disk_full, is_storage_error
 from mta.spool.store import SpoolStore
 
 log = logging.getLogger("mta.spool")
@@ -32,6 +39,8 @@ T = TypeVar("T")
 
 _STOP = object()
 MAX_GROUP = 128         # regular operations per commit; urgent ones get their turn in between
+RETRY_FIRST = 0.2        # seconds before retrying writes that failed for lack of space
+RETRY_MAX = 5.0
 
 
 class SpoolClosed(RuntimeError):
@@ -39,18 +48,22 @@ class SpoolClosed(RuntimeError):
 
 
 class _Op:
-    __slots__ = ("fn", "future", "urgent")
+    __slots__ = ("fn", "future", "persist", "urgent")
 
-    def __init__(self, fn: Callable[[SpoolStore], Any], future: asyncio.Future | None, urgent: bool = False) -> None:
+    def __init__(self, fn: Callable[[SpoolStore], Any], future: asyncio.Future | None, persist: bool = False,
+                 urgent: bool = False) -> None:
         self.fn = fn
         self.future = future
+        self.persist = persist or future is None     # retried on a storage error until written
         self.urgent = urgent
 
 
 class Spool:
     """Async face of the spool: durable writes through the writer thread, reads on a reader."""
 
-    def __init__(self, spool_dir: str, on_commit: Callable[[int, float], None] | None = None) -> None:
+    def __init__(self, spool_dir: str, on_commit: Callable[[int, float], None] | None = None,
+                 on_full: Callable[[BaseException], None] | None = None,
+                 on_written: Callable[[], None] | None = None) -> None:
         self.spool_dir = spool_dir
         self.store = SpoolStore(spool_dir)
         self._reader_store = SpoolStore(spool_dir)
@@ -60,31 +73,48 @@ class Spool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._on_commit = on_commit    # (ops in group, seconds) for metrics
+        self._on_full = on_full        # a write failed for lack of space (called on the writer thread)
+        self._on_written = on_written  # a group committed (after a failure: space may be back)
+        self._retry: list[_Op] = []    # ops that failed for lack of space, oldest first
+        self._failing = False
+        self.retried_ops = 0           # for metrics and tests
+
+    @property
+    def writes_failing(self) -> bool:
+        """True while writes fail for lack of space (and some wait for a retry)."""
+        return self._failing or bool(self._retry)
+
+    def set_disk_callbacks(self, on_full: Callable[[BaseException], None] | None,
+                           on_written: Callable[[], None] | None) -> None:
+        self._on_full, self._on_written = on_full, on_written
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
-    async def call(self, fn: Callable[[SpoolStore], T], urgent: bool = False) -> T:
-        """Runs fn(store) in the next group; returns once its transaction is durable."""
-        return await self.submit(fn, urgent)
+    async def call(self, fn: Callable[[SpoolStore], T], urgent: bool = False, *, persist: bool = False) -> T:
+        """Runs fn(store) in the next group; returns once its transaction is durable. With
+        `persist`, a failure for lack of space is retried until it succeeds (fn must be
+        idempotent or fail cleanly: it runs under its own savepoint)."""
+        return await self.submit(fn, urgent, persist=persist)
 
-    def submit(self, fn: Callable[[SpoolStore], T], urgent: bool = False) -> asyncio.Future[T]:
+    def submit(self, fn: Callable[[SpoolStore], T], urgent: bool = False, *,
+               persist: bool = False) -> asyncio.Future[T]:
         """Queues fn(store) now; the future is done once its transaction is durable."""
         if self._closed:
             raise SpoolClosed("spool is closed")
         assert self._loop is not None
         future = self._loop.create_future()
-        self._queue.put(_Op(fn, future, urgent))
+        self._queue.put(_Op(fn, future, persist, urgent))
         return future
 
     def post(self, fn: Callable[[SpoolStore], Any], urgent: bool = False) -> None:
         """Runs fn(store) in the next group without waiting (ordering with other ops of the same
-        urgency is kept)."""
+        urgency is kept); retried until written if the disk is full."""
         if self._closed:
             raise SpoolClosed("spool is closed")
-        self._queue.put(_Op(fn, None, urgent))
+        self._queue.put(_Op(fn, None, urgent=urgent))
 
     async def read(self, fn: Callable[[SpoolStore], T]) -> T:
         """Runs a read-only fn on the reader connection (sees everything committed)."""
@@ -106,7 +136,21 @@ class Spool:
     def _run(self) -> None:
         regular: deque[_Op] = deque()      # taken off the queue, waiting their turn, in order
         stopping = False
+        backoff = RETRY_FIRST
         while True:
+            if self._retry:
+                # Writes that failed for lack of space go first, after a pause (the disk will not
+                # have changed in a microsecond); newer work waits behind them, in order.
+                time.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+                group, self._retry = self._retry, []
+                if not self._commit(group):
+                    return
+                if stopping:       # shutting down: that was the last try; the next start recovers
+                    self._fail_for_good()
+                    return
+                continue
+            backoff = RETRY_FIRST
             urgent: list[_Op] = []
             stopping = self._collect(urgent, regular, block=not regular and not stopping) or stopping
             if urgent:
@@ -139,12 +183,14 @@ class Spool:
         return stop
 
     def _commit(self, group: list[_Op]) -> bool:
-        """Runs and commits one group, then wakes its waiters; False once the loop is gone."""
+        """Runs and commits one group, then wakes its waiters (not those kept for a retry); False
+        once the loop is gone."""
         t0 = time.perf_counter()
-        results = self._run_group(group)
+        results = self._run_group_retrying(group)
         if self._on_commit is not None:
             self._on_commit(len(group), time.perf_counter() - t0)
-        waiting = [(op.future, res) for op, res in zip(group, results, strict=True) if op.future is not None]
+        waiting = [(op.future, res) for op, res in zip(group, results, strict=True)
+                   if op.future is not None and res is not _RETRY]
         if waiting:
             assert self._loop is not None
             try:
@@ -152,6 +198,50 @@ class Spool:
             except RuntimeError:  # loop closed during shutdown
                 return False
         return True
+
+    def _run_group_retrying(self, group: list[_Op]) -> list[Any]:
+        """Runs a group; ops that failed for lack of space and must persist are kept for a retry
+        (their result is _RETRY)."""
+        results: list[Any] = self._run_group(group)
+        storage_error = next((res[1] for res in results if not res[0] and is_storage_error(res[1])), None)
+        if storage_error is None:
+            if self._failing:
+                self._failing = False
+                log.warning("spool writes succeed again")
+            if self._on_written is not None:
+                self._on_written()
+            return results
+        if not self._failing:
+            self._failing = True
+            log.warning("spool write failed (%s): retrying what must be kept until it is written", storage_error)
+        # No commit, no automatic checkpoint: the WAL would only grow. A checkpoint now lets the next
+        # write start the WAL over inside the file's existing space (no new blocks needed).
+        try:
+            self.store.db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        except sqlite3.Error as exc:
+            log.debug("checkpoint after a failed write: %s", exc)
+        if self._on_full is not None and is_disk_full(storage_error):
+            try:
+                self._on_full(storage_error)
+            except Exception:
+                log.exception("disk-full handler failed")
+        for i, (op, res) in enumerate(zip(group, results, strict=True)):
+            if not res[0] and op.persist and is_storage_error(res[1]):
+                self._retry.append(op)
+                self.retried_ops += 1
+                results[i] = _RETRY
+        return results
+
+    def _fail_for_good(self) -> None:
+        if self._retry:
+            log.error("spool: %d write(s) still failing at shutdown; the next start recovers their recipients",
+                      len(self._retry))
+            waiting = [(op.future, (False, SpoolClosed("spool closed before the write succeeded")))
+                       for op in self._retry if op.future is not None]
+            self._retry = []
+            if waiting and self._loop is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(_resolve, waiting)
 
     def _run_group(self, group: list[_Op]) -> list[tuple[bool, Any]]:
         store = self.store
@@ -166,16 +256,35 @@ class Spool:
                 except Exception as exc:  # one bad operation must not sink the group
                     store.db.execute("ROLLBACK TO op")
                     store.db.execute("RELEASE op")
-                    log.exception("spool operation failed")
+                    if is_storage_error(exc):
+                        log.debug("spool operation failed: %s", exc)
+                    else:
+                        log.exception("spool operation failed")
                     results.append((False, exc))
             store.commit()
         except sqlite3.Error as exc:
-            # The commit (or BEGIN) itself failed, e.g. disk full: nothing in the group is durable.
-            log.error("spool commit failed: %s", exc)
+            # The commit (or BEGIN, or a rollback SQLite already did itself on SQLITE_FULL) failed:
+            # nothing in the group is durable. Report the cause, not "no such savepoint".
+            cause = next((r[1] for r in results if not r[0] and is_storage_error(r[1])), None) or _root(exc)
+            if not is_storage_error(cause):
+                log.error("spool commit failed: %s", exc)
             with contextlib.suppress(sqlite3.Error):
                 store.rollback()
-            return [(False, exc)] * len(group)
+            return [(False, cause)] * len(group)
         return results
+
+
+_RETRY = object()
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The storage error behind `exc` ("no such savepoint" after SQLite rolled back on SQLITE_FULL)."""
+    cur: BaseException | None = exc
+    while cur is not None:
+        if is_storage_error(cur) and not (cur.__context__ and is_storage_error(cur.__context__)):
+            return cur
+        cur = cur.__context__
+    return exc
 
 
 def _resolve(waiting: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:

@@ -21,6 +21,7 @@ from mta.config import Config
 from mta.metrics import Metrics
 from mta.model import MessageInfo, NewMessage
 from mta.spool import SpoolClosed
+from mta.spool.diskspace import INSUFFICIENT_STORAGE, DiskGuard, declared_size, is_disk_full
 from mta.spool.ids import new_queue_id
 from mta.submission import headers as hdr
 from mta.submission.addresses import check_recipient, check_sender
@@ -34,8 +35,10 @@ INTERNAL_HEADERS = {b"x-tenant"}
 class SubmissionHandler:
     def __init__(self, cfg: Config, accept: Callable[[NewMessage], Awaitable[MessageInfo]], metrics: Metrics,
                  clock: Callable[[], float] = time.time, listener: str = "submission",
-                 signer: DkimSigner | None = None, unsubscribe_tokens: UnsubscribeTokens | None = None) -> None:
+                 signer: DkimSigner | None = None, unsubscribe_tokens: UnsubscribeTokens | None = None,
+                 disk: DiskGuard | None = None) -> None:
         self.cfg = cfg
+        self.disk = disk
         self.accept = accept
         self.metrics = metrics
         self.clock = clock
@@ -78,6 +81,9 @@ class SubmissionHandler:
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
+        if self.disk is not None and not self.disk.room_for(declared_size(mail_options)):
+            self.refuse("insufficient_storage")
+            return INSUFFICIENT_STORAGE
         sender = "" if address == "<>" else address
         problem = check_sender(sender, envelope.smtp_utf8)
         if problem:
@@ -108,12 +114,21 @@ class SubmissionHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         started = time.perf_counter()
         now = self.clock()
+        if self.disk is not None and not self.disk.room_for(len(envelope.content)):
+            self.refuse("insufficient_storage")
+            return INSUFFICIENT_STORAGE
         msg = self.build(session, envelope, now)
         try:
             info = await self.accept(msg)
         except SpoolClosed:
             return "421 4.3.2 Service shutting down, try again later"
-        except Exception:
+        except Exception as exc:
+            if is_disk_full(exc):
+                # The guard logs the episode once; each refusal is only counted.
+                if self.disk is not None:
+                    self.disk.note_full(exc)
+                self.refuse("insufficient_storage")
+                return INSUFFICIENT_STORAGE
             log.exception("could not queue a message from %s", self._client_ip(session))
             self.refuse("spool_error")
             return "451 4.3.0 Temporary failure writing the message to disk, try again later"

@@ -18,10 +18,12 @@ import logging
 from base64 import b64decode
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
+
+from mta.submission.sanitize import SYNTAX_REPLY, reply_for_exception, safe_reply
 
 log = logging.getLogger("mta.smtpd")
 logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd logs every command at INFO
@@ -41,30 +43,80 @@ _DEFAULT_ENHANCED = {
 
 @dataclass
 class ConnectionLimits:
-    """Counts open connections across all sessions of one listener group."""
+    """Counts open connections across all sessions of one listener group, and keeps them from
+    starving each other (issue 17: 1,050 idle connections from 11 addresses locked everyone out).
+
+    - `reserved` of the `max_total` slots are only for clients in trusted networks: untrusted
+      clients together hold at most `max_total - reserved`.
+    - When the new client's share is full, the longest-idle *evictable* session (untrusted, not
+      authenticated, not in DATA; those that have not sent MAIL go first) is closed with a 421
+      to make room. Trusted and authenticated sessions are never evicted.
+    """
 
     max_total: int
     max_per_ip: int
+    reserved: int = 0
+    is_trusted: Callable[[str], bool] = field(default=lambda _ip: False)
     total: int = 0
 
     def __post_init__(self) -> None:
         self.per_ip: Counter[str] = Counter()
+        self.untrusted = 0
+        self.sessions: set[MtaSMTP] = set()
 
-    def admit(self, ip: str) -> str | None:
+    def admit(self, ip: str, session: MtaSMTP | None = None, trusted: bool | None = None) -> str | None:
         """None if the connection may proceed (and is now counted), else the reason it may not."""
-        if self.total >= self.max_total:
-            return "too many connections"
+        if trusted is None:
+            trusted = self.is_trusted(ip)
         if self.per_ip[ip] >= self.max_per_ip:
             return "too many connections from your address"
+        if self.total >= self.max_total or (not trusted and self.untrusted >= self.max_total - self.reserved):
+            victim = self.idlest()
+            if victim is None:
+                return "too many connections"
+            victim.evict()
         self.total += 1
         self.per_ip[ip] += 1
+        if not trusted:
+            self.untrusted += 1
+        if session is not None:
+            self.sessions.add(session)
         return None
 
-    def release(self, ip: str) -> None:
+    def release(self, ip: str, session: MtaSMTP | None = None, trusted: bool = False) -> None:
         self.total -= 1
         self.per_ip[ip] -= 1
         if self.per_ip[ip] <= 0:
             del self.per_ip[ip]
+        if not trusted:
+            self.untrusted -= 1
+        self.sessions.discard(session)  # type: ignore[arg-type]
+
+    def idlest(self) -> MtaSMTP | None:
+        """The session to close to make room: one that is neither trusted nor authenticated nor
+        in DATA, preferring sessions without a transaction, then the longest idle."""
+        best: MtaSMTP | None = None
+        best_key: tuple[bool, float] | None = None
+        for s in self.sessions:
+            if not s.evictable():
+                continue
+            key = (s.in_transaction(), s.last_active)
+            if best_key is None or key < best_key:
+                best, best_key = s, key
+        return best
+
+
+def trust_check(networks: list[str]) -> Callable[[str], bool]:
+    """A predicate: is this client address in one of `networks`?"""
+    nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def trusted(ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in nets)
+    return trusted
 
 
 def is_loopback(ip: str) -> bool:
@@ -72,6 +124,10 @@ def is_loopback(ip: str) -> bool:
         return ipaddress.ip_address(ip).is_loopback
     except ValueError:
         return False
+
+
+class AddressSyntaxError(ValueError):
+    """An address the parser could not make sense of (answered 501 5.5.4 by handle_exception)."""
 
 
 class DataRefused(Exception):
@@ -89,7 +145,7 @@ class MtaSMTP(SMTP):
     def __init__(self, handler: Any, *, limits: ConnectionLimits, max_line_length: int,
                  data_timeout: float, check_password: Callable[[str, str], Awaitable[Any]] | None,
                  on_refused: Callable[[str], None] | None = None, loopback_plain_auth: bool = True,
-                 **kwargs: Any) -> None:
+                 pre_mail_timeout: float = 0.0, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.conn_limits = limits
         self.max_line_length = max_line_length
@@ -100,6 +156,13 @@ class MtaSMTP(SMTP):
         self._admitted_ip: str | None = None
         self._rejected = False
         self._in_ehlo = False
+        # Until its first MAIL an untrusted, unauthenticated session gets this much idle time
+        # (0: the command timeout) and may be evicted to make room for others.
+        self.pre_mail_timeout = pre_mail_timeout
+        self._trusted = False
+        self._mail_seen = False
+        self._in_data = False
+        self.last_active = 0.0
         if check_password is None:
             self._auth_methods = {}
 
@@ -108,7 +171,9 @@ class MtaSMTP(SMTP):
         if self.transport is None:  # a new connection, not the STARTTLS re-entry
             peer = transport.get_extra_info("peername")
             ip = peer[0] if isinstance(peer, tuple) else "unix"
-            refusal = self.conn_limits.admit(ip)
+            self._trusted = self.conn_limits.is_trusted(ip)
+            self.last_active = asyncio.get_running_loop().time()
+            refusal = self.conn_limits.admit(ip, self, self._trusted)
             if refusal is not None:
                 self._rejected = True
                 log.warning("refused connection from %s: %s", ip, refusal)
@@ -126,9 +191,39 @@ class MtaSMTP(SMTP):
         if self._rejected:
             return
         if self._admitted_ip is not None:
-            self.conn_limits.release(self._admitted_ip)
+            self.conn_limits.release(self._admitted_ip, self, self._trusted)
             self._admitted_ip = None
         super().connection_lost(error)
+
+    def privileged(self) -> bool:
+        return self._trusted or bool(self.session is not None and self.session.authenticated)
+
+    def in_transaction(self) -> bool:
+        return bool(self.envelope is not None and self.envelope.mail_from)
+
+    def evictable(self) -> bool:
+        return (self._admitted_ip is not None and not self._in_data and not self.privileged()
+                and self.transport is not None and not self.transport.is_closing())
+
+    def evict(self) -> None:
+        """Closes this idle session to make room for a new client; its slot is free at once."""
+        assert self._admitted_ip is not None and self.transport is not None
+        log.info("%s: closing an idle connection (%.0fs idle) to make room", self._admitted_ip,
+                 self.loop.time() - self.last_active)
+        self.conn_limits.release(self._admitted_ip, self, self._trusted)
+        self._admitted_ip = None
+        if self.on_refused:
+            self.on_refused("idle_evicted")
+        self.transport.write(f"421 4.7.0 {self.hostname} closing idle connection: too many connections, "
+                             "try again later\r\n".encode())
+        self.transport.close()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # Called on connect and after each command (and each DATA chunk): the activity clock.
+        self.last_active = self.loop.time()
+        if duration is None and self.pre_mail_timeout and not self._mail_seen and not self.privileged():
+            duration = self.pre_mail_timeout
+        super()._reset_timeout(duration)
 
     def eof_received(self) -> bool | None:
         if self._rejected:
@@ -140,14 +235,56 @@ class MtaSMTP(SMTP):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
             if self.on_refused:
-                self.on_refused("timeout")
+                short = self.pre_mail_timeout and not self._mail_seen and not self.privileged()
+                self.on_refused("pre_mail_timeout" if short else "timeout")
         super()._timeout_cb()
 
     # ------------------------------------------------------------------ replies
     async def push(self, status: Any) -> None:
-        if isinstance(status, str) and not self._in_ehlo:
-            status = _with_enhanced_code(status)
+        if isinstance(status, str):
+            if not self._in_ehlo:
+                status = _with_enhanced_code(status)
+            status = safe_reply(status)
         await super().push(status)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A command whose handling raised: a plain reply, the detail in the log and a metric
+        (aiosmtpd's default would show the client the exception's name and text)."""
+        reply, reason = reply_for_exception(error)
+        peer = self.session.peer if self.session is not None else None
+        if reason == "internal_error":
+            log.error("%r error handling a command", peer, exc_info=error)
+        else:
+            # Hostile or broken input: one line, no traceback (a client can send thousands).
+            log.warning("%r command refused: %s: %s", peer, type(error).__name__, error)
+            log.debug("%r command refused", peer, exc_info=error)
+        if self.on_refused:
+            self.on_refused(reason)
+        return reply
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # The stdlib's address parser raises more than HeaderParseError on broken input
+        # (IndexError for "<", AttributeError on some defects): a syntax error, whatever it raised.
+        try:
+            return super()._getaddr(arg)
+        except Exception as exc:
+            raise AddressSyntaxError(f"{type(exc).__name__}: {exc}") from exc
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        # aiosmtpd echoes an unparseable argument back ("502 Could not VRFY <arg>"); we never do.
+        if await self.check_auth_needed("VRFY"):
+            return
+        if arg and any("\udc80" <= ch <= "\udcff" for ch in arg):   # bytes that were not UTF-8
+            await self.push(SYNTAX_REPLY)
+            return
+        address = self._getaddr(arg)[0] if arg else None
+        if not address:
+            await self.push("501 5.5.4 Syntax: VRFY <address>")
+            return
+        status = await self._call_handler_hook("VRFY", address)
+        await self.push("252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery"
+                        if status is MISSING else status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
@@ -155,6 +292,12 @@ class MtaSMTP(SMTP):
             await super().smtp_EHLO(hostname)
         finally:
             self._in_ehlo = False
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await super().smtp_MAIL(arg)
+        if not self._mail_seen and self.in_transaction():
+            self._mail_seen = True
+            self._reset_timeout()       # from here on, the full command timeout
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         # The stdlib parser drops a source route silently; refuse it instead (RFC 5321 C).
@@ -179,6 +322,14 @@ class MtaSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._in_data = True        # not evictable until the reply (a 250 may be on its way)
+        try:
+            await self._data_transaction()
+        finally:
+            self._in_data = False
+
+    async def _data_transaction(self) -> None:
+        assert self.envelope is not None
         try:
             content = await self._read_data()
         except DataRefused as refused:
