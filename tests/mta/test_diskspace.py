@@ -7,9 +7,9 @@ import sqlite3
 from types import SimpleNamespace
 
 import pytest
-from mta.spool.diskspace import DiskGuard, FreeSpaceReserve, declared_size, is_disk_full, parse_reserve
 
 from mta.config import ConfigError, load_config
+from mta.spool.diskspace import DiskGuard, FreeSpaceReserve, declared_size, is_disk_full, parse_reserve
 
 MB = 1 << 20
 
