@@ -39,7 +39,8 @@ def fuzz_examples(quick: int, fuzz: int) -> pytest.MarkDecorator:
     """Parametrises a test with (max_examples, quick): `quick` by default, `fuzz` under -m fuzz."""
     return pytest.mark.parametrize(("max_examples", "quick"), [
         pytest.param(quick, True, id="quick"),
-        pytest.param(max(1, int(fuzz * _SCALE)), False, id="fuzz", marks=pytest.mark.fuzz),
+        pytest.param(max(1, int(fuzz * _SCALE)), False, id="fuzz",
+                     marks=[pytest.mark.fuzz, pytest.mark.timeout(int(3600 * max(1.0, _SCALE)))]),
     ])
 
 
