@@ -85,15 +85,17 @@ header_names = st.sampled_from(["From", "To", "Subject", "Date", "Message-ID", "
                                 "Original-Mail-From", "Arrival-Date", "Auto-Submitted", "X-Failed-Recipients",
                                 "Authentication-Results", "Return-Path", "X-Anything"]) | st.text(max_size=20)
 header_values = (st.text(max_size=80) | st.binary(max_size=80).map(lambda b: b.decode("latin-1"))
-                 | st.sampled_from(["rfc822; gone@example.com", "failed", "5.1.1", "4.7.28", "smtp; 550 5.1.1 no such user",
-                                    "dns; mx.example.com", "abuse", "MAILER-DAEMON@example.net", "auto-replied",
-                                    "=?utf-8?B?w6k=?=", "=?bogus?Q?x?=", "<a@b>", "<>", "spf=pass dkim=fail"]))
+                 | st.sampled_from(["rfc822; gone@example.com", "failed", "5.1.1", "4.7.28",
+                                    "smtp; 550 5.1.1 no such user", "dns; mx.example.com", "abuse",
+                                    "MAILER-DAEMON@example.net", "auto-replied", "=?utf-8?B?w6k=?=", "=?bogus?Q?x?=",
+                                    "<a@b>", "<>", "spf=pass dkim=fail"]))
 content_types = st.sampled_from(["text/plain", "text/html", "message/delivery-status", "message/global-delivery-status",
                                  "message/feedback-report", "message/rfc822", "text/rfc822-headers",
                                  "message/global-headers", "application/octet-stream", "multipart/report",
                                  "multipart/mixed", "multipart/alternative", "multipart/related", "", "x/y"])
 encodings = st.sampled_from(["", "7bit", "8bit", "binary", "base64", "quoted-printable", "x-uuencode", "bogus"])
-charsets = st.sampled_from(["", "us-ascii", "utf-8", "iso-8859-1", "iso-2022-jp", "utf-16", "utf-7", "x-bogus", "gb2312"])
+charsets = st.sampled_from(["", "us-ascii", "utf-8", "iso-8859-1", "iso-2022-jp", "utf-16", "utf-7", "x-bogus",
+                            "gb2312"])
 
 
 def headers_block(draw: st.DrawFn) -> list[str]:
