@@ -82,9 +82,17 @@ def as_data(text: bytes) -> bytes:
     return b"".join(line + b"\r\n" for line in lines) if text else b""
 
 
+_WSP_BEFORE_COLON = re.compile(rb"(?m)^[!-9;-~]+[ \t]+:")
+
+
 def verifier_can_parse(data: bytes) -> bool:
-    """False for a header block a verifier refuses whatever the signature (a stray line with no
-    field name): the client sent a malformed message, and we sign what we got."""
+    """False for a header block dkimpy refuses or reads its own way, whatever the signature: a stray
+    line with no field name (the client sent a malformed message, and we sign what we got), or a
+    field name with white space before its colon ("From :", RFC 5322's obsolete syntax). For the
+    latter our signer follows RFC 6376 3.4.2 and Mail::DKIM agrees (tests/compliance/
+    test_dkim_obsolete_syntax.py), while dkimpy keeps the space in the name and so skips the field."""
+    if _WSP_BEFORE_COLON.search(hdr.split_headers(data)[0]):
+        return False
     try:
         dkim.rfc822_parse(data)
     except (dkim.MessageFormatError, IndexError):      # IndexError: dkimpy on a leading continuation line
