@@ -7,6 +7,12 @@
     invalid, forged or expired token -> 400 with a plain reason, no effect
     other paths -> 404; other methods -> 405; malformed requests -> 400
 
+A body comes with Content-Length or chunked (RFC 9112 7.1), at most MAX_BODY bytes either way
+(413 beyond). Both at once, Content-Length given twice with different values, or a transfer
+coding list that does not end in chunked: 400 (RFC 9112 6.3, the framing is in doubt); a coding
+before chunked that we do not implement (gzip, ...): 501. No request may produce a 500: that
+would be a bug, and the fuzz tests (tests/compliance/test_fuzz_unsubscribe_http.py) look for one.
+
 One request per connection (Connection: close): the clients are mailbox providers' one-click
 posts and people's browsers, a handful per message at most. Heads and bodies are size-limited
 and every read has a timeout, so a slow or hostile client holds a connection for seconds only.
@@ -147,25 +153,69 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, 
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip():
             raise _Reply(400, "malformed header line\n")
-        headers[name.lower()] = value.strip()
+        name, value = name.lower(), value.strip()
+        if name in headers and name in _FRAMING and headers[name] != value:
+            raise _Reply(400, f"{name} given twice with different values\n")
+        headers[name] = value
     return parts[0].upper(), parts[1], headers
 
 
+_FRAMING = ("content-length", "transfer-encoding")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if "transfer-encoding" in headers:
-        raise _Reply(501, "chunked bodies are not accepted; send Content-Length\n")
-    length_text = headers.get("content-length", "")
-    if not length_text.isdigit():
-        raise _Reply(411, "Content-Length required\n")
-    length = int(length_text)
-    if length > MAX_BODY:
-        raise _Reply(413, "request body too large\n")
     try:
-        return await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT)
+        return await asyncio.wait_for(_read_framed_body(reader, headers), READ_TIMEOUT)
     except TimeoutError:
         raise _Reply(408, "request timed out\n") from None
     except asyncio.IncompleteReadError:
-        raise _Reply(400, "request body shorter than Content-Length\n") from None
+        raise _Reply(400, "request body shorter than announced\n") from None
+    except asyncio.LimitOverrunError:
+        raise _Reply(400, "malformed chunked body (line too long)\n") from None
+
+
+async def _read_framed_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    if "transfer-encoding" in headers:
+        codings = [c.strip().lower() for c in headers["transfer-encoding"].split(",")]
+        if "content-length" in headers or codings[-1] != "chunked":
+            raise _Reply(400, "ambiguous body framing (RFC 9112 6.3)\n")
+        if codings != ["chunked"]:
+            raise _Reply(501, f"transfer coding not implemented: {', '.join(codings[:-1])[:60]}\n")
+        return await _read_chunked(reader)
+    length_text = headers.get("content-length", "")
+    if not length_text.isascii() or not length_text.isdigit():
+        raise _Reply(411, "Content-Length required\n")
+    # Count digits before int(): Python refuses to convert a number of over 4,300 digits.
+    digits = length_text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_BODY)) or int(digits) > MAX_BODY:
+        raise _Reply(413, "request body too large\n")
+    return await reader.readexactly(int(digits))
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """RFC 9112 7.1: chunks until the last (size 0), then trailer lines until an empty one."""
+    body = bytearray()
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        size_text = line[:-2].split(b";", 1)[0].strip(b" \t")
+        if not size_text or len(size_text) > 8 or not set(size_text) <= _HEX:
+            raise _Reply(400, "malformed chunked body (chunk size)\n")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        if len(body) + size > MAX_BODY:
+            raise _Reply(413, "request body too large\n")
+        chunk = await reader.readexactly(size + 2)
+        if chunk[-2:] != b"\r\n":
+            raise _Reply(400, "malformed chunked body (chunk end)\n")
+        body += chunk[:-2]
+    trailers = 0
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+        trailers += len(line)
+        if trailers > MAX_HEAD:
+            raise _Reply(400, "malformed chunked body (trailers too long)\n")
+    return bytes(body)
 
 
 _MULTIPART_FIELD = re.compile(

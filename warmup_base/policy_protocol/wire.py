@@ -26,7 +26,11 @@ Requests (`op`):
 Errors: ``{"v":1,"id":<id or null>,"ok":false,"error":{"code":..., "message":...}}`` with code
 `bad_json`, `bad_request` (the message names the field, e.g. "requests[2].wanted"),
 `unsupported_version`, `unknown_op`, `too_large` (the connection is closed after it, since the
-line's end was not seen), `unavailable` (the state backend failed) or `internal`.
+line's end was not seen), `unavailable` (the state backend failed) or `internal` (a bug: no input
+may cause it). Hostile input is one of the first four: JSON nested deeper than the parser's stack
+is `bad_json`; a string holding an unpaired surrogate escape (``"\\ud800"``, which UTF-8 cannot
+carry) or an integer over its field's bound (`MAX_COUNT`, `MAX_CODE`) is `bad_request`. An error
+reply is ASCII-only JSON, so it can always be encoded whatever the request held.
 
 Compatibility: fields may be added to any object; receivers ignore fields they do not know.
 A change that old peers could misread gets a new version number.
@@ -45,6 +49,8 @@ VERSION = 1
 SUPPORTED = (VERSION,)
 OPS = ("hello", "ping", "grant", "feedback")
 MAX_ITEMS = 10000            # requests or outcomes in one message
+MAX_COUNT = 10**9            # `wanted` and `count`: far above any real batch, far below float/SQLite limits
+MAX_CODE = 999               # `code`: an SMTP reply code (0: none)
 
 
 class ProtocolError(ValueError):
@@ -79,17 +85,40 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 # ---- field readers: each names the offending field in its error
+def _utf8(value: str) -> bool:
+    """False for a string JSON can hold but UTF-8 cannot: an unpaired surrogate from a \\udXXX escape."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _brief(value: Any) -> str:
+    """A client's value quoted in an error message: short, ASCII, and never a deep structure's repr."""
+    if isinstance(value, list | dict):
+        return f"<{type(value).__name__}>"
+    text = ascii(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _str(obj: dict[str, Any], name: str, where: str, default: str | None = None) -> str:
     value = obj.get(name, default)
     if not isinstance(value, str):
         raise ProtocolError("bad_request", f"{where}.{name}: expected a string")
+    if not _utf8(value):
+        raise ProtocolError("bad_request", f"{where}.{name}: not UTF-8 (an unpaired surrogate)")
     return value
 
 
-def _int(obj: dict[str, Any], name: str, where: str, default: int | None = None) -> int:
+def _int(obj: dict[str, Any], name: str, where: str, default: int | None = None, most: int = MAX_COUNT) -> int:
     value = obj.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ProtocolError("bad_request", f"{where}.{name}: expected a non-negative integer")
+    if value > most:
+        raise ProtocolError("bad_request", f"{where}.{name}: at most {most}")
     return value
 
 
@@ -97,6 +126,8 @@ def _strs(obj: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
     value = obj.get(name, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ProtocolError("bad_request", f"{where}.{name}: expected a list of strings")
+    if not all(_utf8(v) for v in value):
+        raise ProtocolError("bad_request", f"{where}.{name}: not UTF-8 (an unpaired surrogate)")
     return tuple(value)
 
 
@@ -125,7 +156,7 @@ def _outcome(d: dict[str, Any], where: str) -> Outcome:
                         source=_str(d, "source", where), sending_domain=_str(d, "sending_domain", where, ""),
                         tenant=_str(d, "tenant", where, ""), stream=_str(d, "stream", where, ""),
                         outcome=_str(d, "outcome", where), reason=_str(d, "reason", where, ""),
-                        code=_int(d, "code", where, 0), status=_str(d, "status", where, ""),
+                        code=_int(d, "code", where, 0, MAX_CODE), status=_str(d, "status", where, ""),
                         count=_int(d, "count", where, 1), mailbox=_str(d, "mailbox", where, ""))
 
 
@@ -136,25 +167,29 @@ def decode_request(line: bytes) -> Request:
         body = json.loads(line)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError("bad_json", f"not a JSON object: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "not a JSON object: nested too deeply") from None
     if not isinstance(body, dict):
         raise ProtocolError("bad_json", "not a JSON object")
     msg_id = body.get("id")
+    if isinstance(msg_id, str) and not _utf8(msg_id):
+        raise ProtocolError("bad_request", "id: not UTF-8 (an unpaired surrogate)")
     try:
         if body.get("v") not in SUPPORTED:
-            raise ProtocolError("unsupported_version",
-                                f"v: protocol version {body.get('v')!r} not supported (supported: {list(SUPPORTED)})")
+            raise ProtocolError("unsupported_version", f"v: protocol version {_brief(body.get('v'))} not supported"
+                                                       f" (supported: {list(SUPPORTED)})")
         if not isinstance(msg_id, int | str) or isinstance(msg_id, bool):
             raise ProtocolError("bad_request", "id: expected an integer or a string")
         op = body.get("op")
         if op not in OPS:
-            raise ProtocolError("unknown_op", f"op: unknown operation {op!r} (known: {', '.join(OPS)})")
+            raise ProtocolError("unknown_op", f"op: unknown operation {_brief(op)} (known: {', '.join(OPS)})")
         if op == "grant":
             asks = tuple(_ask(d, f"requests[{i}]") for i, d in enumerate(_items(body, "requests")))
             return Request(msg_id, op, asks=asks)
         if op == "feedback":
             outs = tuple(_outcome(d, f"outcomes[{i}]") for i, d in enumerate(_items(body, "outcomes")))
             return Request(msg_id, op, outcomes=outs)
-        return Request(msg_id, op, client=str(body.get("client", "")))
+        return Request(msg_id, op, client=_str(body, "client", op, ""))
     except ProtocolError as exc:
         exc.msg_id = msg_id if isinstance(msg_id, int | str) and not isinstance(msg_id, bool) else None
         raise
@@ -177,7 +212,9 @@ def grant_reply(msg_id: Any, grants: Sequence[Sequence[Grant]]) -> bytes:
 
 
 def error_reply(msg_id: Any, code: str, message: str) -> bytes:
-    return encode({"v": VERSION, "id": msg_id, "ok": False, "error": {"code": code, "message": message}})
+    """ASCII-only (\\u escapes), so it encodes whatever a hostile request put in the id or the message."""
+    return json.dumps({"v": VERSION, "id": msg_id, "ok": False, "error": {"code": code, "message": message}},
+                      separators=(",", ":")).encode() + b"\n"
 
 
 # ---- client side
