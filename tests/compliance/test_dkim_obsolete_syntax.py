@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from mta.dkim import DkimKeyConfig, DkimSigner, dns_record_value
+from mta.compliance.dkim import DkimKeyConfig, DkimSigner, dns_record_value
 from tests.compliance.verifiers import mail_dkim_results
 
 

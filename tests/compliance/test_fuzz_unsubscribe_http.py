@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from mta.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
-from mta.unsubscribe_http import start_unsubscribe_server
+from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
+from mta.http.unsubscribe import start_unsubscribe_server
 from tests.support.fuzz import LoopThread, fuzz, fuzz_examples
 
 NOW_TOKENS = UnsubscribeTokens([b"fuzz-secret"])

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from mta.unsubscribe import UnsubscribeTokens
-from mta.unsubscribe_http import MAX_BODY, start_unsubscribe_server
+from mta.compliance.unsubscribe import UnsubscribeTokens
+from mta.http.unsubscribe import MAX_BODY, start_unsubscribe_server
 from tests.compliance.test_unsubscribe_http import ONE_CLICK, Endpoint
 
 

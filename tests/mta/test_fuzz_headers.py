@@ -27,13 +27,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from mta.addresses import check_recipient
+from mta.compliance.dkim import DkimKeyConfig, DkimSigner, dns_record_value
+from mta.compliance.unsubscribe import UnsubscribeTokens
 from mta.config import Config, _apply_defaults
-from mta.dkim import DkimKeyConfig, DkimSigner, dns_record_value
 from mta.metrics import Metrics
 from mta.submission import headers as hdr
+from mta.submission.addresses import check_recipient
 from mta.submission.handler import SubmissionHandler
-from mta.unsubscribe import UnsubscribeTokens
 from tests.support.fuzz import fuzz, fuzz_examples
 
 NOW = 1_795_500_000.0

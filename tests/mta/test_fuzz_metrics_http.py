@@ -16,8 +16,8 @@ import pytest
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
 
-from mta.metrics import serve_metrics
 from tests.support.fuzz import LoopThread, fuzz, fuzz_examples
+from warmup_base.metrics_http import serve_metrics
 
 
 class Responder:

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from policy import protocol
 from policy.metrics import Metrics
 from tests.policy.conftest import Clock, Running, start_server
 from tests.support.fuzz import LoopThread, fuzz, fuzz_examples
+from warmup_base.policy_protocol import wire as protocol
 
 MAX_MESSAGE = 65536
 # Error codes a client can cause (policy/PROTOCOL.md); `internal` is a bug and `unavailable` a

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from policy import protocol
 from policy.metrics import Metrics
 from tests.policy.conftest import Clock, Running, start_server
 from tests.policy.test_server import connect
+from warmup_base.policy_protocol import wire as protocol
 
 PING = protocol.encode({"v": 1, "id": "after", "op": "ping"})
 
