@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from policy.engine import operator
-from policy.engine.bucket import refill
+from policy.engine.bucket import TakePlan, TakeResult, refill
 from policy.engine.health import AUTH, Health
 from policy.engine.model import Action, FeedbackItem, Grant, GrantAsk
-from policy.engine.policy import Policy
+from policy.engine.policy import Assessment, Policy
+from policy.engine.rules import Verdict
 from policy.engine.state import ANY_ISP, DOMAIN, IP, ISP, MAILBOX, PairKey, PairState
 from policy.store.base import HEALTH, PAIR, Store
 
@@ -67,11 +68,16 @@ class PolicyService:
         self.cache_seconds = cache_seconds
         self.hooks = hooks
         self._cache: dict[PairKey, tuple[PairState, float]] = {}
+        # What each bucket granted today, for the catch-up of its rate: bucket key -> (calendar
+        # day, used, when read from the store). Kept up to date with this process's own grants and
+        # re-read every cache_seconds (other processes sharing the store grant too).
+        self._used: dict[str, tuple[int, float, float]] = {}
 
     def reload(self, policy: Policy) -> None:
         """Takes new settings; cached states are dropped because defaults (start days) may differ."""
         self.policy = policy
         self._cache.clear()
+        self._used.clear()
 
     # ---- pair states
     async def _states(self, keys: Sequence[PairKey], now: float) -> dict[PairKey, PairState]:
@@ -149,41 +155,92 @@ class PolicyService:
                 self.hooks.acted(a)
 
     # ---- grants and feedback
+    async def _used_today(self, keys: Sequence[str], now: float) -> dict[str, float]:
+        """What each bucket granted today (for the catch-up of its rate), cached like pair states."""
+        day = self.policy.calendar.day_index(now)
+        stale = [k for k in dict.fromkeys(keys)
+                 if k not in self._used or now - self._used[k][2] >= self.cache_seconds]
+        if stale:
+            found = await self.store.buckets(stale)
+            for k in stale:
+                b = found.get(k)
+                self._used[k] = (b.day, b.used, now) if b is not None else (day, 0.0, now)
+        return {k: (u if d == day else 0.0) for k in keys for d, u, _t in (self._used[k],)}
+
+    def _count_used(self, plan: TakePlan, result: TakeResult, now: float) -> None:
+        day = self.policy.calendar.day_index(now)
+        specs = dict(plan.per_source)
+        for src, n in result.grants:
+            for spec in (*plan.shared, *specs.get(src, ())):
+                d, u, t = self._used.get(spec.key, (day, 0.0, now))
+                self._used[spec.key] = (day, (u if d == day else 0.0) + n, t)
+
     async def grant(self, asks: Sequence[GrantAsk]) -> list[list[Grant]]:
         now = self.clock()
         policy = self.policy
         isps = [policy.isp_of(a.mx_hosts) for a in asks]
         keys = [k for ask, isp in zip(asks, isps, strict=True) for k in policy.pair_keys(ask, isp)]
         states = await self._states(keys, now)
-        plans = [policy.plan(ask, isp, states, now) if ask.wanted > 0 else None
+        used = await self._used_today([str(k) for k in keys], now) if policy.settings.warmup.catch_up > 1 else {}
+        plans = [policy.plan(ask, isp, states, now, used) if ask.wanted > 0 else None
                  for ask, isp in zip(asks, isps, strict=True)]
-        takes = iter(await self.store.take([p.take for p in plans if p is not None and p.take], now))
+        takes = [p.take for p in plans if p is not None and p.take]
+        results = iter(await self.store.take(takes, now))
+        first: list[TakeResult | None] = []
+        for plan in plans:
+            result = next(results) if plan is not None and plan.take else None
+            if result is not None and plan is not None and plan.take is not None:
+                self._count_used(plan.take, result, now)
+            first.append(result)
+        # The overflow pools take what the pools' own sources left, in a second round.
+        overflow: list[TakePlan | None] = [
+            policy.overflow_plan(ask, isp, states, plan, result, now, used) if plan is not None else None
+            for ask, isp, plan, result in zip(asks, isps, plans, first, strict=True)]
+        extra = iter(await self.store.take([o for o in overflow if o is not None], now)) \
+            if any(o is not None for o in overflow) else iter(())
         out = []
-        for ask, isp, plan in zip(asks, isps, plans, strict=True):
+        for ask, isp, plan, result, over in zip(asks, isps, plans, first, overflow, strict=True):
             if plan is None:
                 out.append([])
                 continue
-            result = next(takes) if plan.take else None
-            grants = policy.grants(ask, isp, plan, result, now)
+            over_result = next(extra) if over is not None else None
+            if over is not None and over_result is not None:
+                self._count_used(over, over_result, now)
+            grants = policy.grants(ask, isp, plan, result, now, over_result, over)
             if self.hooks:
                 self.hooks.granted(isp, ask.wanted, grants)
             out.append(grants)
         return out
 
     async def feedback(self, items: Sequence[FeedbackItem]) -> int:
-        """Counts outcomes into health and lets the rules react; returns how many were counted."""
+        """Counts outcomes into health, judges culprits, and lets the rules react; returns how many
+        outcomes were counted into a (source IP, ISP) window."""
         now = self.clock()
         policy = self.policy
         seen = policy.observe(items)
         if not seen.by_pair:
             return 0
         by_name = {str(k): k for k in seen.by_pair}
-        records = await self.store.update_many(
-            HEALTH, list(by_name),
-            lambda name, old: policy.record(Health.from_dict(old), seen.by_pair[by_name[name]], now).to_dict())
-        healths = {key: Health.from_dict(records[name]) for name, key in by_name.items()}
+        assessed: dict[PairKey, Assessment] = {}
+        healths: dict[PairKey, Health] = {}
+
+        def update(name: str, old: dict[str, Any] | None) -> dict[str, Any]:
+            key = by_name[name]
+            health = policy.record(Health.from_dict(old), seen.by_pair[key], now, seen.parts.get(key))
+            assessed[key] = policy.assess(key, health, now, seen.by_pair[key])     # may set health.since
+            healths[key] = health       # the last run is the one stored
+            return health.to_dict()
+
+        await self.store.update_many(HEALTH, list(by_name), update)
+        verdicts: dict[PairKey, list[Verdict]] = {}
+        for a in assessed.values():
+            for v in a.verdicts:
+                verdicts.setdefault(v.key, []).append(v)
+        if verdicts:        # culprits first: a pair's own rule then finds a culprit's pause done
+            await self._change_many(list(verdicts), lambda k, s: _apply_all(policy, verdicts[k], s, now))
         await self._change_many(list(seen.by_pair),
-                                lambda k, s: policy.react(k, s, healths[k], seen.by_pair[k], now))
+                                lambda k, s: policy.react(k, s, healths[k], seen.by_pair[k], now,
+                                                          assessed[k].rest if k in assessed else None))
         auth = [k for k, observed in seen.by_pair.items() if k.kind == DOMAIN and AUTH in observed]
         for key in auth:
             await self._change(key.umbrella,
@@ -248,6 +305,16 @@ class PolicyService:
                                    state.effective_factor(now, policy.rules), tokens, used or 0.0,
                                    window.to_dict(), paused_until))
         return rows
+
+
+def _apply_all(policy: Policy, verdicts: Sequence[Verdict], state: PairState,
+               now: float) -> tuple[PairState, list[Action]]:
+    """Verdicts on one culprit from several pairs: the first of each rule acts, the rest find it done."""
+    actions: list[Action] = []
+    for v in verdicts:
+        state, a = policy.apply_verdict(v, state, now)
+        actions += a
+    return state, actions
 
 
 def _one(change: tuple[PairState, Action]) -> tuple[PairState, list[Action]]:

@@ -19,6 +19,9 @@ class GrantAsk:
     tenant: str
     wanted: int
     mailbox: str = ""           # envelope sender, for per-mailbox schedules; "" = none
+    campaign: str = ""          # the campaign (tag) of the mail, so a bad campaign can be paused alone
+    backlog: int = 0            # messages the lane holds in all (0 = not told): what overflow may take
+    weights: tuple[int, ...] = ()   # per source (as `sources`), the MTA's egress weights; () = policyd's
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,7 @@ class Grant:
     messages_per_connection: int
     ttl: float
     retry_in: float = 0.0
+    overflow: bool = False      # the source belongs to the ask's overflow pool, not to its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ class FeedbackItem:
     status: str
     count: int = 1
     mailbox: str = ""
+    campaign: str = ""
 
     @property
     def reply(self) -> str:
@@ -62,7 +67,7 @@ class Action:
     """One decision, automatic or an operator's, kept in the history with why it was taken."""
 
     at: float
-    key: str            # the pair it applies to, "kind|name|isp" (see state.PairKey)
+    key: str            # the pair or culprit it applies to, "kind|name|isp" (see state.PairKey)
     rule: str           # throttle, block, hard_bounce_warning, complaint_hold, advance, operator, ...
     action: str         # decrease, pause, rollback, hold, advance, warn, resume, set_day
     reason: str         # what was seen, with the numbers
