@@ -19,7 +19,7 @@ from policy.engine.health import AUTH, Health
 from policy.engine.model import Action, FeedbackItem, Grant, GrantAsk
 from policy.engine.policy import Assessment, Policy
 from policy.engine.rules import Verdict
-from policy.engine.state import ANY_ISP, DOMAIN, IP, ISP, MAILBOX, PairKey, PairState
+from policy.engine.state import ANY_ISP, CAMPAIGN, DOMAIN, FOREVER, IP, ISP, MAILBOX, SENDER, TENANT, PairKey, PairState
 from policy.store.base import HEALTH, PAIR, Store
 
 log = logging.getLogger("policyd")
@@ -306,6 +306,103 @@ class PolicyService:
                                    window.to_dict(), paused_until))
         return rows
 
+    # ---- explain
+    async def explain_keys(self, key: PairKey) -> list[PairKey]:
+        """The pairs `policyd explain` looks at for a selector: per ISP for a source or domain (and
+        its all-ISPs pause), the mailbox and its per-ISP sender pauses, an ISP and every pair on it."""
+        known = await self.known_pairs()
+        isps = [n for n in self.policy.catalog.names if self.policy.catalog.settings(n).warmup]
+        if key.kind == ISP:
+            return [key, *[k for k in known if k.isp == key.name]]
+        if key.isp != ANY_ISP:
+            return [key, key.umbrella] if key.kind in (IP, DOMAIN) else [key]
+        if key.kind == MAILBOX:
+            seen = [k for k in known if k.kind == SENDER and k.name == key.name]
+            return [key, *dict.fromkeys([*seen, *(PairKey(SENDER, key.name, i) for i in isps)])]
+        seen = [k for k in known if (k.kind, k.name) == (key.kind, key.name) and k.isp != ANY_ISP]
+        per_isp = [PairKey(key.kind, key.name, i) for i in isps] if key.kind in (IP, DOMAIN) else []
+        return [key, *dict.fromkeys([*per_isp, *seen])]
+
+    async def explain(self, key: PairKey, history: int = 10) -> list[dict[str, Any]]:
+        """Why each pair's limit is what it is now: schedule day and volume, factor and back-off,
+        pauses and holds, the day's use, the health the rules judge, and the actions (with their
+        evidence) that led there. Read-only."""
+        now = self.clock()
+        policy = self.policy
+        keys = await self.explain_keys(key)
+        records = await self.store.get(PAIR, [str(k) for k in keys])
+        healths = await self.store.get(HEALTH, [str(k) for k in keys])
+        buckets = await self.store.buckets([str(k) for k in keys])
+        day_index = policy.calendar.day_index(now)
+        out = []
+        for k in keys:
+            record = records.get(str(k))
+            state = PairState.from_dict(record) if record else policy.initial_state(k, now)
+            schedule = policy.schedule_for(k)
+            bucket = buckets.get(str(k))
+            used = bucket.used if bucket is not None and bucket.day == day_index else 0.0
+            spec = policy.bucket_spec(k, state, now, used)
+            why: list[str] = []
+            if schedule is not None and spec is not None:
+                why.append(f"schedule {schedule.name!r}, warm-up day {state.day} of {schedule.last_day}: "
+                           f"{schedule.volume(state.day):,} a day" + (" (the last day: full volume)"
+                                                                       if state.day >= schedule.last_day else
+                                                                       f", {schedule.volume(state.day + 1):,} next"))
+                if k.kind == DOMAIN and policy.settings.warmup.domain_volume == "sources":
+                    why.append("a domain's volume is its schedule's times the warm-up sources of the pool it is "
+                               "sent over")
+                why.append(f"today: {used:,.0f} used of {spec.daily_cap:,.0f}; rate now {spec.rate * 60:.2f}/min "
+                           f"(even {policy.calendar.rate(spec.daily_cap) * 60:.2f}/min, catching up with the day "
+                           f"at most x{policy.settings.warmup.catch_up:g}), burst {spec.capacity:.1f}")
+            elif schedule is None:
+                why.append("no warm-up schedule: only pauses apply" if k.kind != IP else
+                           "no warm-up limit on this ISP (warmup = false or no schedule)")
+            factor = state.effective_factor(now, policy.rules)
+            if factor < 1.0:
+                if now < state.backoff_until:
+                    why.append(f"throttled: rate x{factor:.2f}, backing off for {state.backoff_until - now:.0f}s "
+                               f"more; then one probe, and back to x{state.factor_target:.2f} once it is clean")
+                elif state.clean_since:
+                    why.append(f"recovering: rate x{factor:.2f}, doubling every {policy.rules.recovery_interval:g}s "
+                               f"since a clean probe, to x{state.factor_target:.2f}")
+                else:
+                    why.append(f"throttled: rate x{factor:.2f} until a delivery after the back-off shows replies "
+                               "are clean (the next lease is the probe)")
+            if state.operator_paused:
+                why.append("paused by an operator until resumed")
+            elif now < state.paused_until:
+                why.append(f"paused by rule {state.pause_rule} for {state.paused_until - now:.0f}s more")
+            if now < state.hold_until:
+                why.append(f"held (no advance) for {state.hold_until - now:.0f}s more (complaints)")
+            if state.kept:
+                why.append(f"the last day was kept ({state.kept}); see the hold below")
+            if state.last_sent_day >= 0:
+                idle = day_index - state.last_sent_day
+                rewarm = policy.settings.warmup.rewarm_after / 86400
+                why.append(f"last sent {idle} day(s) ago"
+                           + (f"; re-warms after {rewarm:g} idle days" if idle > 1 else ""))
+            window = policy.window(Health.from_dict(healths.get(str(k))), now)
+            z = policy.rules.confidence_z
+            if window.sent or window.complaint:
+                why.append(f"health ({policy.rules.health_window / 3600:g}h): {window.sent:,} sent, "
+                           f"{window.delivered:,} delivered, hard bounces {window.hard_bounce} "
+                           f"(at least {window.lower('hard_bounce', z) * 100:.2f}%), complaints {window.complaint} "
+                           f"(at least {window.lower('complaint', z) * 100:.3f}%), throttled {window.throttled}, "
+                           f"blocked {window.blocked}")
+            actions = await self.store.actions(str(k), history)
+            if k.kind == ISP and k.isp == ANY_ISP:
+                actions = [a for a in actions if a.key == str(k)]
+            out.append({"key": str(k), "kind": k.kind, "name": k.name, "isp": k.isp,
+                        "schedule": schedule.name if schedule else "", "day": state.day,
+                        "volume": spec.daily_cap if spec else None, "used_today": used,
+                        "rate_per_minute": round(spec.rate * 60, 4) if spec else None,
+                        "factor": round(factor, 4), "paused": state.paused(now),
+                        "paused_until": (None if not state.paused(now) else
+                                         (FOREVER if state.operator_paused else state.paused_until)),
+                        "pause_rule": state.pause_rule if state.paused(now) else "",
+                        "why": why, "actions": [a.to_dict() for a in actions]})
+        return out
+
 
 def _apply_all(policy: Policy, verdicts: Sequence[Verdict], state: PairState,
                now: float) -> tuple[PairState, list[Action]]:
@@ -322,10 +419,16 @@ def _one(change: tuple[PairState, Action]) -> tuple[PairState, list[Action]]:
     return state, [action]
 
 
-def selector_key(source: str = "", domain: str = "", mailbox: str = "", isp: str = "") -> PairKey:
-    """The pair an operator means by --source/--domain/--mailbox/--isp (ISP alone = every sender)."""
-    if sum(bool(x) for x in (source, domain, mailbox)) > 1:
-        raise ValueError("give one of --source, --domain or --mailbox")
+def selector_key(source: str = "", domain: str = "", mailbox: str = "", isp: str = "", tenant: str = "",
+                 campaign: str = "") -> PairKey:
+    """The pair an operator means by --source/--domain/--mailbox/--tenant/--campaign/--isp (ISP
+    alone = every sender). Tenants and campaigns are culprits: paused per ISP, no schedule."""
+    if sum(bool(x) for x in (source, domain, mailbox, tenant, campaign)) > 1:
+        raise ValueError("give one of --source, --domain, --mailbox, --tenant or --campaign")
+    if tenant:
+        return PairKey(TENANT, tenant, isp or ANY_ISP)
+    if campaign:
+        return PairKey(CAMPAIGN, campaign, isp or ANY_ISP)
     if source:
         return PairKey(IP, source, isp or ANY_ISP)
     if domain:
