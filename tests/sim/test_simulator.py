@@ -62,7 +62,7 @@ def test_the_sqlite_store_gives_the_same_run_as_the_memory_store(baseline: SimRe
     assert strip(result) == strip(baseline)
 
 
-def test_an_isp_throttling_everyone_is_backed_off_within_the_hour_and_only_there() -> None:
+def test_an_isp_throttling_everyone_is_backed_off_within_the_hour_and_only_there(baseline: SimResult) -> None:
     result = simulate(small(incidents=[{"kind": "isp_throttle", "isp": "yahoo", **timed(3, 10), "duration": "1h"}]))
     start = result.incidents[0].start
     cuts = adverse(result, "yahoo")
@@ -75,6 +75,11 @@ def test_an_isp_throttling_everyone_is_backed_off_within_the_hour_and_only_there
     assert yahoo[hour + 1] < yahoo[hour - 1] / 2
     assert google[hour + 1] >= google[hour - 1] * 0.85          # the bucket's rate, give or take two messages
     assert yahoo[hour + 24] >= yahoo[hour - 1] * 0.9            # back the next day, without a human
+    # probed and back to the earlier rate within minutes; the rest of the day makes the hour up
+    lost = 1 - result.days[2].by_isp["yahoo"].delivered / baseline.days[2].by_isp["yahoo"].delivered
+    assert lost <= 0.10, lost
+    recovered = [a for a in cuts if a.at > start + 3600]
+    assert len(recovered) <= 2, recovered                       # no string of throttles after the hour
 
 
 def test_a_blocklisted_ip_is_paused_where_isps_consult_blocklists() -> None:
