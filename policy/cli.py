@@ -1,13 +1,14 @@
-"""The `policyd` command: serve, status, pause, resume, set-day, history, check-config, simulate.
+"""The `policyd` command: serve, status, pause, resume, set-day, history, explain, check-config, simulate.
 
 Operator commands work on the state directly (the daemon need not run): they read the same
 config, open the same store and record their action in the history, so an override survives
 restarts and a running daemon sees it within `[policyd] cache_seconds`.
 
-Selectors: --source NAME, --domain DOMAIN or --mailbox ADDRESS, each optionally with --isp NAME;
---isp alone means the ISP as a whole. Pausing a source or domain without --isp pauses it on every
-ISP; resume without --isp also ends its per-ISP pauses and back-offs; set-day without --isp sets
-the day on every configured ISP.
+Selectors: --source NAME, --domain DOMAIN, --mailbox ADDRESS, --tenant NAME or --campaign TAG,
+each optionally with --isp NAME; --isp alone means the ISP as a whole. Pausing a source or domain
+without --isp pauses it on every ISP; resume without --isp also ends its per-ISP pauses and
+back-offs; set-day without --isp sets the day on every configured ISP. `explain` says why a
+pair's limit is what it is now, with the actions and evidence that led there.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--domain", default="", help="sending domain")
         c.add_argument("--mailbox", default="", help="sender mailbox (outreach schedules)")
         c.add_argument("--isp", default="", help="ISP name (alone: the ISP as a whole)")
+        c.add_argument("--tenant", default="", help="tenant (a culprit: pauses only)")
+        c.add_argument("--campaign", default="", help="campaign tag (a culprit: pauses only)")
 
     command("serve", "run the policy daemon")
     command("check-config", "validate the config; exit 2 naming the bad key")
@@ -67,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     selectors(c)
     c.add_argument("--limit", type=int, default=50)
     c.add_argument("--json", action="store_true", help="JSON Lines instead of text")
+    c = command("explain", "why a source's, domain's, mailbox's or ISP's limit is what it is now")
+    selectors(c)
+    c.add_argument("--history", type=int, default=10, help="actions shown per pair")
+    c.add_argument("--json", action="store_true", help="one JSON document instead of text")
     c = command("simulate", "play a warm-up scenario against this config with a simulated clock")
     c.add_argument("--scenario", required=True, metavar="FILE", help="scenario TOML (see conf/scenarios/)")
     c.add_argument("--days", type=int, default=0, help="simulated days (default: the scenario's)")
@@ -117,6 +124,8 @@ async def _operate(cfg: Config, args: argparse.Namespace) -> int:
             return await _status(service, args)
         if args.command == "history":
             return await _history(service, args)
+        if args.command == "explain":
+            return await _explain(service, args)
         if args.command in ("pause", "set-day") and not args.force:
             unknown = await _unknown_names(service, args)
             if unknown:
@@ -145,9 +154,12 @@ async def _targets(service: PolicyService, args: argparse.Namespace) -> list[Pai
     Pause without --isp pauses the sender on every ISP at once (its all-ISPs pair); resume without
     --isp ends that pause and every per-ISP pause and back-off of the sender too.
     """
-    key = selector_key(args.source, args.domain, args.mailbox, args.isp)
-    if args.command == "set-day" and key.kind == "isp":
+    key = selector_key(args.source, args.domain, args.mailbox, args.isp, args.tenant, args.campaign)
+    if args.command == "set-day" and key.kind not in ("ip", "domain", "mailbox"):
         raise ValueError("set-day needs --source, --domain or --mailbox")
+    if key.kind in ("tenant", "campaign") and key.isp == ANY_ISP and args.command != "pause":
+        seen = [k for k in await service.known_pairs() if (k.kind, k.name) == (key.kind, key.name)]
+        return [key, *seen]
     if key.isp != ANY_ISP or key.kind not in ("ip", "domain") or args.command == "pause":
         return [key]
     isps = [n for n in service.policy.catalog.names if service.policy.catalog.settings(n).warmup]
@@ -231,8 +243,8 @@ def _state_text(r: PairStatus, now: float) -> str:
 
 async def _history(service: PolicyService, args: argparse.Namespace) -> int:
     prefix = ""
-    if args.source or args.domain or args.mailbox or args.isp:
-        key = selector_key(args.source, args.domain, args.mailbox, args.isp)
+    if args.source or args.domain or args.mailbox or args.isp or args.tenant or args.campaign:
+        key = selector_key(args.source, args.domain, args.mailbox, args.isp, args.tenant, args.campaign)
         prefix = f"{key.kind}|{key.name}|" + ("" if key.isp == ANY_ISP else key.isp)
     for a in await service.history(prefix, args.limit):
         if args.json:
@@ -241,6 +253,25 @@ async def _history(service: PolicyService, args: argparse.Namespace) -> int:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.at))
             reply = f" [reply: {a.reply}]" if a.reply else ""
             print(f"{when}  {a.key}  {a.rule}/{a.action}: {a.reason}{reply}")
+    return 0
+
+
+async def _explain(service: PolicyService, args: argparse.Namespace) -> int:
+    key = selector_key(args.source, args.domain, args.mailbox, args.isp, args.tenant, args.campaign)
+    pairs = await service.explain(key, args.history)
+    if args.json:
+        print(json.dumps({"time": service.clock(), "selector": str(key), "pairs": pairs}, indent=2))
+        return 0
+    for p in pairs:
+        state = f"paused ({p['pause_rule']})" if p["paused"] else "sending"
+        limit = "" if p["volume"] is None else f", {p['volume']:,.0f} a day, {p['rate_per_minute']:.2f}/min now"
+        print(f"{p['key']}: {state}{limit}")
+        for line in p["why"]:
+            print(f"  {line}")
+        for a in p["actions"]:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["at"]))
+            reply = f" [reply: {a['reply']}]" if a["reply"] else ""
+            print(f"  {when}  {a['rule']}/{a['action']}: {a['reason']}{reply}")
     return 0
 
 

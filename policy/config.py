@@ -169,14 +169,25 @@ def _validate_policy(p: PolicySettings) -> None:
     _share("warmup.advance_min_usage", w.advance_min_usage)
     if p.leases.ttl <= 0:
         raise ConfigError("leases.ttl: must be positive")
-    for key in ("health_window", "recovery_interval", "throttle_backoff"):
+    for key in ("health_window", "recovery_interval", "throttle_backoff", "recent_window"):
         if getattr(r, key) <= 0:
             raise ConfigError(f"rules.{key}: must be positive")
     if not 0 < r.throttle_decrease < 1:
         raise ConfigError(f"rules.throttle_decrease: must be between 0 and 1 (exclusive), got {r.throttle_decrease}")
     if not 0 < r.min_factor <= 1:
         raise ConfigError(f"rules.min_factor: must be above 0 and at most 1, got {r.min_factor}")
-    for key in ("recovery_step", "hard_bounce_warn", "hard_bounce_pause", "complaint_hold", "complaint_pause",
+    if r.confidence_z < 0:
+        raise ConfigError(f"rules.confidence_z: must not be negative, got {r.confidence_z}")
+    _at_least("rules.min_events", r.min_events, 1)
+    _at_least("rules.min_sample", r.min_sample, 1)
+    _at_least("warmup.catch_up", w.catch_up, 1)
+    _at_least("warmup.rewarm_rollback_days", w.rewarm_rollback_days, 0)
+    if w.rewarm_after < 0:
+        raise ConfigError("warmup.rewarm_after: must not be negative")
+    _share("warmup.advance_min_delivered", w.advance_min_delivered)
+    if w.domain_volume not in ("sources", "fixed"):
+        raise ConfigError(f"warmup.domain_volume: one of sources, fixed; got {w.domain_volume!r}")
+    for key in ("hard_bounce_warn", "hard_bounce_pause", "complaint_hold", "complaint_pause",
                 "healthy_max_throttle_rate"):
         _share(f"rules.{key}", getattr(r, key))
     if r.hard_bounce_warn > r.hard_bounce_pause:
@@ -203,6 +214,7 @@ def _validate_policy(p: PolicySettings) -> None:
         names.add(src.name)
         known_schedule(f"sources[{i}].schedule", src.schedule)
         _at_least(f"sources[{i}].start_day", src.start_day, 0)
+        _at_least(f"sources[{i}].weight", src.weight, 1)
     for i, dom in enumerate(p.domains):
         if not dom.name or "|" in dom.name:
             raise ConfigError(f"domains[{i}].name: not a domain name: {dom.name!r}")
@@ -213,5 +225,15 @@ def _validate_policy(p: PolicySettings) -> None:
             raise ConfigError(f"mailboxes[{i}].match: needs a pattern such as \"*@outreach.example\"")
         known_schedule(f"mailboxes[{i}].schedule", mb.schedule, empty_ok=False)
         _at_least(f"mailboxes[{i}].start_day", mb.start_day, 0)
+    for name, pool in p.pools.items():
+        if pool.overflow and pool.overflow not in p.pools:
+            raise ConfigError(f"pools.{name}.overflow: no pool named {pool.overflow!r} (pools: "
+                              f"{', '.join(sorted(p.pools))})")
+        if pool.overflow == name:
+            raise ConfigError(f"pools.{name}.overflow: a pool cannot overflow into itself")
+        if pool.overflow and not p.pools[pool.overflow].sources:
+            raise ConfigError(f"pools.{pool.overflow}.sources: a pool used as an overflow lists its sources")
+        if pool.overflow_after < 0:
+            raise ConfigError(f"pools.{name}.overflow_after: must not be negative")
     for name, tenant in p.tenants.items():
         _at_least(f"tenants.{name}.daily_quota", tenant.daily_quota, 0)

@@ -12,7 +12,7 @@ class Action:
     """One decision, automatic or an operator's, kept in the history with why it was taken."""
 
     at: float
-    key: str            # the pair it applies to, "kind|name|isp" (see state.PairKey)
+    key: str            # the pair or culprit it applies to, "kind|name|isp" (see state.PairKey)
     rule: str           # throttle, block, hard_bounce_warning, complaint_hold, advance, operator, ...
     action: str         # decrease, pause, rollback, hold, advance, warn, resume, set_day
     reason: str         # what was seen, with the numbers

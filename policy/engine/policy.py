@@ -8,21 +8,37 @@ simulator, a test) loads and stores. Every method takes `now` explicitly.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from policy.engine import rules, why
 from policy.engine.bucket import UNLIMITED, BucketSpec, BucketState, TakePlan, TakeResult, seconds_until_one
-from policy.engine.health import AUTH, Counts, Health, classify
+from policy.engine.health import AUTH, OTHER_PART, Counts, Health, classify, part_id
 from policy.engine.isp import OTHER, IspCatalog
 from policy.engine.model import Action
 from policy.engine.schedule import Calendar, Schedule
-from policy.engine.settings import PolicySettings
-from policy.engine.state import ANY_ISP, DOMAIN, FOREVER, IP, ISP, MAILBOX, PairKey, PairState
+from policy.engine.settings import PolicySettings, PoolSettings
+from policy.engine.state import (
+    ANY_ISP,
+    CAMPAIGN,
+    DOMAIN,
+    FOREVER,
+    IP,
+    ISP,
+    MAILBOX,
+    SENDER,
+    TENANT,
+    PairKey,
+    PairState,
+)
 from warmup_base.policy_protocol.model import Grant, GrantRequest, Outcome
 
-TENANT = "tenant"    # tenant quotas are buckets only, with no warm-up state
+TENANT_QUOTA = "tenant"    # tenant quotas are buckets only ("tenant|name|*"), with no warm-up state
+# Culprit dimensions of a part id ("tenant|domain|campaign|sender"), most specific first
+_DIMENSIONS = ((CAMPAIGN, 2), (SENDER, 3), (DOMAIN, 1), (TENANT, 0))
+_NAMES = {CAMPAIGN: "campaign", SENDER: "sender", DOMAIN: "sending domain", TENANT: "tenant"}
 
 
 @dataclass
@@ -32,19 +48,34 @@ class GrantPlan:
     take: TakePlan | None
     retry_at: float = math.inf     # earliest time an excluded source or a refusal ends
     why: str = ""                  # with no take: the refusal in words (engine/why.py)
+    shared_stop: bool = False      # refused for a pause of the domain, mailbox, culprit or ISP
+    own_sources: int = 0           # warm-up sources of the pool (for a domain's volume)
 
 
 @dataclass
 class Observations:
-    """Feedback sorted by pair: per pair, counts by health class with an example reply."""
+    """Feedback sorted by pair: per pair, counts by health class with an example reply, and the
+    same counts split by would-be culprit (tenant, domain, campaign, sender; see health.part_id)."""
 
     by_pair: dict[PairKey, rules.Observed] = field(default_factory=dict)
+    parts: dict[PairKey, dict[str, dict[str, int]]] = field(default_factory=dict)
     ignored: int = 0
 
-    def add(self, key: PairKey, cls: str, count: int, reply: str) -> None:
+    def add(self, key: PairKey, cls: str, count: int, reply: str, part: str = "") -> None:
         seen = self.by_pair.setdefault(key, {})
         before, example = seen.get(cls, (0, ""))
         seen[cls] = (before + count, example or reply)
+        if part:
+            by_cls = self.parts.setdefault(key, {}).setdefault(part, {})
+            by_cls[cls] = by_cls.get(cls, 0) + count
+
+
+@dataclass
+class Assessment:
+    """A pair's health judged by culprit: verdicts on culprits, and per slot what is left."""
+
+    verdicts: list[rules.Verdict] = field(default_factory=list)
+    rest: dict[int, Counts] = field(default_factory=dict)     # slot -> counts no culprit explains
 
 
 class Policy:
@@ -117,31 +148,72 @@ class Policy:
         pairs += [PairKey(DOMAIN, d.name.lower(), isp) for d in self.settings.domains for isp in isps]
         return [p for p in pairs if self.schedule_for(p) is not None]
 
+    # ---- pools and sources
+    def pool(self, name: str) -> PoolSettings | None:
+        return self.settings.pools.get(name)
+
+    def overflow_sources(self, ask: GrantRequest) -> tuple[str, ...]:
+        """Sources of the ask's overflow pool (those not in the ask's own pool)."""
+        pool = self.pool(ask.pool)
+        if pool is None or not pool.overflow or pool.overflow not in self.settings.pools:
+            return ()
+        own = set(ask.sources)
+        return tuple(s for s in self.settings.pools[pool.overflow].sources if s not in own)
+
+    def weight(self, ask: GrantRequest, source: str) -> int:
+        """A source's weight: the MTA's (the ask's `weights`), else policyd's [[sources]] weight."""
+        if ask.weights and len(ask.weights) == len(ask.sources) and source in ask.sources:
+            return max(1, ask.weights[ask.sources.index(source)])
+        src = self._sources.get(source)
+        return max(1, src.weight) if src else 1
+
     # ---- grants
     def pair_keys(self, ask: GrantRequest, isp: str) -> list[PairKey]:
-        """Every pair whose state the grant depends on."""
+        """Every pair whose state the grant depends on: the ISP, each source (and overflow source),
+        the domain, the mailbox, and the culprit pauses of tenant, campaign and sender."""
         keys = [PairKey(ISP, isp)]
-        for src in dict.fromkeys(ask.sources):
+        for src in dict.fromkeys((*ask.sources, *self.overflow_sources(ask))):
             keys += [PairKey(IP, src, isp), PairKey(IP, src)]
         if ask.sending_domain:
             domain = ask.sending_domain.lower()
             keys += [PairKey(DOMAIN, domain, isp), PairKey(DOMAIN, domain)]
-        if ask.mailbox and self.mailbox_rule(ask.mailbox.lower()) >= 0:
-            keys.append(PairKey(MAILBOX, ask.mailbox.lower()))
+        if ask.mailbox:
+            mailbox = ask.mailbox.lower()
+            if self.mailbox_rule(mailbox) >= 0:
+                keys.append(PairKey(MAILBOX, mailbox))
+            keys.append(PairKey(SENDER, mailbox, isp))
+        if ask.tenant:
+            keys.append(PairKey(TENANT, ask.tenant, isp))
+        if ask.campaign:
+            keys.append(PairKey(CAMPAIGN, ask.campaign, isp))
         return keys
 
-    def daily_volume(self, key: PairKey, state: PairState, now: float) -> float | None:
-        """Today's allowance of a pair: its schedule's volume at its day, times its factor."""
+    def daily_volume(self, key: PairKey, state: PairState, now: float, scale: int = 1) -> float | None:
+        """Today's volume of a pair: its schedule's volume at its day (a domain's times `scale`).
+        Throttles slow the rate (the factor), not the day's volume: what they hold back is made
+        up later in the day (see `bucket_spec`)."""
         schedule = self.schedule_for(key)
         if schedule is None:
             return None
-        return schedule.volume(state.day) * state.effective_factor(now, self.rules)
+        return float(schedule.volume(state.day) * max(1, scale))
 
-    def bucket_spec(self, key: PairKey, state: PairState, now: float) -> BucketSpec | None:
-        volume = self.daily_volume(key, state, now)
+    def bucket_spec(self, key: PairKey, state: PairState, now: float, used: float | None = None,
+                    scale: int = 1) -> BucketSpec | None:
+        """The bucket of a pair now: the day's volume spread over the window, the rate catching up
+        with what is left of the day (`[warmup] catch_up`, when `used` today is known), times the
+        throttle factor; the burst is a stretch of the even rate times the factor."""
+        volume = self.daily_volume(key, state, now, scale)
         if volume is None:
             return None
-        return BucketSpec(str(key), self.calendar.rate(volume), self.calendar.burst(volume), volume)
+        even = self.calendar.rate(volume)
+        rate = even
+        catch_up = self.settings.warmup.catch_up
+        if used is not None and catch_up > 1 and rate > 0:
+            left = self.calendar.window_left(now)
+            if left > 0:
+                rate = max(rate, min(catch_up * rate, (volume - used) / left))
+        factor = state.effective_factor(now, self.rules)
+        return BucketSpec(str(key), rate * factor, self.calendar.burst_of_rate(even * factor), volume)
 
     def next_send(self, state: PairState, spec: BucketSpec, bucket: BucketState, now: float) -> float:
         """When a pair may take its next message: after its pause or back-off, when its bucket
@@ -158,20 +230,22 @@ class Policy:
         quota = self.settings.tenants.get(tenant)
         if quota is None or quota.daily_quota <= 0:
             return None
-        return BucketSpec(f"{TENANT}|{tenant}|{ANY_ISP}", UNLIMITED, 0.0, float(quota.daily_quota))
+        return BucketSpec(f"{TENANT_QUOTA}|{tenant}|{ANY_ISP}", UNLIMITED, 0.0, float(quota.daily_quota))
 
-    def plan(self, ask: GrantRequest, isp: str, states: Mapping[PairKey, PairState], now: float) -> GrantPlan:
-        """Which buckets a grant must pass, or why none may be granted now."""
-        wanted = min(ask.wanted, self.settings.leases.max_messages)
-        shared_keys = [k for k in self.pair_keys(ask, isp) if k.kind != IP]
-        stop = max((states[k].blocked_until(now) for k in shared_keys), default=now)
-        if stop > now:
-            culprit = max(shared_keys, key=lambda k: states[k].blocked_until(now))
-            return GrantPlan(None, stop, why.held_back(culprit, states[culprit], now))
+    def _domain_scale(self, sources: Iterable[str], isp: str) -> int:
+        if self.settings.warmup.domain_volume != "sources":
+            return 1
+        return max(1, sum(1 for src in dict.fromkeys(sources) if self.schedule_for(PairKey(IP, src, isp))))
+
+    def _source_specs(self, sources: Iterable[str], isp: str, states: Mapping[PairKey, PairState],
+                      used: Mapping[str, float], now: float
+                      ) -> tuple[list[tuple[str, tuple[BucketSpec, ...]]], float, str]:
+        """Per usable source its bucket (none for a source without warm-up), when the first
+        excluded (paused, backing off) source may send again, and that exclusion in words."""
         excluded_until = math.inf
         excluded_why = ""
         per_source: list[tuple[str, tuple[BucketSpec, ...]]] = []
-        for src in dict.fromkeys(ask.sources):
+        for src in dict.fromkeys(sources):
             pair = PairKey(IP, src, isp)
             until = max(states[pair].blocked_until(now), states[pair.umbrella].blocked_until(now))
             if until > now:
@@ -179,35 +253,123 @@ class Policy:
                     held = pair if states[pair].blocked_until(now) >= until else pair.umbrella
                     excluded_until, excluded_why = until, why.held_back(held, states[held], now)
                 continue
-            spec = self.bucket_spec(pair, states[pair], now)
+            spec = self.bucket_spec(pair, states[pair], now, used.get(str(pair), 0.0))
             per_source.append((src, (spec,) if spec else ()))
-        if not per_source:
-            return GrantPlan(None, excluded_until, excluded_why)
-        shared = [self.bucket_spec(k, states[k], now) for k in shared_keys if k.kind in (DOMAIN, MAILBOX)]
+        return per_source, excluded_until, excluded_why
+
+    def _shared_specs(self, ask: GrantRequest, isp: str, states: Mapping[PairKey, PairState],
+                      used: Mapping[str, float], now: float, scale: int) -> tuple[BucketSpec, ...]:
+        shared: list[BucketSpec | None] = []
+        if ask.sending_domain:
+            key = PairKey(DOMAIN, ask.sending_domain.lower(), isp)
+            shared.append(self.bucket_spec(key, states[key], now, used.get(str(key), 0.0), scale))
+        if ask.mailbox and self.mailbox_rule(ask.mailbox.lower()) >= 0:
+            key = PairKey(MAILBOX, ask.mailbox.lower())
+            shared.append(self.bucket_spec(key, states[key], now, used.get(str(key), 0.0)))
         shared.append(self.tenant_spec(ask.tenant))
-        shared_specs = tuple(s for s in shared if s is not None)
+        return tuple(s for s in shared if s is not None)
+
+    def plan(self, ask: GrantRequest, isp: str, states: Mapping[PairKey, PairState], now: float,
+             used: Mapping[str, float] | None = None) -> GrantPlan:
+        """Which buckets a grant must pass, or why none may be granted now. `used` is what each
+        bucket (by key) has granted today, for the catch-up of its rate (none: no catch-up)."""
+        used = used if used is not None else {}
+        wanted = min(ask.wanted, self.settings.leases.max_messages)
+        own = self._domain_scale(ask.sources, isp)
+        shared_keys = [k for k in self.pair_keys(ask, isp) if k.kind != IP]
+        stop = max((states[k].blocked_until(now) for k in shared_keys), default=now)
+        if stop > now:
+            culprit = max(shared_keys, key=lambda k: states[k].blocked_until(now))
+            return GrantPlan(None, stop, why.held_back(culprit, states[culprit], now), shared_stop=True,
+                             own_sources=own)
+        per_source, excluded_until, excluded_why = self._source_specs(ask.sources, isp, states, used, now)
+        if not per_source:
+            return GrantPlan(None, excluded_until, excluded_why, own_sources=own)
+        shared_specs = self._shared_specs(ask, isp, states, used, now, own)
         rated = any(s.rate >= 0 for s in shared_specs) or any(specs for _src, specs in per_source)
         if rated and not self.calendar.in_window(now):
             opens = self.calendar.next_window_start(now)
-            return GrantPlan(None, opens, why.outside_window(opens, now))
+            return GrantPlan(None, opens, why.outside_window(opens, now), shared_stop=True, own_sources=own)
         take = TakePlan(shared_specs, tuple(per_source), wanted, self.calendar.day_index(now))
-        return GrantPlan(take, excluded_until)
+        return GrantPlan(take, excluded_until, own_sources=own)
+
+    def overflow_plan(self, ask: GrantRequest, isp: str, states: Mapping[PairKey, PairState], plan: GrantPlan,
+                      result: TakeResult | None, now: float, used: Mapping[str, float] | None = None
+                      ) -> TakePlan | None:
+        """What the overflow pool takes of an ask after the pool's own sources had their turn.
+
+        It takes the backlog beyond what the own sources can still send today (their daily caps
+        minus what they used, as far as their rates reach before the window ends), and all the
+        ask wants when the own sources are paused, backing off or out of volume for longer than
+        the pool's `overflow_after`. A pause of the domain, mailbox or a culprit applies to the
+        overflow too: it bypasses caps, not verdicts."""
+        sources = self.overflow_sources(ask)
+        pool = self.pool(ask.pool)
+        if not sources or pool is None or plan.shared_stop:
+            return None
+        used = used if used is not None else {}
+        granted = result.total if result is not None else 0
+        left = min(ask.wanted, self.settings.leases.max_messages) - granted
+        if left <= 0:
+            return None
+        if result is not None and result.grants:
+            wait = 0.0
+        elif result is not None:
+            wait = result.wait
+        else:
+            wait = plan.retry_at - now
+        take = 0
+        if wait >= pool.overflow_after:
+            take = left
+        elif ask.backlog > 0:
+            take = min(left, max(0, ask.backlog - granted - int(self._room_today(plan, used, now))))
+        if take <= 0:
+            return None
+        per_source, _until, _why = self._source_specs(sources, isp, states, used, now)
+        if not per_source:
+            return None
+        scale = plan.own_sources + self._domain_scale(sources, isp)
+        shared = self._shared_specs(ask, isp, states, used, now, scale)
+        return TakePlan(shared, tuple(per_source), take, self.calendar.day_index(now))
+
+    def _room_today(self, plan: GrantPlan, used: Mapping[str, float], now: float) -> float:
+        """What the pool's own sources can still send today: per source its cap minus its use,
+        as far as its rate reaches before the window closes."""
+        if plan.take is None:
+            return 0.0
+        left = self.calendar.window_left(now)
+        room = 0.0
+        for _src, specs in plan.take.per_source:
+            if not specs:
+                return math.inf        # a source without warm-up limits has room for everything
+            spec = specs[0]
+            cap_left = max(0.0, spec.daily_cap - used.get(spec.key, 0.0)) if spec.daily_cap >= 0 else math.inf
+            room += min(cap_left, spec.capacity + spec.rate * left)
+        return room
 
     def grants(self, ask: GrantRequest, isp: str, plan: GrantPlan, result: TakeResult | None,
-               now: float) -> list[Grant]:
+               now: float, overflow: TakeResult | None = None, overflow_plan: TakePlan | None = None
+               ) -> list[Grant]:
         """Leases for one ask: one per source granted, or a single empty one with a retry hint."""
         limits = self.catalog.settings(isp)
         ttl = self.settings.leases.ttl
+        leases: list[Grant] = []
         if result is not None and result.grants:
-            granted = spread_unlimited(result.grants, plan, now)
-            return [Grant(src, n, max(1, min(limits.max_connections, n)), limits.messages_per_connection, ttl)
-                    for src, n in granted]
+            granted = spread_unlimited(result.grants, plan.take, now, lambda s: self.weight(ask, s))
+            leases += [Grant(src, n, max(1, min(limits.max_connections, n)), limits.messages_per_connection, ttl)
+                       for src, n in granted]
+        if overflow is not None and overflow.grants:
+            granted = spread_unlimited(overflow.grants, overflow_plan, now, lambda s: self.weight(ask, s))
+            leases += [Grant(src, n, max(1, min(limits.max_connections, n)), limits.messages_per_connection, ttl,
+                             overflow=True) for src, n in granted]
+        if leases:
+            return leases
         retry_at = plan.retry_at
         reason = plan.why
         if result is not None:
             wait = result.wait
             used_up = math.isinf(wait)
-            if used_up:    # nothing more today: the next day's window
+            if used_up:    # the day's volume is used up: the next day's window
                 tomorrow = self.calendar.day_begins(self.calendar.day_index(now) + 1)
                 wait = self.calendar.next_window_start(tomorrow) - now
             if now + wait <= retry_at:
@@ -222,7 +384,8 @@ class Policy:
 
     # ---- feedback
     def observe(self, items: Iterable[Outcome]) -> Observations:
-        """Sorts outcomes into health classes per pair: (IP, ISP), (domain, ISP) and mailbox."""
+        """Sorts outcomes into health classes per pair: (IP, ISP), (domain, ISP) and mailbox; the
+        IP and domain pairs also by would-be culprit."""
         seen = Observations()
         for item in items:
             cls = classify(item.outcome, item.reason, item.code, item.status, self.settings.classes)
@@ -230,31 +393,161 @@ class Policy:
                 seen.ignored += max(0, item.count)
                 continue
             isp = self.isp_of(item.mx_hosts) if item.mx_hosts else OTHER
+            domain = item.sending_domain.lower()
+            part = part_id(item.tenant, domain, item.campaign, item.mailbox.lower())
             if item.source:
-                seen.add(PairKey(IP, item.source, isp), cls, item.count, item.reply)
-            if item.sending_domain:
-                seen.add(PairKey(DOMAIN, item.sending_domain.lower(), isp), cls, item.count, item.reply)
+                seen.add(PairKey(IP, item.source, isp), cls, item.count, item.reply, part)
+            if domain:
+                seen.add(PairKey(DOMAIN, domain, isp), cls, item.count, item.reply, part)
             if item.mailbox and self.mailbox_rule(item.mailbox.lower()) >= 0:
                 seen.add(PairKey(MAILBOX, item.mailbox.lower()), cls, item.count, item.reply)
         return seen
 
     def slot(self, now: float) -> int:
-        return math.floor(now / (self.rules.health_window / max(1, self.rules.health_slots)))
+        return math.floor(now / self._slot_seconds)
 
-    def record(self, health: Health, observed: rules.Observed, now: float) -> Health:
+    @functools.cached_property
+    def _slot_seconds(self) -> float:
+        return self.rules.health_window / max(1, self.rules.health_slots)
+
+    @functools.cached_property
+    def _recent_slots(self) -> int:
+        """Slots of the recent window, the current one included."""
+        return min(self.rules.health_slots, max(1, math.ceil(self.rules.recent_window / self._slot_seconds)))
+
+    def record(self, health: Health, observed: rules.Observed, now: float,
+               parts: Mapping[str, Mapping[str, int]] | None = None) -> Health:
         slot, day = self.slot(now), self.calendar.day_index(now)
         for cls, (count, _reply) in observed.items():
             health.add(cls, count, slot, day)
+        for part, by_cls in (parts or {}).items():
+            for cls, count in by_cls.items():
+                by_part = health.parts.setdefault(slot, {})
+                if part not in by_part and len(by_part) >= 200:
+                    part = OTHER_PART
+                by_part.setdefault(part, Counts()).add(cls, count)
         health.prune(slot, self.rules.health_slots, day)
         return health
 
     def window(self, health: Health, now: float) -> Counts:
         return health.window(self.slot(now), self.rules.health_slots)
 
+    def assess(self, key: PairKey, health: Health, now: float,
+               observed: rules.Observed | None = None) -> Assessment:
+        """Judges a pair's mail by culprit: a tenant, sending domain, campaign or sender whose own
+        bounce or complaint rate is over a threshold gets the verdict, and its mail (on this pair)
+        is set aside, so the pair's own rules judge only what is left, the trouble spread over the
+        rest. Two or more culprits of one kind that carry most of the pair's mail are no culprits:
+        that is spread trouble too (the next, coarser kind may still explain it). A culprit's
+        counts, once acted on, are not judged again (Health.since); updates `health.since`."""
+        out = Assessment()
+        if key.kind not in (IP, DOMAIN):
+            return out
+        slot, n = self.slot(now), self.rules.health_slots
+        first_recent = slot - self._recent_slots
+        by_part = health.part_windows(slot, n)
+        totals = {s: c for s, c in health.slots.items() if slot - n < s <= slot}
+        out.rest = {s: c.copy() for s, c in totals.items()}
+        if not by_part:
+            return out
+
+        def judged_from(part: str) -> int:
+            values = part.split("|")
+            if len(values) != 4:
+                return -1
+            return max((health.since.get(f"{dim}:{values[i]}", -1) for dim, i in _DIMENSIONS if values[i]),
+                       default=-1)
+
+        # Mail already acted on is set aside first.
+        live: dict[str, dict[int, Counts]] = {}
+        for part, slots in by_part.items():
+            after = judged_from(part)
+            for s, counts in slots.items():
+                if s <= after:
+                    out.rest[s] = out.rest.get(s, Counts()).minus(counts)
+                else:
+                    live.setdefault(part, {})[s] = counts
+        sent_all = sum(c.sent for c in out.rest.values())
+        for dim, index in _DIMENSIONS:
+            if key.kind == DOMAIN and dim in (DOMAIN, TENANT):
+                continue        # a domain pair judges what is finer than the domain only
+            groups: dict[str, list[str]] = {}
+            for part in live:
+                values = part.split("|")
+                if len(values) == 4 and values[index]:
+                    groups.setdefault(values[index], []).append(part)
+            found: list[tuple[str, list[rules.Verdict], list[str], int]] = []
+            for value, parts in groups.items():
+                full, recent = Counts(), Counts()
+                for part in parts:
+                    for s, counts in live[part].items():
+                        full.merge(counts)
+                        if s > first_recent:
+                            recent.merge(counts)
+                culprit = PairKey(dim, value, key.isp)
+                what = f"{_NAMES[dim]} {value} on {key}: "
+                windows = [(self._window_label(), full), (self._recent_label(), recent)]
+                found_here = rules.verdicts(culprit, windows, observed or {}, self.rules, what)
+                if found_here:
+                    found.append((value, found_here, parts, full.sent))
+            if not found:
+                continue
+            if len(found) >= 2 and sum(f[3] for f in found) > 0.5 * max(1, sent_all):
+                continue        # most of the pair's mail is bad: spread, not one culprit
+            for value, found_here, parts, _sent in found:
+                rest_note = self._rest_note(out.rest, live, parts)
+                out.verdicts += [replace(v, reason=f"{v.reason}; {rest_note}") for v in found_here]
+                if any(v.rule in rules.PAUSES for v in found_here):
+                    health.since[f"{dim}:{value}"] = slot     # acted on: not judged again
+                for part in parts:      # explained by its culprit: not the pair's own trouble
+                    for s, counts in live.pop(part, {}).items():
+                        out.rest[s] = out.rest.get(s, Counts()).minus(counts)
+        return out
+
+    def _rest_note(self, rest: Mapping[int, Counts], live: Mapping[str, Mapping[int, Counts]],
+                   parts: list[str]) -> str:
+        total = Counts()
+        for counts in rest.values():
+            total.merge(counts)
+        for part in parts:
+            for counts in live.get(part, {}).values():
+                total = total.minus(counts)
+        return (f"the rest of the pair: hard bounces {total.hard_bounce} of {total.sent} sent, "
+                f"complaints {total.complaint} of {total.delivered} delivered")
+
+    def _window_label(self) -> str:
+        return f"{rules._duration(self.rules.health_window)}"
+
+    def _recent_label(self) -> str:
+        return f"the last {rules._duration(self._recent_slots * self._slot_seconds)}"
+
+    def pair_windows(self, state: PairState, rest: Mapping[int, Counts], now: float) -> rules.Windows:
+        """The health window and the recent window of what no culprit explains, counting only mail
+        after the pair's last pause for rates (state.judged_after)."""
+        slot = self.slot(now)
+        after = self.slot(state.judged_after) if state.judged_after else -1
+        full, recent = Counts(), Counts()
+        for s, counts in rest.items():
+            if s <= after or s <= slot - self.rules.health_slots:
+                continue
+            full.merge(counts)
+            if s > slot - self._recent_slots:
+                recent.merge(counts)
+        return [(self._window_label(), full), (self._recent_label(), recent)]
+
     def react(self, key: PairKey, state: PairState, health: Health, observed: rules.Observed,
-              now: float) -> tuple[PairState, list[Action]]:
-        return rules.observe(key, state, self.window(health, now), observed, now,
+              now: float, rest: Mapping[int, Counts] | None = None) -> tuple[PairState, list[Action]]:
+        """The pair's own rules; `rest` is what assess left (default: all of the pair's mail)."""
+        if rest is None:
+            slot = self.slot(now)
+            rest = {s: c for s, c in health.slots.items() if slot - self.rules.health_slots < s <= slot}
+        return rules.observe(key, state, self.pair_windows(state, rest, now), observed, now,
                              self.calendar.day_index(now), self.rules)
+
+    def apply_verdict(self, verdict: rules.Verdict, state: PairState, now: float) -> tuple[PairState, list[Action]]:
+        """A culprit's verdict on its state; a domain's complaint pause rolls its warm-up back."""
+        return rules.apply(verdict, state, now, self.calendar.day_index(now), self.rules,
+                           rollback=verdict.key.kind == DOMAIN)
 
     def react_auth(self, domain_pair: PairKey, umbrella_state: PairState, health: Health,
                    observed: rules.Observed, now: float) -> tuple[PairState, list[Action]]:
@@ -276,16 +569,19 @@ class Policy:
         if schedule is None:
             return state, []
         return rules.roll_over(key, state, health.day(today - 1), schedule.volume(state.day), schedule.last_day,
-                               now, today, self.rules, self.settings.warmup)
+                               now, today, self.rules, self.settings.warmup, self.calendar.day_length)
 
 
-def spread_unlimited(grants: list[tuple[str, int]], plan: GrantPlan, now: float) -> list[tuple[str, int]]:
-    """Shares what went to sources without any bucket (no warm-up applies to them) evenly among
-    all such sources of the pool, the remainder rotating with the clock, so a pool's IPs all
-    carry traffic. Sources with buckets keep exactly what their buckets granted."""
-    if plan.take is None:
+def spread_unlimited(grants: list[tuple[str, int]], plan: GrantPlan | TakePlan | None, now: float,
+                     weight: Callable[[str], int] = lambda _s: 1) -> list[tuple[str, int]]:
+    """Shares what went to sources without any bucket (no warm-up applies to them) among all such
+    sources of the pool in proportion to their weights (the MTA's egress weights), the remainder
+    rotating with the clock, so a pool's IPs all carry traffic. Sources with buckets keep exactly
+    what their buckets granted: a warming IP's share is its schedule, not its weight."""
+    take = plan.take if isinstance(plan, GrantPlan) else plan
+    if take is None:
         return grants
-    free = [src for src, specs in plan.take.per_source if not specs]
+    free = [src for src, specs in take.per_source if not specs]
     if len(free) < 2:
         return grants
     free_set = set(free)
@@ -294,6 +590,9 @@ def spread_unlimited(grants: list[tuple[str, int]], plan: GrantPlan, now: float)
         return grants
     shift = int(now) % len(free)
     rotated = free[shift:] + free[:shift]
-    base, extra = divmod(total, len(free))
-    shares = [(src, base + (1 if i < extra else 0)) for i, src in enumerate(rotated)]
-    return [g for g in grants if g[0] not in free_set] + [s for s in shares if s[1] > 0]
+    weights = [max(1, weight(src)) for src in rotated]
+    whole = sum(weights)
+    shares = [total * w // whole for w in weights]
+    for i in range(total - sum(shares)):
+        shares[i % len(shares)] += 1
+    return [g for g in grants if g[0] not in free_set] + [(s, n) for s, n in zip(rotated, shares, strict=True) if n > 0]

@@ -69,6 +69,15 @@ class Calendar:
             return now
         return self.day_begins(day + 1) + self._win_start
 
+    def window_left(self, now: float) -> float:
+        """Seconds of today's sending window still ahead (all of it before it opens, 0 after it)."""
+        begins = self.day_begins(self.day_index(now))
+        return max(0.0, begins + self._win_end - max(now, begins + self._win_start))
+
+    def burst_of_rate(self, rate: float) -> float:
+        """Bucket size for a rate: a short stretch of it, never below the configured minimum."""
+        return max(float(self._min_burst), rate * self._burst_seconds) if rate > 0 else 0.0
+
     def rate(self, daily_volume: float) -> float:
         """Tokens per second that spread `daily_volume` evenly over the sending window."""
         return daily_volume / self.window_seconds if self.window_seconds > 0 else 0.0

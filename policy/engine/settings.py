@@ -43,7 +43,21 @@ class WarmupSettings:
     window_end: Duration = DAY
     burst: Duration = 120       # bucket size: this many seconds' worth of the rate
     min_burst: int = 1                    # ... but at least this many messages
-    advance_min_usage: float = 0.8        # advance a day only when at least this share was used
+    # A bucket's rate catches up with the day: (today's volume - used) / the window's time left,
+    # at most `catch_up` times the even rate, so a late start or an hour lost to a throttle
+    # is made up over the rest of the day instead of lost. 1 = no catch-up.
+    catch_up: float = 2.0
+    # A sending domain's (domain, ISP) volume is its schedule's volume times the number of warm-up
+    # sources of the pool it is sent over ("sources"), or the schedule's volume as it is ("fixed").
+    domain_volume: str = "sources"
+    # Advancement gates: a day advances only when yesterday was used, delivered and judged on
+    # enough mail (at least [rules] min_sample messages, or the usage gate's share of a smaller
+    # day's volume), besides being healthy.
+    advance_min_usage: float = 0.8        # at least this share of the day's volume sent
+    advance_min_delivered: float = 0.9    # at least this share of what was sent accepted
+    # Re-warming: a pair that sent nothing for this long steps back in its schedule.
+    rewarm_after: Duration = 30 * DAY
+    rewarm_rollback_days: int = 7
 
 
 @dataclass
@@ -60,6 +74,21 @@ class SourceSettings:
     name: str
     schedule: str = ""                    # "" = the ISP's or [warmup] ip_schedule
     start_day: int = 0                    # an already warm IP may start later in the schedule
+    weight: int = 1                       # share of unlimited traffic, like the MTA's egress weight
+
+
+@dataclass
+class PoolSettings:
+    """An egress pool as policyd sees it (the MTA's [egress.pools] name).
+
+    `overflow` names another pool, typically of warm IPs, that takes what the pool's own sources
+    cannot send: the part of the lane's backlog beyond what their daily caps still allow today,
+    and everything while they are paused or backing off for longer than `overflow_after`.
+    """
+
+    sources: list[str] = field(default_factory=list)   # needed for a pool used as an overflow
+    overflow: str = ""
+    overflow_after: Duration = 600
 
 
 @dataclass
@@ -89,20 +118,24 @@ class RuleSettings:
 
     health_window: Duration = DAY   # rolling window for bounce and complaint rates
     health_slots: int = 24                    # the window is kept in this many slots
-    min_sample: int = 100                     # rates are judged only over at least this many sent
-    # throttle replies: multiplicative decrease, back-off, additive recovery
+    recent_window: Duration = 7200            # rates are judged over this last stretch too
+    min_sample: int = 30                      # rates are judged only over at least this many messages ...
+    min_events: int = 2                       # ... and this many events: one complaint is not a rate
+    confidence_z: float = 2.33                # a rate is its Wilson lower bound at this z (2.33: 99%)
+    # throttle replies: multiplicative decrease and back-off; once replies are clean again (a
+    # delivery after the back-off: the probe), the factor doubles every recovery_interval back to
+    # where it was before the throttles
     throttle_decrease: float = 0.5
-    throttle_backoff: Duration = 600
-    throttle_backoff_max: Duration = 7200
-    recovery_step: float = 0.1
-    recovery_interval: Duration = 1800
+    throttle_backoff: Duration = 300
+    throttle_backoff_max: Duration = 1800
+    recovery_interval: Duration = 120
     min_factor: float = 0.05
     # block replies: pause for a cool-down and roll the warm-up back
     block_cooldown: Duration = 6 * 3600
     block_rollback_days: int = 2
     # hard bounces (share of sent)
     hard_bounce_warn: float = 0.03
-    hard_bounce_pause: float = 0.05
+    hard_bounce_pause: float = 0.10
     hard_bounce_cooldown: Duration = 12 * 3600
     # complaints (share of delivered)
     complaint_hold: float = 0.001
@@ -150,3 +183,4 @@ class PolicySettings:
     domains: list[DomainSettings] = field(default_factory=list)
     mailboxes: list[MailboxRule] = field(default_factory=list)
     tenants: dict[str, TenantSettings] = field(default_factory=dict)
+    pools: dict[str, PoolSettings] = field(default_factory=dict)

@@ -17,7 +17,11 @@ IP = "ip"
 DOMAIN = "domain"
 MAILBOX = "mailbox"
 ISP = "isp"
-KINDS = (IP, DOMAIN, MAILBOX, ISP)
+# Culprits without a warm-up schedule of their own: pauses only, per ISP
+TENANT = "tenant"
+CAMPAIGN = "campaign"
+SENDER = "sender"        # a sender mailbox (envelope sender), with or without a mailbox schedule
+KINDS = (IP, DOMAIN, MAILBOX, ISP, TENANT, CAMPAIGN, SENDER)
 ANY_ISP = "*"
 FOREVER = float(2**53)   # "until an operator resumes"; a finite number keeps JSON plain
 
@@ -50,6 +54,8 @@ class PairState:
     day_checked: int = -1         # calendar day of the last advance/hold decision
     factor: float = 1.0           # multiplicative decrease after throttles, at factor_stamp
     factor_stamp: float = 0.0
+    factor_target: float = 1.0    # the factor before the throttles: recovery returns to it
+    clean_since: float = 0.0      # first clean delivery after the back-off (the probe); 0 = none yet
     backoff_until: float = 0.0
     backoff_level: int = 0        # consecutive back-offs; each doubles the next
     paused_until: float = 0.0     # automatic cool-down
@@ -58,14 +64,19 @@ class PairState:
     hold_until: float = 0.0       # no advance before this (complaint hold)
     warned_until: float = 0.0     # a hard-bounce warning was recorded; not repeated before this
     incident_day: int = -1        # calendar day of the last adverse action: that day was not healthy
+    judged_after: float = 0.0     # rates count only mail after this (the last pause for them)
+    kept: str = ""                # why the day was last kept (a hold is recorded when this changes)
+    last_sent_day: int = -1       # calendar day the pair last sent (for re-warming)
 
     def effective_factor(self, now: float, rules: RuleSettings) -> float:
-        """The factor with additive recovery: +recovery_step per recovery_interval since the back-off."""
+        """The factor with recovery: once a probe after the back-off came back clean, it doubles
+        every recovery_interval until it is where it was before the throttles."""
         if self.factor >= 1.0:
             return 1.0
-        since = now - max(self.factor_stamp, self.backoff_until)
-        steps = math.floor(since / rules.recovery_interval) if since > 0 and rules.recovery_interval > 0 else 0
-        return min(1.0, self.factor + steps * rules.recovery_step)
+        if self.clean_since <= 0 or now < self.clean_since or rules.recovery_interval <= 0:
+            return self.factor
+        steps = min(64, math.floor((now - self.clean_since) / rules.recovery_interval))
+        return min(max(self.factor, self.factor_target), 1.0, self.factor * 2.0 ** steps)
 
     def paused(self, now: float) -> bool:
         return self.operator_paused or now < self.paused_until

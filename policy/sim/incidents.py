@@ -54,7 +54,7 @@ class Incidents:
                                      inc.invalid_share, aud.inactive_share, inc.complainer_share, aud.order,
                                      self._rng)
             stream = inc.stream or next(s.name for s in self._scenario.streams if s.kind == NEWSLETTER)
-            world.planner.import_list(stream, ids, at)
+            world.planner.import_list(stream, ids, at, inc.campaign)
             end = at
             label = f"bad list: {inc.count:,} addresses, {inc.invalid_share:.0%} invalid"
         elif inc.kind == COMPLAINT_BURST:

@@ -85,6 +85,9 @@ def summary_text(result: SimResult, summary: dict[str, Any]) -> str:
         lines += [f"  day {a.day} {_clock(result, a.at)}  {a.key}  {a.rule}: {a.reason}" for a in first]
     for mark in result.incidents:
         lines.append(f"incident:           day {mark.day} {_clock(result, mark.start)}  {mark.label}")
+    for loss in summary.get("throttle_loss", []):
+        lines.append(f"throttle cost:      {loss['lost_share'] * 100:.1f}% of {loss['isp']}'s day {loss['day']} "
+                     f"({loss['delivered']:,} delivered, {loss['delivered_day_before']:,} the day before)")
     lines.append(f"simulated in {summary['seconds']:.1f} s")
     return "\n".join(lines)
 

@@ -46,7 +46,9 @@ class Planner:
         return {box: deque(ids[i::len(boxes)]) for i, box in enumerate(boxes)}
 
     def _lanes_of(self, stream: str, mailbox: str = "") -> list[Lane]:
-        return [lane for (s, _isp, m), lane in self.lanes.items() if s == stream and m == mailbox]
+        """The stream's lanes for one mailbox, with those of campaigns it mailed ("stream#campaign")."""
+        return [lane for (s, _isp, m), lane in self.lanes.items()
+                if (s == stream or s.startswith(stream + "#")) and m == mailbox]
 
     def _queue(self, stream: str, rids: Iterable[int], now: float, mailbox: str = "", first: bool = False) -> int:
         """Hands recipients to the lanes of their ISPs, keeping their order; returns how many."""
@@ -93,10 +95,11 @@ class Planner:
         self._current[stream.name] = campaign
         self.campaigns.append(campaign)
 
-    def import_list(self, stream: str, rids: Sequence[int], now: float) -> None:
+    def import_list(self, stream: str, rids: Sequence[int], now: float, campaign: str = "") -> None:
         """A freshly imported list, mailed at once, ahead of the rest of today's campaign, in its own
-        order: nobody has engaged with these addresses yet, so there is nothing to sort by."""
-        queued = self._queue(stream, rids, now, first=True)
+        order: nobody has engaged with these addresses yet, so there is nothing to sort by. With a
+        campaign tag it goes out on lanes of its own (the stream's "stream#campaign" lanes)."""
+        queued = self._queue(f"{stream}#{campaign}" if campaign else stream, rids, now, first=True)
         if stream in self._current:
             self._current[stream].queued += queued
 

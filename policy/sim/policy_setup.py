@@ -3,7 +3,7 @@
 The same loader as `policyd serve` reads the config (includes, defaults, validation), so a
 simulation runs the schedules and rules an operator is about to deploy. A scenario may layer
 changes over them to try an alternative before deploying it: tables (warmup, leases, rules,
-classes) merge key by key, schedules and tenants replace by name, sources and domains replace or
+classes) merge key by key, schedules, tenants and pools replace by name, sources and domains replace or
 add by name, and mailbox rules go first (the first matching rule wins). The result is validated
 again by policyd's own validator, so a bad override fails like a bad config would.
 """
@@ -20,6 +20,7 @@ from policy.engine.settings import (
     LeaseSettings,
     MailboxRule,
     PolicySettings,
+    PoolSettings,
     RuleSettings,
     ScheduleSettings,
     SourceSettings,
@@ -31,7 +32,7 @@ from warmup_base.configload import ConfigError, build, convert
 _TABLES: dict[str, type] = {"warmup": WarmupSettings, "leases": LeaseSettings, "rules": RuleSettings,
                             "classes": ClassSettings}
 _NAMED_LISTS: dict[str, type] = {"sources": SourceSettings, "domains": DomainSettings}
-_KNOWN = (*_TABLES, *_NAMED_LISTS, "schedules", "tenants", "mailboxes")
+_KNOWN = (*_TABLES, *_NAMED_LISTS, "schedules", "tenants", "mailboxes", "pools")
 
 
 def load_policy(config_path: str, overrides: dict[str, Any]) -> Config:
@@ -57,6 +58,8 @@ def apply_overrides(p: PolicySettings, overrides: dict[str, Any]) -> None:
             p.schedules.update(convert(dict[str, ScheduleSettings], value, where))
         elif key == "tenants":
             p.tenants.update(convert(dict[str, TenantSettings], value, where))
+        elif key == "pools":
+            p.pools.update(convert(dict[str, PoolSettings], value, where))
         elif key == "mailboxes":
             p.mailboxes = [*convert(list[MailboxRule], value, where), *p.mailboxes]
         else:

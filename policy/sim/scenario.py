@@ -112,6 +112,7 @@ class StreamSettings:
     mailbox_domains: list[str] = field(default_factory=list)  # ... or generated: this many per domain
     mailboxes_per_domain: int = 0
     complaint_factor: float = 1.0    # complaints scale: receipts draw far fewer than newsletters
+    campaign: str = ""               # the campaign tag its mail carries (grant asks and feedback)
 
 
 @dataclass
@@ -127,6 +128,7 @@ class IncidentSettings:
     invalid_share: float = 0.3       # bad_list
     complainer_share: float = 0.02   # bad_list
     engagement_mean: float = 0.05    # bad_list
+    campaign: str = ""               # bad_list: the import's own campaign tag ("" = the stream's mail)
     complaint_rate: float = 0.01     # complaint_burst: extra chance of a complaint per delivered message
 
 
@@ -304,6 +306,8 @@ def _validate_stream(key: str, stream: StreamSettings, sources: set[str], seen: 
         raise ConfigError(f"{key}.start: a time of day under 24h, got {stream.start}")
     if stream.complaint_factor < 0:
         raise ConfigError(f"{key}.complaint_factor: must not be negative")
+    if "#" in stream.name:
+        raise ConfigError(f"{key}.name: no '#' in a stream name, got {stream.name!r}")
 
 
 def _validate_incident(key: str, inc: IncidentSettings, s: Scenario, sources: set[str]) -> None:
@@ -329,6 +333,8 @@ def _validate_incident(key: str, inc: IncidentSettings, s: Scenario, sources: se
             raise ConfigError(f"{key}.stream: a bad list is mailed by a newsletter stream; there is none")
         if not 0 < inc.engagement_mean < 1:
             raise ConfigError(f"{key}.engagement_mean: must be between 0 and 1 (exclusive)")
+        if "#" in inc.campaign:
+            raise ConfigError(f"{key}.campaign: no '#' in a campaign tag, got {inc.campaign!r}")
     for name in ("invalid_share", "complainer_share", "complaint_rate"):
         _share(f"{key}.{name}", getattr(inc, name))
 

@@ -30,7 +30,7 @@ from policy.sim.isp_model import ModelledIsp
 from policy.sim.lanes import Lane, RetrySchedule
 from policy.sim.planner import LaneKey, Planner
 from policy.sim.replies import Reply
-from policy.sim.scenario import NEWSLETTER, OUTREACH, TRANSACTIONAL, Scenario, start_epoch
+from policy.sim.scenario import BAD_LIST, NEWSLETTER, OUTREACH, TRANSACTIONAL, Scenario, start_epoch
 from policy.sim.stats import DayRecord, RecordedAction, SimResult, Tally
 from policy.store import PAIR, Store, open_store
 from policy.store.memory_store import MemoryStore
@@ -146,17 +146,23 @@ class Simulator:
         return open_store("sqlite://" + path)
 
     def _make_lanes(self) -> dict[LaneKey, Lane]:
+        """A lane per stream, ISP and mailbox, and per campaign an import mails under its own tag."""
         lanes: dict[LaneKey, Lane] = {}
+        imports = [(i.stream or next(s.name for s in self.scenario.streams if s.kind == NEWSLETTER), i.campaign)
+                   for i in self.scenario.incidents if i.kind == BAD_LIST and i.campaign]
         for stream in self.scenario.streams:
             boxes = stream.mailboxes if stream.kind == OUTREACH else [""]
-            for box in boxes:
-                domain = stream.sending_domain or box.partition("@")[2]
-                for name, isp in self.scenario.isps.items():
-                    ask = GrantRequest(isp.domain, (isp.mx,), stream.name, tuple(stream.sources),
-                                   "transactional" if stream.kind == TRANSACTIONAL else "marketing",
-                                   domain, stream.tenant, 0, box)
-                    lanes[(stream.name, name, box)] = Lane(len(lanes), stream.name, stream.kind, name, ask,
-                                                           stream.complaint_factor)
+            campaigns = [(stream.name, stream.campaign)]
+            campaigns += [(f"{stream.name}#{c}", c) for s, c in dict.fromkeys(imports) if s == stream.name]
+            for lane_name, campaign in campaigns:
+                for box in boxes:
+                    domain = stream.sending_domain or box.partition("@")[2]
+                    for name, isp in self.scenario.isps.items():
+                        ask = GrantRequest(isp.domain, (isp.mx,), stream.name, tuple(stream.sources),
+                                       "transactional" if stream.kind == TRANSACTIONAL else "marketing",
+                                       domain, stream.tenant, 0, box, campaign)
+                        lanes[(lane_name, name, box)] = Lane(len(lanes), lane_name, stream.kind, name, ask,
+                                                             stream.complaint_factor)
         return lanes
 
     # ---- the run
@@ -240,7 +246,8 @@ class Simulator:
                 break
             wanted = [min(lane.pending, self._max_lease) for lane in lanes]
             asks = [GrantRequest(a.site, a.mx_hosts, a.pool, a.sources, a.stream, a.sending_domain, a.tenant, n,
-                             a.mailbox) for a, n in ((lane.ask, n) for lane, n in zip(lanes, wanted, strict=True))]
+                             a.mailbox, a.campaign, lane.pending)
+                    for a, n, lane in ((lane.ask, n, lane) for lane, n in zip(lanes, wanted, strict=True))]
             answers = await self.service.grant(asks)
             again = []
             for lane, n, grants in zip(lanes, wanted, answers, strict=True):
@@ -256,7 +263,8 @@ class Simulator:
                     continue
                 if got >= n:
                     again.append(lane)          # all it asked for: there may be more room right now
-                elif len(grants) < len(lane.ask.sources) or any(g.count <= self._min_burst for g in grants):
+                elif sum(not g.overflow for g in grants) < len(lane.ask.sources) \
+                        or any(g.count <= self._min_burst for g in grants):
                     lane.retry_at = _tick(now + _MIN_GAP)   # a bucket may hold one message: look again soon
                 else:
                     lane.retry_at = _tick(now + self._rich_gap)
@@ -361,7 +369,8 @@ class Simulator:
         for (lane_index, source, reply), count in self._feedback.items():
             a = self.lane_list[lane_index].ask
             items.append(Outcome(a.site, a.mx_hosts, source, a.sending_domain, a.tenant, a.stream,
-                                      reply.outcome, reply.reason, reply.code, reply.status, count, a.mailbox))
+                                      reply.outcome, reply.reason, reply.code, reply.status, count, a.mailbox,
+                                      a.campaign))
         self._feedback.clear()
         await self.service.feedback(items)
 

@@ -111,6 +111,23 @@ class SimResult:
                 return day
         return None
 
+    def throttle_loss(self) -> list[dict[str, Any]]:
+        """Per ISP-wide throttle: the share of that ISP's day it cost, as deliveries that day
+        against the day before (1 - today / yesterday; 0 when the day delivered as much)."""
+        out = []
+        for mark in self.incidents:
+            if mark.kind != "isp_throttle" or not 2 <= mark.day <= len(self.days):
+                continue
+            isp = mark.label.split(" ", 1)[0]
+            before = self.days[mark.day - 2].by_isp.get(isp)
+            today = self.days[mark.day - 1].by_isp.get(isp)
+            if before is None or today is None or not before.delivered:
+                continue
+            lost = max(0.0, 1.0 - today.delivered / before.delivered)
+            out.append({"isp": isp, "day": mark.day, "delivered": today.delivered,
+                        "delivered_day_before": before.delivered, "lost_share": round(lost, 4)})
+        return out
+
     def summary(self) -> dict[str, Any]:
         totals = Tally()
         for d in self.days:
@@ -132,5 +149,6 @@ class SimResult:
             "full_volume_sent": self.days[full - 1].total().sent if full else None,
             "active_recipients_at_end": self.active_at_end,
             "incidents": [{"kind": m.kind, "day": m.day, "label": m.label} for m in self.incidents],
+            "throttle_loss": self.throttle_loss(),
             "seconds": round(self.seconds, 2),
         }

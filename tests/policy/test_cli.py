@@ -143,6 +143,39 @@ def test_resume_without_an_isp_ends_automatic_pauses_on_every_isp(config: Path,
     assert not any(p["paused"] for p in status["pairs"])
 
 
+def test_explain_says_why_a_limit_is_what_it_is_with_the_evidence(config: Path,
+                                                                    pythonpath_env: dict[str, str]) -> None:
+    async def throttle_ip1_and_pause_a_campaign() -> None:
+        cfg = load_config(str(config))
+        store = open_store(cfg.policyd.state)
+        svc = PolicyService(Policy(cfg.policy), store, time.time)
+        item = Outcome("gmail.com", GOOGLE, "ip1", "example.test", "t", "marketing", "deferred", "toomanyconn",
+                            421, "4.7.28", 2)
+        await svc.feedback([item])
+        bounce = Outcome("gmail.com", GOOGLE, "ip1", "example.test", "t", "marketing", "hard_bounce",
+                              "userunknown", 550, "5.1.1", 20, campaign="spring")
+        ok = Outcome("gmail.com", GOOGLE, "ip1", "example.test", "t", "marketing", "delivered", "", 250,
+                          "2.0.0", 40, campaign="spring")
+        await svc.feedback([bounce, ok])
+        await store.close()
+
+    asyncio.run(throttle_ip1_and_pause_a_campaign())
+    c = ["--config", str(config)]
+    text = policyd(pythonpath_env, "explain", *c, "--source", "ip1", "--isp", "google").stdout
+    assert "ip|ip1|google: sending, 500 a day" in text
+    assert "schedule 'ip', warm-up day 0 of 1: 500 a day, 1,000 next" in text
+    assert "throttled: rate x0.50, backing off" in text and "once it is clean" in text
+    assert "throttle/decrease: 2 throttle replies" in text and "[reply: 421 4.7.28 (toomanyconn)]" in text
+    text = policyd(pythonpath_env, "explain", *c, "--campaign", "spring").stdout
+    assert "campaign|spring|google: paused (hard_bounce_pause)" in text
+    assert "campaign spring on ip|ip1|google: hard bounces 20 of 60 sent" in text
+    data = json.loads(policyd(pythonpath_env, "explain", *c, "--isp", "google", "--json").stdout)
+    assert {p["key"] for p in data["pairs"]} >= {"isp|google|*", "ip|ip1|google", "campaign|spring|google"}
+    policyd(pythonpath_env, "resume", *c, "--campaign", "spring")
+    text = policyd(pythonpath_env, "explain", *c, "--campaign", "spring", "--isp", "google").stdout
+    assert "campaign|spring|google: sending" in text and "operator/resume" in text
+
+
 def test_operator_mistakes_are_errors_not_tracebacks(config: Path, pythonpath_env: dict[str, str]) -> None:
     done = policyd(pythonpath_env, "pause", "--config", str(config), check=False)
     assert done.returncode == 1 and "give --source" in done.stderr

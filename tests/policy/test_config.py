@@ -24,7 +24,7 @@ def test_defaults_fill_what_a_minimal_file_leaves_open(tmp_path: Path) -> None:
     assert cfg.policyd.listen == "127.0.0.1:7025"
     assert cfg.policyd.state == "sqlite:///var/lib/warmup-mta/policy.db"
     assert cfg.metrics.listen == ""
-    assert cfg.policy.warmup.advance_min_usage == 0.8 and cfg.policy.rules.hard_bounce_pause == 0.05
+    assert cfg.policy.warmup.advance_min_usage == 0.8 and cfg.policy.rules.hard_bounce_pause == 0.10
 
 
 def test_includes_are_read_first_and_the_including_file_wins(tmp_path: Path) -> None:

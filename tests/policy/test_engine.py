@@ -105,9 +105,13 @@ async def test_a_throttle_backs_off_that_ip_and_isp_only(clock: Clock) -> None:
     assert (await granted(svc, ask(100, YAHOO))).get("ip1") == 10   # ... not from Yahoo
     [action] = await svc.history("ip|ip1|google")
     assert action.rule == "throttle" and action.reply == "421 4.7.28 (toomanyconn)"
-    clock.advance(600)                                      # after the back-off: half the rate
+    clock.advance(600)                                      # after the back-off: half the rate ...
     [row] = [r for r in await svc.status() if str(r.key) == "ip|ip1|google"]
-    assert row.limit == 120
+    assert row.factor == 0.5 and row.limit == 240           # ... but the day's volume is kept
+    await svc.feedback([outcome("ip1", "delivered", 3, code=250)])    # a clean probe
+    clock.advance(2 * 120)
+    [row] = [r for r in await svc.status() if str(r.key) == "ip|ip1|google"]
+    assert row.factor == 1.0                                # back to the earlier rate within minutes
 
 
 async def test_a_refusal_says_when_to_ask_again(clock: Clock) -> None:

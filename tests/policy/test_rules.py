@@ -15,6 +15,7 @@ from policy.engine.health import (
     THROTTLED,
     Counts,
     classify,
+    wilson_lower,
 )
 from policy.engine.settings import ClassSettings, RuleSettings, WarmupSettings
 from policy.engine.state import FOREVER, PairKey, PairState
@@ -69,16 +70,34 @@ def test_throttles_during_the_back_off_do_not_compound() -> None:
     assert again == state and actions == []
 
 
-def test_back_to_back_throttles_double_the_back_off_and_recovery_is_additive() -> None:
+def test_back_to_back_throttles_double_the_back_off_and_a_clean_probe_restores_the_rate() -> None:
     state, _ = rules.throttle(KEY, PairState(), {THROTTLED: (1, "")}, T0, TODAY, R)
     t1 = state.backoff_until + 1
     state, _ = rules.throttle(KEY, state, {THROTTLED: (1, "")}, t1, TODAY, R)
     assert state.backoff_until - t1 == 2 * R.throttle_backoff
-    assert state.factor == pytest.approx(0.25)
+    assert state.factor == pytest.approx(0.25) and state.factor_target == 1.0
     end = state.backoff_until
-    assert state.effective_factor(end + R.recovery_interval - 1, R) == pytest.approx(0.25)
-    assert state.effective_factor(end + R.recovery_interval, R) == pytest.approx(0.35)
-    assert state.effective_factor(end + 100 * R.recovery_interval, R) == 1.0
+    assert state.effective_factor(end + 3600, R) == pytest.approx(0.25)      # no clean reply: no recovery
+    probe = end + 30
+    state, actions = rules.throttle(KEY, state, {DELIVERED: (3, "")}, probe, TODAY, R)
+    assert actions == [] and state.clean_since == probe
+    assert state.effective_factor(probe + R.recovery_interval - 1, R) == pytest.approx(0.25)
+    assert state.effective_factor(probe + R.recovery_interval, R) == pytest.approx(0.5)
+    assert state.effective_factor(probe + 2 * R.recovery_interval, R) == 1.0     # back within minutes
+
+
+def test_deliveries_during_the_back_off_are_no_probe() -> None:
+    state, _ = rules.throttle(KEY, PairState(), {THROTTLED: (1, "")}, T0, TODAY, R)
+    state, _ = rules.throttle(KEY, state, {DELIVERED: (5, "")}, T0 + 10, TODAY, R)
+    assert state.clean_since == 0.0
+
+
+def test_recovery_returns_to_the_factor_before_the_throttles_not_beyond() -> None:
+    state = PairState(factor=0.4, factor_target=0.4)
+    state, _ = rules.throttle(KEY, state, {THROTTLED: (1, "")}, T0, TODAY, R)
+    assert state.factor == pytest.approx(0.2) and state.factor_target == pytest.approx(0.4)
+    state, _ = rules.throttle(KEY, state, {DELIVERED: (1, "")}, state.backoff_until, TODAY, R)
+    assert state.effective_factor(state.clean_since + 10 * R.recovery_interval, R) == pytest.approx(0.4)
 
 
 def test_the_factor_never_falls_below_the_minimum() -> None:
@@ -97,26 +116,43 @@ def test_a_block_pauses_for_a_cool_down_and_rolls_back() -> None:
     assert more == [] and again.day == 3                     # no second roll-back in the cool-down
 
 
-def test_hard_bounces_over_3_percent_warn_and_over_5_percent_pause() -> None:
-    window = counts(delivered=965, hard_bounce=35)            # 3.5%
+def test_the_wilson_lower_bound_is_what_a_sample_proves() -> None:
+    assert wilson_lower(0, 100, 1.96) == 0.0
+    assert wilson_lower(1, 100, 1.96) == pytest.approx(0.0018, abs=0.0002)     # 1% seen, 0.18% proven
+    assert wilson_lower(100, 10000, 1.96) == pytest.approx(0.0082, abs=0.0002)
+    assert wilson_lower(30, 100, 1.96) < 0.3 < wilson_lower(300, 1000, 0) + 1e-9
+
+
+def test_hard_bounces_surely_over_3_percent_warn_and_over_10_percent_pause() -> None:
+    window = counts(delivered=950, hard_bounce=50)            # 5%: at least 3.6%
     state, [a] = rules.rates(KEY, PairState(), window, {}, T0, TODAY, R)
     assert (a.rule, a.action) == ("hard_bounce_warning", "warn") and not state.paused(T0)
+    assert "at least 3.62%" in a.reason
     _, repeated = rules.rates(KEY, state, window, {}, T0 + 60, TODAY, R)
     assert repeated == []                                     # warned once per window
-    state, [a] = rules.rates(KEY, PairState(), counts(delivered=940, hard_bounce=60), {}, T0, TODAY, R)
+    _, none = rules.rates(KEY, PairState(), counts(delivered=965, hard_bounce=35), {}, T0, TODAY, R)
+    assert none == []                                         # 3.5% of 1,000 does not prove 3%
+    state, [a] = rules.rates(KEY, PairState(), counts(delivered=850, hard_bounce=150), {}, T0, TODAY, R)
     assert (a.rule, a.action) == ("hard_bounce_pause", "pause") and state.paused(T0 + 1)
 
 
 def test_rates_are_not_judged_on_a_small_sample() -> None:
-    _, actions = rules.rates(KEY, PairState(), counts(delivered=40, hard_bounce=10), {}, T0, TODAY, R)
+    _, actions = rules.rates(KEY, PairState(), counts(delivered=20, hard_bounce=8), {}, T0, TODAY, R)
     assert actions == []
 
 
-def test_complaints_over_0_1_percent_hold_and_over_0_3_percent_pause_and_roll_back() -> None:
-    state, [a] = rules.rates(KEY, PairState(day=4), counts(delivered=1000, complaint=2), {}, T0, TODAY, R)
+def test_one_complaint_is_not_a_rate() -> None:
+    _, actions = rules.rates(KEY, PairState(day=4), counts(delivered=100, complaint=1), {}, T0, TODAY, R)
+    assert actions == []                                      # 1% of 100, but one event proves nothing
+
+
+def test_complaints_surely_over_0_1_percent_hold_and_over_0_3_percent_pause_and_roll_back() -> None:
+    _, none = rules.rates(KEY, PairState(day=4), counts(delivered=1000, complaint=2), {}, T0, TODAY, R)
+    assert none == []                                         # 0.2% of 1,000: not surely over 0.1%
+    state, [a] = rules.rates(KEY, PairState(day=4), counts(delivered=1000, complaint=6), {}, T0, TODAY, R)
     assert (a.rule, a.action) == ("complaint_hold", "hold")
     assert state.hold_until > T0 and state.day == 4 and not state.paused(T0)
-    state, [a] = rules.rates(KEY, PairState(day=4), counts(delivered=1000, complaint=4), {}, T0, TODAY, R)
+    state, [a] = rules.rates(KEY, PairState(day=4), counts(delivered=1000, complaint=12), {}, T0, TODAY, R)
     assert (a.rule, a.action) == ("complaint_pause", "pause")
     assert state.day == 4 - R.complaint_rollback_days and state.paused(T0 + 1)
 
@@ -161,7 +197,7 @@ def test_an_idle_day_is_neither_advanced_nor_recorded() -> None:
     (PairState(day=3, day_checked=TODAY - 1, hold_until=T0 + 10), counts(delivered=900), "held"),
     (PairState(day=3, day_checked=TODAY - 1, paused_until=T0 + 10), counts(delivered=900), "paused"),
     (PairState(day=3, day_checked=TODAY - 1), counts(delivered=860, hard_bounce=40), "hard bounces"),
-    (PairState(day=3, day_checked=TODAY - 1), counts(delivered=900, complaint=2), "complaints"),
+    (PairState(day=3, day_checked=TODAY - 1), counts(delivered=900, complaint=5), "complaints"),
     (PairState(day=3, day_checked=TODAY - 1), counts(delivered=800, throttled=100), "throttled"),
 ])
 def test_an_unhealthy_day_holds(state: PairState, yesterday: Counts, why: str) -> None:

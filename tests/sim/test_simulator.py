@@ -33,7 +33,9 @@ def test_a_healthy_warm_up_sends_the_configured_schedule_and_advances_a_day_a_da
         assert record.total().sent == 2 * 4 * days[record.day - 1], record.day
         assert set(record.warmup_day.values()) == {record.day - 1}
     assert not adverse(baseline)
-    assert {a.rule for a in baseline.actions} == {"advance"}
+    assert {a.rule for a in baseline.actions if a.day < 4} == {"advance"}
+    # Day 4 reaches the dead tail of the small list (the never engaged go last): a warning, no more.
+    assert {a.rule for a in baseline.actions} <= {"advance", "hard_bounce_warning"}
 
 
 def test_the_recorded_actions_are_the_engines_own_history() -> None:
@@ -60,7 +62,7 @@ def test_the_sqlite_store_gives_the_same_run_as_the_memory_store(baseline: SimRe
     assert strip(result) == strip(baseline)
 
 
-def test_an_isp_throttling_everyone_is_backed_off_within_the_hour_and_only_there() -> None:
+def test_an_isp_throttling_everyone_is_backed_off_within_the_hour_and_only_there(baseline: SimResult) -> None:
     result = simulate(small(incidents=[{"kind": "isp_throttle", "isp": "yahoo", **timed(3, 10), "duration": "1h"}]))
     start = result.incidents[0].start
     cuts = adverse(result, "yahoo")
@@ -71,8 +73,13 @@ def test_an_isp_throttling_everyone_is_backed_off_within_the_hour_and_only_there
     hour = hour_of(result, start)
     yahoo, google = result.hourly["yahoo"], result.hourly["google"]
     assert yahoo[hour + 1] < yahoo[hour - 1] / 2
-    assert google[hour + 1] >= google[hour - 1] * 0.9           # the bucket's rate, give or take a message
+    assert google[hour + 1] >= google[hour - 1] * 0.85          # the bucket's rate, give or take two messages
     assert yahoo[hour + 24] >= yahoo[hour - 1] * 0.9            # back the next day, without a human
+    # probed and back to the earlier rate within minutes; the rest of the day makes the hour up
+    lost = 1 - result.days[2].by_isp["yahoo"].delivered / baseline.days[2].by_isp["yahoo"].delivered
+    assert lost <= 0.10, lost
+    recovered = [a for a in cuts if a.at > start + 3600]
+    assert len(recovered) <= 2, recovered                       # no string of throttles after the hour
 
 
 def test_a_blocklisted_ip_is_paused_where_isps_consult_blocklists() -> None:

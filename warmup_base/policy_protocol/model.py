@@ -30,6 +30,9 @@ class GrantRequest:
     tenant: str
     wanted: int
     mailbox: str = ""              # envelope sender, for per-mailbox schedules ("" = not per mailbox)
+    campaign: str = ""             # the campaign (tag) of the mail, so a bad campaign can be paused alone
+    backlog: int = 0               # messages the lane holds in all (0 = not told): what overflow may take
+    weights: tuple[int, ...] = ()  # per source (as `sources`), the MTA's egress weights; () = policyd's
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,7 @@ class Outcome:
     status: str                   # enhanced status code, "" if none
     count: int = 1
     mailbox: str = ""
+    campaign: str = ""
 
     @property
     def reply(self) -> str:
@@ -97,6 +101,7 @@ class Grant:
     ttl: float
     retry_in: float = 0.0
     why: str = ""             # with count 0: what holds the mail back, in words for operators
+    overflow: bool = False    # the source belongs to the ask's overflow pool, not to its own
 
 
 def feedback_class(kind: str, delivered: bool = False) -> str:

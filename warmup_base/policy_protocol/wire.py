@@ -14,14 +14,15 @@ Requests (`op`):
   ``{"v":1,"id":1,"ok":true,"server":"policyd","versions":[1]}``
 - ``ping``: -> ``{"v":1,"id":2,"ok":true,"time":<server clock>}``
 - ``grant``: ``"requests": [{"site","mx_hosts":[..],"pool","sources":[..],"stream","sending_domain",
-  "tenant","wanted", "mailbox"?}, ...]`` -> ``"grants": [[lease, ...], ...]``, one list per request
-  in the same order; a lease is ``{"source","count","max_connections","messages_per_connection",
-  "ttl","retry_in"}``. `ttl` and `retry_in` are seconds from now (relative, so the two hosts' clocks
-  need not agree). A list holds one lease per source granted, or one lease with count 0 whose
-  `retry_in` says when asking again makes sense. `wanted` 0 gives an empty list.
+  "tenant","wanted", "mailbox"?, "campaign"?, "backlog"?, "weights"?}, ...]`` ->
+  ``"grants": [[lease, ...], ...]``, one list per request in the same order; a lease is
+  ``{"source","count","max_connections","messages_per_connection","ttl","retry_in","overflow"?}``.
+  `ttl` and `retry_in` are seconds from now (relative, so the two hosts' clocks need not agree).
+  A list holds one lease per source granted, or one lease with count 0 whose `retry_in` says when
+  asking again makes sense. `wanted` 0 gives an empty list.
 - ``feedback``: ``"outcomes": [{"site","mx_hosts","source","sending_domain","tenant","stream",
-  "outcome","reason","code","status","count", "mailbox"?}, ...]`` -> ``"counted": n``. Outcomes
-  should be aggregated by the sender (same fields, summed counts).
+  "outcome","reason","code","status","count", "mailbox"?, "campaign"?}, ...]`` -> ``"counted": n``.
+  Outcomes should be aggregated by the sender (same fields, summed counts).
 
 Errors: ``{"v":1,"id":<id or null>,"ok":false,"error":{"code":..., "message":...}}`` with code
 `bad_json`, `bad_request` (the message names the field, e.g. "requests[2].wanted"),
@@ -122,6 +123,14 @@ def _int(obj: dict[str, Any], name: str, where: str, default: int | None = None,
     return value
 
 
+def _ints(obj: dict[str, Any], name: str, where: str) -> tuple[int, ...]:
+    value = obj.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_COUNT
+                                              for v in value):
+        raise ProtocolError("bad_request", f"{where}.{name}: expected a list of integers from 0 to {MAX_COUNT}")
+    return tuple(value)
+
+
 def _strs(obj: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
     value = obj.get(name, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -145,19 +154,21 @@ def _items(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 def _ask(d: dict[str, Any], where: str) -> GrantRequest:
     return GrantRequest(site=_str(d, "site", where), mx_hosts=_strs(d, "mx_hosts", where),
-                    pool=_str(d, "pool", where, ""), sources=_strs(d, "sources", where),
-                    stream=_str(d, "stream", where, ""), sending_domain=_str(d, "sending_domain", where, ""),
-                    tenant=_str(d, "tenant", where, ""), wanted=_int(d, "wanted", where),
-                    mailbox=_str(d, "mailbox", where, ""))
+                        pool=_str(d, "pool", where, ""), sources=_strs(d, "sources", where),
+                        stream=_str(d, "stream", where, ""), sending_domain=_str(d, "sending_domain", where, ""),
+                        tenant=_str(d, "tenant", where, ""), wanted=_int(d, "wanted", where),
+                        mailbox=_str(d, "mailbox", where, ""), campaign=_str(d, "campaign", where, ""),
+                        backlog=_int(d, "backlog", where, 0), weights=_ints(d, "weights", where))
 
 
 def _outcome(d: dict[str, Any], where: str) -> Outcome:
     return Outcome(site=_str(d, "site", where, ""), mx_hosts=_strs(d, "mx_hosts", where),
-                        source=_str(d, "source", where), sending_domain=_str(d, "sending_domain", where, ""),
-                        tenant=_str(d, "tenant", where, ""), stream=_str(d, "stream", where, ""),
-                        outcome=_str(d, "outcome", where), reason=_str(d, "reason", where, ""),
-                        code=_int(d, "code", where, 0, MAX_CODE), status=_str(d, "status", where, ""),
-                        count=_int(d, "count", where, 1), mailbox=_str(d, "mailbox", where, ""))
+                   source=_str(d, "source", where), sending_domain=_str(d, "sending_domain", where, ""),
+                   tenant=_str(d, "tenant", where, ""), stream=_str(d, "stream", where, ""),
+                   outcome=_str(d, "outcome", where), reason=_str(d, "reason", where, ""),
+                   code=_int(d, "code", where, 0, MAX_CODE), status=_str(d, "status", where, ""),
+                   count=_int(d, "count", where, 1), mailbox=_str(d, "mailbox", where, ""),
+                   campaign=_str(d, "campaign", where, ""))
 
 
 # ---- server side
@@ -200,6 +211,8 @@ def _lease(g: Grant) -> dict[str, Any]:
              "messages_per_connection": g.messages_per_connection, "ttl": g.ttl, "retry_in": round(g.retry_in, 3)}
     if g.why:
         lease["why"] = g.why
+    if g.overflow:
+        lease["overflow"] = True
     return lease
 
 
@@ -229,6 +242,12 @@ def grant_message(msg_id: Any, asks: Sequence[GrantRequest]) -> bytes:
              "stream": a.stream, "sending_domain": a.sending_domain, "tenant": a.tenant, "wanted": a.wanted}
         if a.mailbox:
             d["mailbox"] = a.mailbox
+        if a.campaign:
+            d["campaign"] = a.campaign
+        if a.backlog:
+            d["backlog"] = a.backlog
+        if a.weights:
+            d["weights"] = list(a.weights)
         requests.append(d)
     return encode({"v": VERSION, "id": msg_id, "op": "grant", "requests": requests})
 
@@ -241,6 +260,8 @@ def feedback_message(msg_id: Any, outcomes: Sequence[Outcome]) -> bytes:
              "status": o.status, "count": o.count}
         if o.mailbox:
             d["mailbox"] = o.mailbox
+        if o.campaign:
+            d["campaign"] = o.campaign
         items.append(d)
     return encode({"v": VERSION, "id": msg_id, "op": "feedback", "outcomes": items})
 
@@ -277,6 +298,7 @@ def decode_grants(reply: Reply, expected: int) -> list[list[Grant]]:
                 raise ProtocolError("bad_request", f"{where}: ttl and retry_in must be numbers")
             leases.append(Grant(_str(d, "source", where), _int(d, "count", where),
                                 _int(d, "max_connections", where, 1), _int(d, "messages_per_connection", where, 1),
-                                float(ttl), float(retry), _str(d, "why", where, "")))
+                                float(ttl), float(retry), _str(d, "why", where, ""),
+                                overflow=d.get("overflow") is True))
         out.append(leases)
     return out
