@@ -10,6 +10,7 @@ Errors name the bad key.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +117,10 @@ def _resolve_paths(cfg: Config) -> None:
 
 def validate(cfg: Config) -> None:
     d, p = cfg.policyd, cfg.policy
+    if p.rules.recovery_step:
+        logging.getLogger("policyd").warning(
+            "rules.recovery_step is no longer used: after a throttle the rate doubles every "
+            "rules.recovery_interval back to where it was; remove the key")
     parse_listen(d.listen, "policyd.listen")
     for i, a in enumerate(d.also_listen):
         parse_listen(a, f"policyd.also_listen[{i}]")

@@ -129,6 +129,7 @@ class RuleSettings:
     throttle_backoff: Duration = 300
     throttle_backoff_max: Duration = 1800
     recovery_interval: Duration = 120
+    recovery_step: float = 0.0                # no longer used (recovery doubles now); accepted so old configs load
     min_factor: float = 0.05
     # block replies: pause for a cool-down and roll the warm-up back
     block_cooldown: Duration = 6 * 3600

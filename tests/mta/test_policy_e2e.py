@@ -74,7 +74,7 @@ async def test_throttle_slows_then_recovers(start_mta, world, dns_server, policy
 
     google, yahoo = isp_domains(world, dns_server, google_script=Script(rcpt=rcpt))
     policyd = policyd_factory(rules={"throttle_backoff": "3s", "throttle_backoff_max": "3s",
-                                     "recovery_interval": "1s", "recovery_step": 0.5})
+                                     "recovery_interval": "1s"})
     mta = await start_mta(policy={"address": policyd.address}, egress=ONE_SOURCE,
                           delivery={"max_connections": 1}, queue={"retry_base": 1, "retry_max": 1})
     await mta.send("a@sender.example", ["t0@gmail.example"], message())

@@ -118,3 +118,10 @@ def test_explicit_unknown_schedule_is_still_an_error(tmp_path):
     path.write_text('[policyd]\nlisten = "127.0.0.1:7025"\n[warmup]\nip_schedule = "default"\n')
     with pytest.raises(ConfigError, match=r"warmup\.ip_schedule"):
         load_config(str(path))
+
+
+def test_a_key_that_is_no_longer_used_still_loads_with_a_warning(tmp_path: Path, caplog) -> None:
+    # rules.recovery_step meant additive recovery; an operator's old file must keep working.
+    cfg = load_config(str(write(tmp_path / "p.toml", MINIMAL + "\n[rules]\nrecovery_step = 0.1\n")))
+    assert cfg.policy.rules.recovery_step == 0.1
+    assert "recovery_step is no longer used" in caplog.text
