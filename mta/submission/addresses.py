@@ -65,6 +65,10 @@ def _check_local_part(local: str, smtputf8: bool) -> AddressProblem | None:
     if local.startswith('"'):
         return AddressProblem(553, "5.1.3", "Quoted local parts are not accepted")
     if smtputf8 and not local.isascii():
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in local):
+            # Undecodable bytes from the wire (surrogate escapes): RFC 6531 wants UTF-8, and such
+            # an address could not be written to the spool, the events or the policy protocol.
+            return AddressProblem(553, "5.6.7", "Local part is not valid UTF-8")
         if any(ch.isspace() or ord(ch) < 32 or ch in '"(),:;<>@[\\]' for ch in local) or ".." in local:
             return AddressProblem(553, "5.1.3", "Malformed local part")
         return None
