@@ -52,6 +52,7 @@ class Job:
     # Jobs of the same message for other domains of the same site, folded into this one so the
     # message's recipients on one site share one transaction (their memory accounting stays theirs).
     merged: list[Job] = field(default_factory=list)
+    journal_token: int = -1    # the delivery journal segment of its attempt note (-1: none)
 
     @property
     def priority(self) -> int:

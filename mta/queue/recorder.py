@@ -33,12 +33,12 @@ class OutcomeRecorder:
         q = self.q
         msg = job.message
         # First of all, the durable note of what the remote server took (see mta.spool.journal).
-        delivered_ids = [o.recipient.id for o in outcomes if o.event == "delivered"]
-        token = q.journal.note(delivered_ids) if delivered_ids else -1
+        q.journal.delivered(o.recipient.id for o in outcomes if o.event == "delivered")
+        attempted = [o.recipient.id for o in outcomes] if job.journal_token >= 0 or source is not None else []
 
         def settled(ok: bool) -> None:
-            if ok and delivered_ids:
-                q.journal.settle(token, len(delivered_ids))
+            if ok and attempted:
+                q.journal.settle(job.journal_token, attempted)
 
         now = q.clock()
         done_ids: list[int] = []
@@ -135,6 +135,7 @@ class OutcomeRecorder:
                              for o in outcomes]
                 kept = deferrals
                 q.spool.post(lambda s: s.defer(kept))
+                settled(True)       # their outcome (retry later) is known and written
         domain_of = {o.recipient.id: o.recipient.domain for o in outcomes}
         for d in deferrals:
             q.mark_due(domain_of.get(d.recipient_id, job.domain), d.next_attempt)

@@ -102,9 +102,10 @@ class Scheduler:
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
-        delivered = self.journal.recorded()
+        notes = self.journal.recorded()
+        delivered, in_doubt, noted = sorted(notes.delivered), sorted(notes.in_doubt), set(notes.last)
         # persist: on a full disk, recovery waits until there is room
-        report = await self.spool.call(lambda s: s.recover(delivered), persist=True)
+        report = await self.spool.call(lambda s: s.recover(delivered, in_doubt, noted), persist=True)
         self.journal.open()
         if report.journaled:
             log.info("%d recipients delivered just before the last stop were recorded from the delivery journal",
@@ -415,15 +416,20 @@ class Scheduler:
             self.release(job)
             return
         ids = [r.id for r in job.recipients]
-        marked = self.spool.submit(lambda s: s.mark_attempting(ids), urgent=True)
-        marked.add_done_callback(_consume_error)      # send() reports a failed mark; nobody else waits
+        self.spool.post(lambda s: s.mark_attempting(ids))       # for `queue stats`: active now
+        # The durable note that DATA may go (awaited before DATA: see mta.spool.journal).
+        job.journal_token, marked = self.journal.attempting(ids)
         body = await self.load_body(job)
         if body is None:   # deleted by an operator meanwhile
+            self.journal.settle(job.journal_token, ids)
             self.release(job)
             return
         self.in_flight += 1
         try:
             results = await conn.send(job, body, self.return_path(job), before_data=marked)
+        except BaseException:
+            self.journal.settle(job.journal_token, ids)          # no reply: DATA was never sent
+            raise
         finally:
             self.in_flight -= 1
         plan = oc.plan(msg, results, self.clock(), self.retry, self.rng)
@@ -513,8 +519,3 @@ class Scheduler:
             "connections": sum(s.connections for s in self.sites.values()),
             "in_flight": self.in_flight,
         }
-
-
-def _consume_error(future: asyncio.Future[object]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -1,18 +1,26 @@
-"""The delivered-recipients journal: the quickest durable note that a remote server took a message.
+"""The delivery journal: the quickest durable notes of what happens around a remote server's 250.
 
 A crash between a remote server's 250 and the durable record of it sends that message again. The
 spool records outcomes on its writer thread, behind other commits and the GIL (several
-milliseconds under load, which at a thousand deliveries a second is several duplicates per
-crash). This journal closes most of that window: the event loop itself writes the ids of the
-recipients delivered in one loop iteration into a preallocated file and fdatasyncs it (about a
-tenth of a millisecond; no file growth, so no metadata to sync). At start-up the recipients it
-names are finished before anything is re-queued.
+milliseconds under load: at a thousand deliveries a second, several duplicates per crash). This
+journal closes most of that window: the event loop itself writes the notes of one loop iteration
+into a preallocated file and fdatasyncs it (about a tenth of a millisecond; the file never grows,
+so there is no metadata to sync, and it keeps working on a full disk). Three kinds of note:
 
-Two segments take turns. The active one takes new records; when it is three quarters full and the
-other one is empty, they swap, and the old one is wiped as soon as the spool holds the outcome of
-every recipient it names (`settle`). Recipient ids are never reused (AUTOINCREMENT), so finishing a
-journaled id twice is harmless. A record is 16 bytes: the id, its CRC-32 and a marker, so a torn
-write is recognised and skipped, never misread as another recipient.
+- *attempt*: these recipients' DATA is about to be sent (written, and synced, before DATA);
+- *delivered*: the remote server took them;
+- *settled*: the spool now holds their outcome (or the attempt never reached DATA).
+
+At start-up (`recorded`), each recipient's last note counts (notes carry a sequence number, as a
+recipient may be attempted, deferred and attempted again): delivered recipients are finished
+before anything is re-queued, and recipients whose last note is an attempt are the possible
+duplicates: a true upper bound, because nothing reaches DATA before its attempt note is durable.
+
+Two segments take turns. The active one takes new notes; when it is three quarters full and the
+other one is empty, they swap, and the old one is wiped once every attempt noted in it is settled.
+Recipient ids are never reused (AUTOINCREMENT), so finishing a journaled id twice is harmless. A
+note is 24 bytes: the id, the sequence number, a CRC-32 of both and the kind, and the kind's
+marker, so a torn write is recognised and skipped, never misread.
 """
 
 from __future__ import annotations
@@ -23,28 +31,50 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 log = logging.getLogger("mta.spool")
 
-SEGMENT_BYTES = 1 << 20
-_RECORD = struct.Struct("<qII")       # recipient id, crc32 of the id's bytes, marker
-_MARKER = 0x4C4E524A                  # "JRNL"
+SEGMENT_BYTES = 4 << 20
+_NOTE = struct.Struct("<qqII")        # recipient id, sequence, crc32, marker
+ATTEMPT, DELIVERED, SETTLED = 0x54544A41, 0x4C4E524A, 0x4C54534A     # "AJTT", "JRNL", "JSTL"
+_KINDS = (ATTEMPT, DELIVERED, SETTLED)
 _ZEROS = bytes(SEGMENT_BYTES)
 
 
-def _encode(recipient_id: int) -> bytes:
-    raw = struct.pack("<q", recipient_id)
-    return _RECORD.pack(recipient_id, zlib.crc32(raw), _MARKER)
+def _crc(recipient_id: int, seq: int, kind: int) -> int:
+    return zlib.crc32(struct.pack("<qqI", recipient_id, seq, kind))
 
 
-def read_segment(data: bytes) -> list[int]:
-    """The recipient ids recorded in one segment's bytes (torn or empty records skipped)."""
-    ids = []
-    for offset in range(0, len(data) - _RECORD.size + 1, _RECORD.size):
-        recipient_id, crc, marker = _RECORD.unpack_from(data, offset)
-        if marker == _MARKER and recipient_id > 0 and crc == zlib.crc32(struct.pack("<q", recipient_id)):
-            ids.append(recipient_id)
-    return ids
+def encode(recipient_id: int, seq: int, kind: int) -> bytes:
+    return _NOTE.pack(recipient_id, seq, _crc(recipient_id, seq, kind), kind)
+
+
+@dataclass
+class Recorded:
+    """What the journal held at start-up: each recipient's last note."""
+
+    last: dict[int, tuple[int, int]] = field(default_factory=dict)     # id -> (sequence, kind)
+
+    def _ids(self, kind: int) -> set[int]:
+        return {r for r, (_seq, k) in self.last.items() if k == kind}
+
+    @property
+    def delivered(self) -> set[int]:
+        return self._ids(DELIVERED)
+
+    @property
+    def in_doubt(self) -> set[int]:
+        """Attempts whose outcome nobody recorded: the remote server may have the message."""
+        return self._ids(ATTEMPT)
+
+    def add(self, data: bytes) -> None:
+        for offset in range(0, len(data) - _NOTE.size + 1, _NOTE.size):
+            recipient_id, seq, crc, kind = _NOTE.unpack_from(data, offset)
+            if kind in _KINDS and recipient_id > 0 and crc == _crc(recipient_id, seq, kind):
+                known = self.last.get(recipient_id)
+                if known is None or known[0] < seq:
+                    self.last[recipient_id] = (seq, kind)
 
 
 class _Segment:
@@ -52,8 +82,8 @@ class _Segment:
         self.path = path
         self.fd = -1
         self.used = 0             # bytes written since the last wipe
-        self.unsettled = 0        # ids written whose outcome the spool does not hold yet
-        self.draining = False     # retired, wiped once unsettled reaches 0
+        self.open_attempts = 0    # attempts noted here and not settled yet
+        self.draining = False     # retired, wiped once open_attempts reaches 0
 
     def open(self) -> None:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -81,22 +111,22 @@ class DeliveryJournal:
         self._segments = [_Segment(os.path.join(spool_dir, f"delivered.{i}")) for i in (0, 1)]
         self._active = 0
         self._pending = bytearray()
-        self._pending_ids = 0
-        self._flush_scheduled = False
+        self._synced: asyncio.Future[None] | None = None     # done when the pending notes are durable
         self._failing = False
-        self.skipped = 0          # ids not journaled (segment full or write failed): only the spool has them
+        self._seq = 0
+        self.skipped = 0          # notes not written (segment full or write failed)
 
     # ------------------------------------------------------------------ start-up
-    def recorded(self) -> list[int]:
-        """Every id in the journal as the last process left it (call before `open`)."""
-        ids: list[int] = []
+    def recorded(self) -> Recorded:
+        """Every note in the journal as the last process left it (call before `open`)."""
+        found = Recorded()
         for segment in self._segments:
             try:
                 with open(segment.path, "rb") as f:
-                    ids.extend(read_segment(f.read()))
+                    found.add(f.read())
             except FileNotFoundError:
                 continue
-        return ids
+        return found
 
     def open(self) -> None:
         """Starts empty: call once the spool has committed what `recorded` returned."""
@@ -116,54 +146,74 @@ class DeliveryJournal:
             segment.close()
 
     # ------------------------------------------------------------------ running
-    def note(self, recipient_ids: Iterable[int]) -> int:
-        """Journals ids (durable by the end of this loop iteration); returns the token for `settle`,
-        or -1 when they could not be journaled."""
-        segment = self._segments[self._active]
-        records = b"".join(_encode(r) for r in recipient_ids)
-        count = len(records) // _RECORD.size
-        if not count:
-            return -1
-        if segment.used + len(self._pending) + len(records) > SEGMENT_BYTES:
-            self.skipped += count
-            log.warning("delivery journal full (the spool is slow to record outcomes); %d ids not journaled", count)
-            return -1
-        self._pending += records
-        self._pending_ids += count
-        segment.unsettled += count
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-        return self._active
+    def attempting(self, recipient_ids: Iterable[int]) -> tuple[int, asyncio.Future[None]]:
+        """Notes an attempt; returns its token (for `settle`) and a future that is done once the
+        note is durable (at the end of this loop iteration). Await it before DATA."""
+        ids = list(recipient_ids)
+        token = self._write(ids, ATTEMPT)
+        if token >= 0:
+            self._segments[token].open_attempts += len(ids)
+        synced = self._synced
+        if synced is None:                   # nothing to wait for: the note could not be written
+            synced = asyncio.get_running_loop().create_future()
+            synced.set_result(None)
+        return token, synced
 
-    def flush(self) -> None:
-        self._flush_scheduled = False
-        if not self._pending:
-            return
-        segment = self._segments[self._active]
-        data, self._pending = bytes(self._pending), bytearray()
-        try:
-            os.pwrite(segment.fd, data, segment.used)
-            os.fdatasync(segment.fd)
-        except OSError as exc:
-            if not self._failing:
-                log.warning("delivery journal write failed (outcomes are still recorded in the spool): %s", exc)
-            self._failing = True
-            self.skipped += self._pending_ids
-        else:
-            self._failing = False
-        segment.used += len(data)
-        self._pending_ids = 0
-        self._maybe_swap()
+    def delivered(self, recipient_ids: Iterable[int]) -> None:
+        """Notes what the remote server took (durable by the end of this loop iteration)."""
+        self._write(list(recipient_ids), DELIVERED)
 
-    def settle(self, token: int, count: int) -> None:
-        """The spool now holds the outcome of `count` ids journaled under `token`."""
+    def settle(self, token: int, recipient_ids: Iterable[int]) -> None:
+        """The spool holds the outcome of these attempted recipients now (or their attempt ended
+        before DATA). The note need not be synced: were it lost, they would only be counted as
+        possible duplicates."""
+        ids = list(recipient_ids)
+        self._write(ids, SETTLED)
         if token < 0:
             return
         segment = self._segments[token]
-        segment.unsettled -= count
-        if segment.draining and segment.unsettled <= 0:
+        segment.open_attempts -= len(ids)
+        if segment.draining and segment.open_attempts <= 0:
             self._wipe(segment)
+
+    def _write(self, ids: list[int], kind: int) -> int:
+        if not ids:
+            return -1
+        segment = self._segments[self._active]
+        self._seq += 1
+        notes = b"".join(encode(r, self._seq, kind) for r in ids)
+        if segment.used + len(self._pending) + len(notes) > SEGMENT_BYTES:
+            self.skipped += len(ids)
+            if kind != SETTLED:
+                log.warning("delivery journal full (the spool is slow to record outcomes); %d notes not written",
+                            len(ids))
+            return -1
+        self._pending += notes
+        if self._synced is None:
+            loop = asyncio.get_running_loop()
+            self._synced = loop.create_future()
+            loop.call_soon(self.flush)
+        return self._active
+
+    def flush(self) -> None:
+        synced, self._synced = self._synced, None
+        if self._pending:
+            segment = self._segments[self._active]
+            data, self._pending = bytes(self._pending), bytearray()
+            try:
+                os.pwrite(segment.fd, data, segment.used)
+                os.fdatasync(segment.fd)
+            except OSError as exc:
+                if not self._failing:
+                    log.warning("delivery journal write failed (outcomes are still recorded in the spool): %s", exc)
+                self._failing = True
+                self.skipped += len(data) // _NOTE.size
+            else:
+                self._failing = False
+            segment.used += len(data)
+            self._maybe_swap()
+        if synced is not None and not synced.done():
+            synced.set_result(None)
 
     def _maybe_swap(self) -> None:
         active = self._segments[self._active]
@@ -172,7 +222,7 @@ class DeliveryJournal:
             return
         self._active = 1 - self._active
         active.draining = True
-        if active.unsettled <= 0:
+        if active.open_attempts <= 0:
             self._wipe(active)
 
     def _wipe(self, segment: _Segment) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING, Deferral, MessageInfo, NewMessage, Recipient
@@ -244,14 +244,21 @@ class SpoolStore:
                               (domain,)).fetchone()
         return row[0] if row else None
 
-    def recover(self, delivered: Sequence[int] = ()) -> RecoveryReport:
+    def recover(self, delivered: Sequence[int] = (), in_doubt: Sequence[int] = (),
+                noted: Collection[int] = ()) -> RecoveryReport:
         """Start-up: recipients the delivery journal says were delivered are finished; everything
-        else the previous process owned goes back to WAITING."""
+        else the previous process owned goes back to WAITING. Possible duplicates: what the
+        journal says was attempted with no outcome (`in_doubt`), and attempts marked in the spool
+        that the journal has no note of (it was full or failing)."""
         journaled = 0
         if delivered:
             journaled = len(self._select_in("SELECT id FROM recipients WHERE id IN ({})", sorted(set(delivered))))
             self.finish(sorted(set(delivered)))
-        duplicates = self.db.execute("SELECT COUNT(*) FROM recipients WHERE state = ?", (ATTEMPTING,)).fetchone()[0]
+        doubtful = {row[0] for row in self._select_in("SELECT id FROM recipients WHERE id IN ({})",
+                                                      sorted(set(in_doubt)))}
+        doubtful |= {row[0] for row in self.db.execute("SELECT id FROM recipients WHERE state = ?", (ATTEMPTING,))
+                     if row[0] not in noted}
+        duplicates = len(doubtful)
         recovered = self.db.execute("UPDATE recipients SET state = ? WHERE state IN (?, ?)",
                                     (WAITING, CLAIMED, ATTEMPTING)).rowcount
         if duplicates:

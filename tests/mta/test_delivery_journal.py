@@ -1,67 +1,85 @@
-"""The delivery journal: recipients delivered just before a crash are not sent again."""
+"""The delivery journal: what was delivered just before a crash is not sent again, and what may
+have been is counted."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 
-from mta.spool.journal import SEGMENT_BYTES, DeliveryJournal, _encode, read_segment
+from mta.model import NewMessage
+from mta.spool.journal import ATTEMPT, DELIVERED, SEGMENT_BYTES, DeliveryJournal, Recorded, encode
 from mta.spool.store import SpoolStore
 
 
-def test_records_survive_and_torn_ones_are_skipped(tmp_path) -> None:
-    good = _encode(41) + _encode(42)
-    torn = bytearray(_encode(43))
+def test_torn_notes_are_skipped_and_the_last_note_of_a_recipient_counts() -> None:
+    torn = bytearray(encode(43, 1, DELIVERED))
     torn[3] ^= 0xFF                              # a half-written id must not be read as another one
-    assert read_segment(good + bytes(torn) + bytes(64)) == [41, 42]
+    found = Recorded()
+    found.add(encode(41, 1, ATTEMPT) + encode(41, 2, DELIVERED) + encode(42, 3, ATTEMPT) + bytes(torn) + bytes(48))
+    assert found.delivered == {41} and found.in_doubt == {42}
 
 
-async def test_noted_ids_are_durable_by_the_next_loop_iteration(tmp_path) -> None:
+async def test_an_attempt_note_is_durable_before_data_may_go(tmp_path) -> None:
     journal = DeliveryJournal(str(tmp_path))
     journal.open()
-    token = journal.note([7, 8, 9])
-    await asyncio.sleep(0)                       # the flush runs at the end of this iteration
-    assert DeliveryJournal(str(tmp_path)).recorded() == [7, 8, 9]
-    journal.settle(token, 3)
+    token, synced = journal.attempting([7, 8])
+    assert not synced.done()
+    await synced                                 # the end of this loop iteration
+    assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == {7, 8}
+    journal.delivered([7])
+    journal.settle(token, [7, 8])                # the spool has both outcomes now
+    await asyncio.sleep(0)
+    notes = DeliveryJournal(str(tmp_path)).recorded()
+    assert notes.in_doubt == set() and notes.delivered == set()
+    token, synced = journal.attempting([8])      # deferred, then attempted again: in doubt again
+    await synced
+    assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == {8}
     journal.close()
 
 
-async def test_segments_take_turns_and_are_wiped_once_settled(tmp_path) -> None:
+async def test_segments_take_turns_and_are_wiped_once_every_attempt_is_settled(tmp_path) -> None:
     journal = DeliveryJournal(str(tmp_path))
     journal.open()
-    per_batch = 1000
-    batches = (SEGMENT_BYTES * 3 // 4) // (16 * per_batch) + 1
+    per_batch = 5000
+    batches = (SEGMENT_BYTES * 3 // 4) // (24 * per_batch) + 1
     tokens = []
     for b in range(batches):                     # fills segment 0 past three quarters
-        tokens.append(journal.note(range(b * per_batch + 1, (b + 1) * per_batch + 1)))
-        await asyncio.sleep(0)
-    assert set(tokens) == {0}
-    assert journal.note([10**9]) == 1            # the next ones go to the other segment
+        ids = range(b * per_batch + 1, (b + 1) * per_batch + 1)
+        token, synced = journal.attempting(ids)
+        tokens.append((token, list(ids)))
+        await synced
+    assert {t for t, _ids in tokens} == {0}
+    token, synced = journal.attempting([10**9])  # the next notes go to the other segment
+    assert token == 1
+    await synced
+    assert len(DeliveryJournal(str(tmp_path)).recorded().in_doubt) == batches * per_batch + 1
+    for t, ids in tokens:                        # every attempt of segment 0 settled: it is wiped
+        journal.settle(t, ids)
     await asyncio.sleep(0)
-    assert len(DeliveryJournal(str(tmp_path)).recorded()) == batches * per_batch + 1
-    for token in tokens:                         # the spool holds them all now: segment 0 is wiped
-        journal.settle(token, per_batch)
-    assert DeliveryJournal(str(tmp_path)).recorded() == [10**9]
+    assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == {10**9}
     journal.close()
 
 
-def test_recovery_finishes_journaled_recipients_instead_of_requeueing_them(tmp_path) -> None:
-    from mta.model import NewMessage
-
+def test_recovery_finishes_delivered_recipients_and_counts_those_in_doubt(tmp_path) -> None:
     store = SpoolStore(str(tmp_path))
-    msg = NewMessage(queue_id="Q1", sender="a@sender.example", recipients=["x@example.test", "y@example.test"],
+    msg = NewMessage(queue_id="Q1", sender="a@sender.example",
+                     recipients=["x@example.test", "y@example.test", "z@example.test"],
                      body=b"Subject: t\r\n\r\nhi\r\n", created=0.0, stream="transactional", priority=0, tenant="",
                      pool="default", sending_domain="sender.example", header_message_id="<1@x>")
     store.begin()
-    _mid, rcpts = store.insert(msg, 0.0)
-    store.mark_attempting([r.id for r in rcpts])
+    _mid, (x, y, z) = store.insert(msg, 0.0)
+    store.mark_attempting([x.id, y.id, z.id])
     store.commit()
     store.begin()
-    report = store.recover(delivered=[rcpts[0].id, 999999])    # x was delivered; 999999 no longer exists
+    # x delivered, y in doubt, z marked in the spool but settled in the journal (no DATA was sent)
+    report = store.recover(delivered=[x.id, 999999], in_doubt=[y.id], noted={x.id, y.id, z.id})
     store.commit()
     assert report.journaled == 1
-    assert report.possible_duplicates == 1                      # only y may have been sent twice
-    left = store.db.execute("SELECT address FROM recipients").fetchall()
-    assert left == [("y@example.test",)]
+    assert report.possible_duplicates == 1
+    left = store.db.execute("SELECT address FROM recipients ORDER BY id").fetchall()
+    assert left == [("y@example.test",), ("z@example.test",)]
+    store.begin()
+    store.mark_attempting([z.id])
+    report = store.recover(noted=set())          # a journal that had no room: the spool's marks count
+    store.commit()
+    assert report.possible_duplicates == 1
     store.close()
-    assert not os.path.exists(tmp_path / "delivered.0")         # the store does not touch the journal
