@@ -45,6 +45,7 @@ async def test_temporary_failure_is_retried_after_backoff(start_mta, world):
     # Backoff respected: 1 s after the first failure, 2 s after the second (base 1, factor 2).
     assert seen[1] - seen[0] >= 0.9
     assert seen[2] - seen[1] >= 1.9
+    await mta.wait_event(lambda e: e["event"] == "delivered")   # the receiver has it a moment before we know
     events = [e for e in mta.events() if e["recipient"] == "u@example.test"]
     assert [e["event"] for e in events] == ["accepted", "deferred", "deferred", "delivered"]
     assert events[1]["code"] == 451 and events[1]["status"] == "4.3.0" and events[1]["attempt"] == 1
@@ -100,6 +101,7 @@ async def test_mixed_replies_in_one_transaction(start_mta, world):
     await rx.await_for(2)
     assert rx.messages[0].rcpt_tos == ["ok@example.test"]
     assert rx.messages[1].rcpt_tos == ["soft@example.test"]
+    await mta.wait_event(lambda e: e["event"] == "delivered", n=2)
     events = {(e["recipient"], e["event"]) for e in mta.events()}
     assert {("ok@example.test", "delivered"), ("hard@example.test", "bounced"),
             ("soft@example.test", "deferred"), ("soft@example.test", "delivered")} <= events
