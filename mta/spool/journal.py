@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("mta.spool")
 
-SEGMENT_BYTES = 4 << 20
+SEGMENT_BYTES = 1 << 20         # two of them: 2 MB preallocated in the spool directory
 _NOTE = struct.Struct("<qqII")        # recipient id, sequence, crc32, marker
 ATTEMPT, DELIVERED, SETTLED = 0x54544A41, 0x4C4E524A, 0x4C54534A     # "AJTT", "JRNL", "JSTL"
 _KINDS = (ATTEMPT, DELIVERED, SETTLED)

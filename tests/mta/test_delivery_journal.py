@@ -39,7 +39,7 @@ async def test_an_attempt_note_is_durable_before_data_may_go(tmp_path) -> None:
 async def test_segments_take_turns_and_are_wiped_once_every_attempt_is_settled(tmp_path) -> None:
     journal = DeliveryJournal(str(tmp_path))
     journal.open()
-    per_batch = 5000
+    per_batch = 2000
     batches = (SEGMENT_BYTES * 3 // 4) // (24 * per_batch) + 1
     tokens = []
     for b in range(batches):                     # fills segment 0 past three quarters
