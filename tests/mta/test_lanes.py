@@ -155,3 +155,24 @@ async def test_empty_lanes_without_leases_are_dropped():
     assert site.prune_lanes(time.time()) == 0         # it still holds a job
     site.drain_all()
     assert site.prune_lanes(time.time()) == 1 and not site.lanes
+
+
+async def test_the_disk_backlog_of_a_site_is_counted_as_mail_comes_and_goes(start_mta, world):
+    from mta.spool.store import SpoolStore
+    from tests.mta.conftest import message
+
+    rx = world.domain("example.test")
+    mta = await start_mta(queue={"domain_window": 2}, delivery={"rate_per_minute": 1})   # one now, one a minute
+    for i in range(10):
+        await mta.send("a@sender.example", [f"u{i}@example.test"], message())
+    await rx.await_for(1)
+    await asyncio.sleep(0.5)
+    sched = mta.daemon.scheduler
+    [site] = sched.sites
+    store = SpoolStore(mta.spool_dir, readonly=True)
+    try:
+        waiting = store.db.execute("SELECT COUNT(*) FROM recipients WHERE state = 0").fetchone()[0]
+    finally:
+        store.close()
+    assert 5 <= waiting <= 7                      # one delivered, two or three in memory (the domain window)
+    assert sched.disk_backlog(site) == waiting
