@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 
 from mta.compliance.dkim.config import DkimSection, validate_dkim_section
@@ -21,6 +22,8 @@ from warmup_base.configload import ByteSize, ConfigError, Duration, build, check
 from warmup_base.listen import parse_hostport
 
 __all__ = ["Config", "ConfigError", "load_config"]
+
+_HEADER_NAME = re.compile(r"[!-9;-~]+")     # RFC 5322 field name: printable ASCII but the colon
 
 
 @dataclass
@@ -59,6 +62,7 @@ class SubmissionSection:
     users_file: str = ""
     loopback_plain_auth: bool = True    # loopback clients may AUTH without STARTTLS (nothing crosses a wire)
     stream_header: str = "X-Stream"     # header an app may set to choose its stream
+    campaign_header: str = "X-Campaign"  # header naming the message's campaign (tag), for culprit isolation
     default_stream: str = "transactional"
     group_commit_delay: Duration = Duration(0.002)
 
@@ -160,7 +164,9 @@ class EventsSection:
 class PolicySection:
     address: str = ""                   # "host:port" or "unix:/path"; empty = static limits
     transactional_floor: int = 0        # messages/minute per site when policyd is unreachable
-    mailbox_lanes: bool = False         # ask for grants per sender mailbox (cold-outreach mailbox caps)
+    # Kept for old configs: lanes and grant requests are per sender mailbox always since issue 18
+    # (policyd pauses a single sender through the grant request's mailbox).
+    mailbox_lanes: bool = False
 
 
 @dataclass
@@ -327,6 +333,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError("queue.retry_jitter: must be between 0 and 1")
     if cfg.queue.max_age <= 0:
         raise ConfigError("queue.max_age: must be positive")
+    for key in ("stream_header", "campaign_header"):      # "" = no such header
+        name = getattr(cfg.submission, key)
+        if name and not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"submission.{key}: not a header field name: {name!r}")
+    campaign_header = cfg.submission.campaign_header.lower()
+    if campaign_header and campaign_header == cfg.submission.stream_header.lower():
+        raise ConfigError("submission.campaign_header: must differ from submission.stream_header")
     if cfg.submission.default_stream not in cfg.streams:
         raise ConfigError(f"submission.default_stream: no stream named {cfg.submission.default_stream!r}")
     names = set()

@@ -39,6 +39,7 @@ class Event:
     sending_domain: str = ""
     message_id: str = ""        # the message's Message-ID header
     dsn_queue_id: str = ""      # queue id of the DSN this outcome produced
+    campaign: str = ""          # the message's campaign (tag), "" if none
 
     def to_json(self) -> str:
         d = {name: getattr(self, name) for name in self.__slots__}  # scalars only: no deep copy needed

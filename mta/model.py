@@ -29,6 +29,7 @@ class MessageInfo:
     header_message_id: str
     smtputf8: bool = False
     warned: bool = False       # a "delayed" DSN was sent already
+    campaign: str = ""         # the campaign (tag) from the submission header, "" if none
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ class NewMessage:
     smtputf8: bool = False
     client: str = ""
     auth_user: str = ""
+    campaign: str = ""
     # domains whose recipients go straight to the daemon's memory (state CLAIMED)
     claimed_domains: set[str] = field(default_factory=set)
 

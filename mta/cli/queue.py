@@ -179,6 +179,9 @@ def _show(store: SpoolStore, args: argparse.Namespace) -> int:
     info = dict(zip(("queue_id", "sender", "arrival", "size", "stream", "tenant", "pool", "sending_domain",
                      "client", "auth_user"), row[1:], strict=True))
     info["arrival"] = _iso(info["arrival"])
+    info["campaign"] = ""
+    if store.has_campaign:      # a spool not yet opened by this version has no such column
+        info["campaign"] = store.db.execute("SELECT campaign FROM messages WHERE id = ?", (mid,)).fetchone()[0]
     info["recipients"] = [
         {"recipient": a, "state": STATE_NAMES.get(st, "?"), "attempts": n, "next_attempt": _iso(na),
          "last_code": c, "last_reply": t, "last_site": site}
@@ -193,9 +196,10 @@ def _show(store: SpoolStore, args: argparse.Namespace) -> int:
             info["body"] = body.decode("utf-8", "replace")
         print(json.dumps(info))
         return 0
-    for k in ("queue_id", "sender", "arrival", "size", "stream", "tenant", "pool", "sending_domain", "client",
-              "auth_user"):
-        print(f"{k}: {info[k]}")
+    for k in ("queue_id", "sender", "arrival", "size", "stream", "tenant", "pool", "sending_domain", "campaign",
+              "client", "auth_user"):
+        if k != "campaign" or info[k]:
+            print(f"{k}: {info[k]}")
     if info["waiting"]:
         print(f"waiting: {info['waiting']}")
     for r in info["recipients"]:

@@ -48,11 +48,12 @@ class Delivery:
     tenant: str
     stream: str
     sender: str = ""
+    campaign: str = ""
 
 
 def find_delivery(store: SpoolStore, queue_id: str, recipient: str, message_id: str) -> Delivery | None:
     """The delivery a report is about: by queue id (VERP), else Message-ID, else recipient."""
-    cols = "queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, sender"
+    cols = "queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, sender, campaign"
     row = None
     if queue_id:
         row = store.db.execute(f"SELECT {cols} FROM deliveries WHERE queue_id = ? AND (? = '' OR recipient = ?)"
@@ -67,7 +68,7 @@ def find_delivery(store: SpoolStore, queue_id: str, recipient: str, message_id: 
     if row is None:
         return None
     return Delivery(row[0], row[1], row[2], row[3], row[4], tuple(h for h in row[5].split(",") if h), row[6],
-                    row[7], row[8], row[9])
+                    row[7], row[8], row[9], row[10])
 
 
 class BounceProcessor:
@@ -180,14 +181,15 @@ class BounceProcessor:
                                recipient, "", now, 0.0, delivery.site if delivery else "", "",
                                delivery.source if delivery else "", "", record.reply_code or 0, record.status,
                                text, record.reason, 0, delivery.stream if delivery else "", tenant,
-                               delivery.sending_domain if delivery else "", record.message_id))
+                               delivery.sending_domain if delivery else "", record.message_id,
+                               campaign=delivery.campaign if delivery else ""))
         if delivery is not None:
             kind = record.reply_kind or ("hard" if record.hard else "soft")
             outcome = "complaint" if complaint else feedback_class(kind)
             self.feedback(Outcome(delivery.site, delivery.mx_hosts, delivery.source, delivery.sending_domain,
                                   delivery.tenant, delivery.stream, outcome, record.reason, record.reply_code or 0,
                                   record.status,
-                                  mailbox=delivery.sender if self.cfg.policy.mailbox_lanes else ""))
+                                  mailbox=delivery.sender, campaign=delivery.campaign))
         return True
 
     def _move(self, name: str, to: str) -> None:

@@ -1,12 +1,17 @@
 """Talks to the limiter (static limits or the policy daemon) in batches: lease requests of all
 sites that want more in one loop iteration go out together, and outcomes are buffered and sent
-as one feedback batch, so there is never a round trip per message."""
+as one feedback batch, so there is never a round trip per message.
+
+A request says what policyd needs to judge a lane: its sender mailbox and campaign (so a paused
+sender or campaign gets nothing while the rest flows), its backlog (the lane's recipients in
+memory plus what its site still has waiting on disk, so an overflow pool takes what the pool's
+own sources cannot send today) and the egress weights of its sources."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from warmup_base.policy_protocol.model import GrantRequest, Lease, Limiter, Outcome
@@ -18,10 +23,14 @@ log = logging.getLogger("mta.grants")
 
 
 class GrantBroker:
-    def __init__(self, limiter: Limiter, clock: Callable[[], float], spawn: Callable[[Any], Any]) -> None:
+    def __init__(self, limiter: Limiter, clock: Callable[[], float], spawn: Callable[[Any], Any],
+                 weights: Mapping[str, int] | None = None,
+                 disk_backlog: Callable[[str], int] = lambda _site: 0) -> None:
         self.limiter = limiter
         self.clock = clock
         self.spawn = spawn
+        self.weights = dict(weights or {})     # egress source name -> [[egress.sources]] weight
+        self.disk_backlog = disk_backlog       # site key -> recipients waiting on disk (an estimate)
         self._sites: set[Site] = set()
         self._scheduled = False
         self._feedback: list[Outcome] = []
@@ -41,11 +50,16 @@ class GrantBroker:
         now = self.clock()
         asked: list[tuple[Site, Lane, GrantRequest]] = []
         for site in sites:
+            on_disk = -1
             for lane, wanted in site.grant_requests(now):
                 lane.requesting = True
+                if on_disk < 0:
+                    on_disk = max(0, self.disk_backlog(site.key))
                 k = lane.key
-                asked.append((site, lane, GrantRequest(site.key, site.route.host_names, k.pool, lane.sources,
-                                                       k.stream, k.sending_domain, k.tenant, wanted, k.mailbox)))
+                asked.append((site, lane, GrantRequest(
+                    site.key, site.route.host_names, k.pool, lane.sources, k.stream, k.sending_domain, k.tenant,
+                    wanted, mailbox=k.mailbox, campaign=k.campaign, backlog=lane.recipients + on_disk,
+                    weights=self._weights(lane.sources))))
         if not asked:
             return
         try:
@@ -64,6 +78,12 @@ class GrantBroker:
             site.add_leases(lane, got, now)
         for site in sites:
             site.pump()
+
+    def _weights(self, sources: tuple[str, ...]) -> tuple[int, ...]:
+        """The sources' egress weights; none (policyd's [[sources]] weights apply) while they are
+        all the default 1, so weights set only in policy.toml are not overridden by defaults."""
+        weights = tuple(self.weights.get(s, 1) for s in sources)
+        return weights if any(w != 1 for w in weights) else ()
 
     # ------------------------------------------------------------------ feedback
     def report(self, outcome: Outcome) -> None:

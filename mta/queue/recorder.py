@@ -58,12 +58,13 @@ class OutcomeRecorder:
             q.events.emit(Event(o.event, msg.queue_id, r.address, msg.sender, now, msg.created, site,
                                 mx, source.name if source else "", source.address if source else "",
                                 o.code, o.status, o.text, o.cls.reason, attempt, msg.stream, msg.tenant,
-                                msg.sending_domain, msg.header_message_id))
+                                msg.sending_domain, msg.header_message_id, campaign=msg.campaign))
             if source is not None and o.code:
+                # mailbox and campaign always: policyd pauses a single sender or campaign with them
                 q.grants.report(Outcome(site, q.sites[site].route.host_names if site in q.sites else (),
                                         source.name, msg.sending_domain, msg.tenant, msg.stream,
                                         _feedback_class(o), o.cls.reason, o.code, o.status,
-                                        mailbox=msg.sender.lower() if q.mailbox_lanes else ""))
+                                        mailbox=msg.sender.lower(), campaign=msg.campaign))
         pushback = source is not None and any(o.cls.kind in ("throttled", "blocked") for o in outcomes)
         if pushback and source is not None and site in q.sites:
             q.sites[site].revoke(source.name)
@@ -92,7 +93,7 @@ class OutcomeRecorder:
             mx_hosts = ",".join(q.sites[site].route.host_names) if site in q.sites else ""
             delivered_rows = [(msg.queue_id, o.recipient.address.lower(), now, source.name, site, mx_hosts,
                                msg.sending_domain, msg.tenant, msg.stream, msg.header_message_id,
-                               msg.sender.lower())
+                               msg.sender.lower(), msg.campaign)
                               for o in outcomes if o.event == "delivered"]
         suppress = [s for s in (self._suppression_for(o, now) for o in failed) if s is not None]
         for entry in suppress:
@@ -138,7 +139,9 @@ class OutcomeRecorder:
                 settled(True)       # their outcome (retry later) is known and written
         domain_of = {o.recipient.id: o.recipient.domain for o in outcomes}
         for d in deferrals:
-            q.mark_due(domain_of.get(d.recipient_id, job.domain), d.next_attempt)
+            domain = domain_of.get(d.recipient_id, job.domain)
+            q.note_on_disk(domain, 1)
+            q.mark_due(domain, d.next_attempt)
 
     def _suppression_for(self, o: oc.RecipientOutcome, now: float) -> Suppression | None:
         """A synchronous permanent failure that says something about the address itself."""

@@ -43,7 +43,7 @@ SITE_IDLE_GC = 300.0
 
 
 class DomainState:
-    __slots__ = ("claiming", "due", "in_memory", "name", "pending", "routing")
+    __slots__ = ("claiming", "due", "in_memory", "name", "on_disk", "pending", "routing", "site")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -52,6 +52,11 @@ class DomainState:
         self.claiming = False
         self.pending: list[Job] = []    # jobs waiting for the domain's route
         self.routing = False
+        # Recipients waiting on disk, counted as they come and go (exact at start-up and whenever
+        # the domain's disk queue empties; an operator's hold or delete may leave it high until
+        # then): the backlog a grant request reports to policyd, for its overflow pool.
+        self.on_disk = 0
+        self.site = ""              # the site its mail was last routed to
 
 
 class Scheduler:
@@ -77,7 +82,7 @@ class Scheduler:
         self.client_settings = ClientSettings(cfg.delivery.port, cfg.delivery.connect_timeout,
                                               cfg.delivery.command_timeout, cfg.delivery.starttls)
         self.sources = {s.name: Source(s.name, s.address, s.ehlo) for s in cfg.egress.sources}
-        self.mailbox_lanes = cfg.policy.mailbox_lanes
+        self._site_disk: dict[str, int] = {}    # site key -> recipients of its routed domains on disk
         self.bounce_domains = cfg.bounce_domains()
         self.bodies = BodyCache(q.body_cache)
         self.domains: dict[str, DomainState] = {}
@@ -86,7 +91,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.grants = GrantBroker(limiter, clock, self.spawn)
+        self.grants = GrantBroker(limiter, clock, self.spawn, {s.name: s.weight for s in cfg.egress.sources},
+                                  self.disk_backlog)
         subscribe = getattr(limiter, "subscribe", None)       # the policy client tells when policyd comes and goes
         if subscribe is not None:
             self._policy_connected = metrics.policy_connected.labels(cfg.policy.address)
@@ -114,6 +120,7 @@ class Scheduler:
         for backlog in report.domains:
             ds = self._domain(backlog.domain)
             ds.due = backlog.next_due
+            self.note_on_disk(backlog.domain, backlog.waiting)
             heapq.heappush(self._due, (backlog.next_due, backlog.domain))
         if report.possible_duplicates:
             self.metrics.possible_duplicates.inc(report.possible_duplicates)
@@ -193,19 +200,21 @@ class Scheduler:
                 self.total_in_memory -= 1
             raise
         info = MessageInfo(mid, msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority,
-                           msg.tenant, msg.pool, msg.sending_domain, msg.header_message_id, msg.smtputf8)
+                           msg.tenant, msg.pool, msg.sending_domain, msg.header_message_id, msg.smtputf8,
+                           campaign=msg.campaign)
         groups: dict[str, list[Recipient]] = {}
         for r in rcpts:
             groups.setdefault(r.domain, []).append(r)
             self.events.emit(Event("accepted", msg.queue_id, r.address, msg.sender, now, msg.created,
                                    stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
-                                   message_id=msg.header_message_id))
+                                   message_id=msg.header_message_id, campaign=msg.campaign))
         if claimed:
             self.bodies.put(mid, msg.body, refs=len(claimed))
         for d, group in groups.items():
             if d in claimed:
                 self._route(self._job(info, d, group))
             else:
+                self.note_on_disk(d, len(group))
                 self.mark_due(d, now)
         return info
 
@@ -218,6 +227,25 @@ class Scheduler:
         if ds is None:
             ds = self.domains[name] = DomainState(name)
         return ds
+
+    def note_on_disk(self, domain: str, change: int) -> None:
+        """`change` recipients of `domain` went to (or, negative, left) the disk queue."""
+        ds = self._domain(domain)
+        before = ds.on_disk
+        ds.on_disk = max(0, before + change)
+        if ds.site:
+            self._site_disk[ds.site] = self._site_disk.get(ds.site, 0) + ds.on_disk - before
+
+    def disk_backlog(self, site: str) -> int:
+        """Recipients waiting on disk for the domains last routed to `site`."""
+        return self._site_disk.get(site, 0)
+
+    def _routed(self, ds: DomainState, site: str) -> None:
+        if ds.site != site:
+            if ds.site:
+                self._site_disk[ds.site] = self._site_disk.get(ds.site, 0) - ds.on_disk
+            self._site_disk[site] = self._site_disk.get(site, 0) + ds.on_disk
+            ds.site = site
 
     def mark_due(self, domain: str, when: float) -> None:
         ds = self._domain(domain)
@@ -288,6 +316,7 @@ class Scheduler:
             rows, next_due = [], now + 5.0
         finally:
             ds.claiming = False
+        self.note_on_disk(name, -len(rows) if next_due is not None else -ds.on_disk)
         if next_due is not None:
             self.mark_due(name, next_due)
         jobs: dict[int, Job] = {}
@@ -326,6 +355,7 @@ class Scheduler:
                     continue
                 jobs, ds.pending = ds.pending, []
                 site = self._site_for(route)
+                self._routed(ds, site.key)
                 now = self.clock()
                 if site.in_backoff(now):
                     self.defer_site_jobs(site, jobs, None)
@@ -489,9 +519,12 @@ class Scheduler:
                 self._prune(now)
             for key in [k for k, s in self.sites.items() if s.idle_for(now) > SITE_IDLE_GC]:
                 del self.sites[key]
+            for site in self.sites.values():
+                site.prune_lanes(now)
             if len(self.domains) > 10000:
                 for name in [n for n, d in self.domains.items()
                              if d.in_memory == 0 and d.due is None and not d.routing and not d.claiming]:
+                    self.note_on_disk(name, -self.domains[name].on_disk)
                     del self.domains[name]
 
     def _prune(self, now: float) -> None:

@@ -1,10 +1,13 @@
 """A site: the destinations that share one MX host set, with their ready queues and connections.
 
-Jobs wait in *lanes* (one per stream x pool x sending domain x tenant, because limits and leases
-apply per lane); lanes are served in priority order. Connections are per (site, source): a
+Jobs wait in *lanes* (one per stream x pool x sending domain x tenant x sender mailbox x campaign,
+because limits, leases and the policy's pauses apply per lane: a campaign or sender paused for its
+bounces must not hold up the rest); lanes are served in priority order, and a lane left with no
+jobs and no lease is dropped. Connections are per (site, source), for every egress source: a
 connection worker takes the best job its source holds a lease for, sends it, and goes on until
-its message budget or idle time is used up. New connections open while jobs wait and no
-connection of an eligible source is idle, up to the lease's connection limit.
+its message budget or idle time is used up; a lease may name a source outside the lane's pool
+(policyd's overflow pool), and its connections open all the same. New connections open while
+jobs wait and no connection of an eligible source is idle, up to the lease's connection limit.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ SITE_BACKOFF_BASE = 5.0
 SITE_BACKOFF_CAP = 300.0
 MAX_RESUMES = 3
 RETRY_MARGIN = 0.01           # seconds added to a lane's retry time before pumping again
+UNKNOWN_SOURCE_RETRY = 5.0    # seconds before asking again after leases for sources this MTA lacks
+_UNKNOWN_SOURCES_SEEN: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,8 @@ class LaneKey:
     pool: str
     sending_domain: str
     tenant: str
-    mailbox: str = ""          # the envelope sender, when the policy caps mailboxes one by one
+    mailbox: str = ""          # the envelope sender, lower-case ("" for the null sender)
+    campaign: str = ""         # the campaign (tag) of the submission, "" if none
 
 
 @dataclass(slots=True)
@@ -62,6 +68,7 @@ class Lane:
     retry_after: float = 0.0
     requesting: bool = False
     waiting_for: str = ""          # why the last request got nothing (the limiter's words)
+    recipients: int = 0            # recipients of the jobs waiting here (what leases are spent on)
 
     def usable_lease(self, source: str, now: float) -> LeaseState | None:
         lease = self.leases.get(source)
@@ -115,6 +122,7 @@ class Site:
             self._lane_order.sort(key=lambda ln: ln.priority)
         job.site = self.key
         host = self._queued_by_message.get(msg.id)
+        lane.recipients += len(job.recipients)
         if host is not None and host is not job:
             # Same message, another domain on this site: one transaction for all its recipients.
             host.recipients.extend(job.recipients)
@@ -133,6 +141,7 @@ class Site:
         for lane in self._lane_order:
             jobs.extend(lane.jobs)
             lane.jobs.clear()
+            lane.recipients = 0
         self._queued_by_message.clear()
         return jobs
 
@@ -146,7 +155,7 @@ class Site:
         for lane in self._lane_order:
             if not lane.jobs or lane.requesting or now < lane.retry_after:
                 continue
-            shortfall = len(lane.jobs) - lane.granted(now)
+            shortfall = lane.recipients - lane.granted(now)
             if shortfall > 0:
                 out.append((lane, shortfall))
         return out
@@ -155,6 +164,11 @@ class Site:
         lane.requesting = False
         retry_after = 0.0
         for lease in leases:
+            if lease.count > 0 and lease.source not in self.sources:
+                self._unknown_source(lease.source)
+                retry_after = max(retry_after, now + UNKNOWN_SOURCE_RETRY)
+                lane.waiting_for = f"granted source {lease.source!r}, which this MTA does not have"
+                continue
             if lease.count <= 0:
                 retry_after = max(retry_after, lease.retry_after or now + 1.0)
                 lane.waiting_for = lease.why or "no grant"
@@ -173,10 +187,27 @@ class Site:
             lane.retry_after = retry_after
             self._schedule_pump(retry_after - now + RETRY_MARGIN)
 
+    def _unknown_source(self, name: str) -> None:
+        """A lease for a source this MTA does not have (policyd's pools name another): unusable, so
+        not counted as granted; said once per name."""
+        if name not in _UNKNOWN_SOURCES_SEEN:
+            _UNKNOWN_SOURCES_SEEN.add(name)
+            log.warning("site %s: policyd granted source %r, which is not one of [[egress.sources]]; "
+                        "leases for it are ignored (check the pools in policy.toml)", self.key, name)
+
+    def prune_lanes(self, now: float) -> int:
+        """Drops lanes with no jobs, no lease left and no request in flight (campaigns and senders
+        come and go); returns how many."""
+        keep = [lane for lane in self._lane_order if lane.jobs or lane.requesting or lane.granted(now) > 0]
+        dropped = len(self._lane_order) - len(keep)
+        if dropped:
+            self._lane_order = keep
+            self.lanes = {lane.key: lane for lane in keep}
+        return dropped
+
     def _lane_key(self, job: Job) -> LaneKey:
         msg = job.message
-        return LaneKey(msg.stream, msg.pool, msg.sending_domain, msg.tenant,
-                       msg.sender.lower() if self.owner.mailbox_lanes else "")
+        return LaneKey(msg.stream, msg.pool, msg.sending_domain, msg.tenant, msg.sender.lower(), msg.campaign)
 
     def queued_jobs(self) -> list[Job]:
         return list(self._queued_by_message.values())
@@ -292,6 +323,7 @@ class Site:
             if self._queued_by_message.get(job.message.id) is job:
                 del self._queued_by_message[job.message.id]
             lease.remaining -= len(job.recipients)
+            lane.recipients -= len(job.recipients)
             self.last_active = now
             return job
         return None

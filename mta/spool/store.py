@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS messages (
     smtputf8 INTEGER NOT NULL,
     client TEXT NOT NULL,
     auth_user TEXT NOT NULL,
-    warned INTEGER NOT NULL DEFAULT 0
+    warned INTEGER NOT NULL DEFAULT 0,
+    campaign TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS bodies (
     id INTEGER PRIMARY KEY,            -- = messages.id
@@ -79,15 +80,25 @@ CREATE TABLE IF NOT EXISTS deliveries (
     tenant TEXT NOT NULL,
     stream TEXT NOT NULL,
     header_message_id TEXT NOT NULL,
-    sender TEXT NOT NULL DEFAULT ''   -- envelope sender: the mailbox a complaint counts against
+    sender TEXT NOT NULL DEFAULT '',  -- envelope sender: the mailbox a complaint counts against
+    campaign TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_message ON deliveries(queue_id, recipient);
 CREATE INDEX IF NOT EXISTS deliveries_by_header_id ON deliveries(header_message_id);
 CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries(time);
 """
 
+# Columns added after a spool was first created: (table, column, declaration). A spool written by
+# an older version gets them at the first read-write open (ALTER TABLE ADD COLUMN only writes the
+# schema, whatever the table's size); a read-only open of such a spool reads '' in their place.
+ADDED_COLUMNS = (
+    ("deliveries", "sender", "TEXT NOT NULL DEFAULT ''"),
+    ("messages", "campaign", "TEXT NOT NULL DEFAULT ''"),
+    ("deliveries", "campaign", "TEXT NOT NULL DEFAULT ''"),
+)
+
 _MESSAGE_COLUMNS = ("m.id, m.queue_id, m.sender, m.created, m.size, m.stream, m.priority, m.tenant, m.pool, "
-                    "m.sending_domain, m.header_message_id, m.smtputf8, m.warned")
+                    "m.sending_domain, m.header_message_id, m.smtputf8, m.warned, {campaign}")
 
 
 @dataclass(slots=True)
@@ -124,6 +135,7 @@ class SpoolStore:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
                                       check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA query_only = ON")
+            self._columns()
             return
         os.makedirs(spool_dir, mode=0o750, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -133,7 +145,36 @@ class SpoolStore:
         self.db.execute("PRAGMA cache_size = -16384")
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.executescript(SCHEMA)
+        self._migrate()
+        self._columns()
         _fsync_dir(spool_dir)
+
+    def _missing_columns(self) -> list[tuple[str, str, str]]:
+        have: dict[str, set[str]] = {}
+        for table, _column, _decl in ADDED_COLUMNS:
+            if table not in have:
+                have[table] = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+        return [(t, c, d) for t, c, d in ADDED_COLUMNS if c not in have[t]]
+
+    def _migrate(self) -> None:
+        """Adds the columns an older spool lacks, in one transaction (another process opening
+        the spool at the same time finds them there once it has the lock)."""
+        if not self._missing_columns():
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, decl in self._missing_columns():
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _columns(self) -> None:
+        missing = {(t, c) for t, c, _d in self._missing_columns()}
+        self.has_campaign = ("messages", "campaign") not in missing
+        campaign = "m.campaign" if self.has_campaign else "''"
+        self.message_columns = _MESSAGE_COLUMNS.format(campaign=campaign)
 
     def close(self) -> None:
         self.db.close()
@@ -153,11 +194,11 @@ class SpoolStore:
     def insert(self, msg: NewMessage, now: float) -> tuple[int, list[Recipient]]:
         cur = self.db.execute(
             "INSERT INTO messages (queue_id, sender, created, size, stream, priority, tenant, pool,"
-            " sending_domain, header_message_id, smtputf8, client, auth_user)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " sending_domain, header_message_id, smtputf8, client, auth_user, campaign)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority, msg.tenant,
              msg.pool, msg.sending_domain, msg.header_message_id, int(msg.smtputf8), msg.client,
-             msg.auth_user))
+             msg.auth_user, msg.campaign))
         mid = cur.lastrowid
         assert mid is not None
         self.db.execute("INSERT INTO bodies (id, data) VALUES (?, ?)", (mid, msg.body))
@@ -206,10 +247,10 @@ class SpoolStore:
 
     def record_deliveries(self, rows: Sequence[tuple]) -> None:
         """(queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, message_id,
-        sender)."""
+        sender, campaign)."""
         self.db.executemany("INSERT INTO deliveries (queue_id, recipient, time, source, site, mx_hosts,"
-                            " sending_domain, tenant, stream, header_message_id, sender)"
-                            " VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+                            " sending_domain, tenant, stream, header_message_id, sender, campaign)"
+                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def prune_deliveries(self, before: float, limit: int = 10000) -> int:
         return self.db.execute("DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries"
@@ -228,7 +269,7 @@ class SpoolStore:
             if len(out) >= limit:
                 break
             rows = self.db.execute(
-                f"SELECT r.id, r.address, r.domain, r.attempts, {_MESSAGE_COLUMNS}"
+                f"SELECT r.id, r.address, r.domain, r.attempts, {self.message_columns}"
                 " FROM recipients r INDEXED BY recipients_due JOIN messages m ON m.id = r.message"
                 " WHERE r.domain = ? AND r.priority = ? AND r.state = 0 AND r.next_attempt <= ?"
                 " ORDER BY r.next_attempt LIMIT ?", (domain, prio, now, limit - len(out))).fetchall()
@@ -343,7 +384,7 @@ class SpoolStore:
         return bytes(row[0]) if row else None
 
     def message(self, message_id: int) -> MessageInfo | None:
-        row = self.db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?",
+        row = self.db.execute(f"SELECT {self.message_columns} FROM messages m WHERE m.id = ?",
                               (message_id,)).fetchone()
         return _message_from_row(row) if row else None
 
@@ -357,7 +398,7 @@ class SpoolStore:
 
 def _message_from_row(row: Sequence) -> MessageInfo:
     return MessageInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-                       row[10], bool(row[11]), bool(row[12]))
+                       row[10], bool(row[11]), bool(row[12]), row[13])
 
 
 def _fsync_dir(path: str) -> None:

@@ -47,7 +47,8 @@ class SubmissionHandler:
         self.unsubscribe_tokens = unsubscribe_tokens
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in cfg.submission.trusted_networks]
         self.stream_header = cfg.submission.stream_header
-        self.strip = INTERNAL_HEADERS | {self.stream_header.lower().encode()}
+        self.campaign_header = cfg.submission.campaign_header
+        self.strip = INTERNAL_HEADERS | {h.lower().encode() for h in (self.stream_header, self.campaign_header) if h}
 
     # ------------------------------------------------------------------ relay policy
     def _client_ip(self, session: Any) -> str:
@@ -143,7 +144,7 @@ class SubmissionHandler:
         qid = new_queue_id()
         content: bytes = envelope.content
         head, rest = hdr.split_headers(content)
-        facts = hdr.read_facts(head, self.stream_header)
+        facts = hdr.read_facts(head, self.stream_header, self.campaign_header)
         user: User | None = session.auth_data if isinstance(session.auth_data, User) else None
         stream = self._stream(user, facts.stream)
         tenant = user.tenant if user and user.tenant else (facts.tenant if self._trusted(session) else "")
@@ -174,7 +175,7 @@ class SubmissionHandler:
         stream_cfg = cfg.stream(stream)
         return NewMessage(queue_id=qid, sender=sender, recipients=list(rcpts), body=body, created=now,
                           stream=stream, priority=stream_cfg.priority, tenant=tenant, pool=stream_cfg.pool,
-                          sending_domain=sending_domain, header_message_id=message_id,
+                          sending_domain=sending_domain, header_message_id=message_id, campaign=facts.campaign,
                           smtputf8=bool(envelope.smtp_utf8), client=self._client_ip(session),
                           auth_user=user.name if user else "")
 

@@ -17,6 +17,7 @@ class HeaderFacts:
     from_domain: str
     message_id: str
     has_date: bool
+    campaign: str = ""
 
 
 def split_headers(data: bytes) -> tuple[bytes, bytes]:
@@ -47,9 +48,11 @@ def _value(headers: bytes, start: int, end: int) -> str:
     return re.sub(r"\r?\n[ \t]+", " ", text).strip()
 
 
-def read_facts(headers: bytes, stream_header: str) -> HeaderFacts:
+def read_facts(headers: bytes, stream_header: str, campaign_header: str = "") -> HeaderFacts:
     wanted = {stream_header.lower().encode(): "stream", b"x-tenant": "tenant", b"from": "from",
               b"message-id": "message_id", b"date": "date"}
+    if campaign_header:
+        wanted[campaign_header.lower().encode()] = "campaign"
     found: dict[str, str] = {}
     for name, start, end in _fields(headers):
         key = wanted.get(name)
@@ -65,7 +68,18 @@ def read_facts(headers: bytes, stream_header: str) -> HeaderFacts:
         from_domain=from_domain.rstrip(">").strip(),
         message_id=found.get("message_id", ""),
         has_date="date" in found,
+        campaign=campaign_name(found.get("campaign", "")),
     )
+
+
+MAX_CAMPAIGN = 100
+_NOT_IN_CAMPAIGN = re.compile(r"[\x00-\x1f\x7f|]+")
+
+
+def campaign_name(value: str) -> str:
+    """A campaign tag as the policy keys it: control characters and "|" (the policy's key
+    separator) become spaces, runs of white space one space, at most 100 characters."""
+    return " ".join(_NOT_IN_CAMPAIGN.sub(" ", value).split())[:MAX_CAMPAIGN].strip()
 
 
 def remove_fields(headers: bytes, names: set[bytes]) -> bytes:

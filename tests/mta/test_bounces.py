@@ -133,12 +133,13 @@ async def test_complaint_suppresses_for_tenant_and_reaches_policyd(start_mta, wo
     mta = await start_mta(policy={"address": policyd.address}, egress=ONE_SOURCE,
                           inbound={"feedback_addresses": [FBL]})
     await mta.send("app@sender.example", ["angry@gmail.example"],
-                   message(to="angry@gmail.example", extra_headers="X-Tenant: acme\r\n"))
+                   message(to="angry@gmail.example", extra_headers="X-Tenant: acme\r\nX-Campaign: promo\r\n"))
     first = (await google.await_for(1))[0]
     head = first.data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
     await inject(mta, FBL, arf_report("angry@gmail.example", head), sender="feedback@isp.example")
     ev = (await mta.wait_event(lambda e: e["event"] == "complaint"))[0]
     assert ev["recipient"] == "angry@gmail.example" and ev["tenant"] == "acme" and ev["source"] == "ip1"
+    assert ev["campaign"] == "promo"                      # from the delivery record
     assert "spf=pass" in ev["text"] and "dkim=fail" in ev["text"]        # authentication next to the complaint
     rows = [json.loads(x) for x in run_cli("suppression", "list", "--json", "--config", mta.config_path)
             .stdout.splitlines()]

@@ -19,7 +19,6 @@ from warmup_base.policy_protocol.model import Lease
 
 
 class Owner:
-    mailbox_lanes = False
     stopping = False
 
     def __init__(self) -> None:

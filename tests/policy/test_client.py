@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from dataclasses import replace
 
 from tests.policy.conftest import Clock, Running, free_port, start_server
 from tests.policy.test_engine import GOOGLE
@@ -58,6 +59,25 @@ async def test_feedback_is_aggregated_before_it_is_sent(running: Running) -> Non
     rows = {str(r.key): r for r in await running.service.status()}
     assert rows["ip|ip1|google"].health["delivered"] == 300
     assert rows["ip|ip2|google"].health["delivered"] == 5
+    await client.close()
+
+
+async def test_aggregated_feedback_keeps_the_mailbox_and_the_campaign(running: Running) -> None:
+    seen: list = []
+    real = running.service.feedback
+
+    async def spy(items: list) -> int:
+        seen.extend(items)
+        return await real(items)
+
+    running.service.feedback = spy                   # type: ignore[method-assign]
+    client = PolicyClient(running.address)
+    base = delivered()
+    await client.feedback([replace(base, mailbox="a@example.test", campaign="spring")] * 3
+                          + [replace(base, mailbox="a@example.test", campaign="autumn")])
+    assert await client.flush()
+    assert sorted((o.mailbox, o.campaign, o.count) for o in seen) == [("a@example.test", "autumn", 1),
+                                                                     ("a@example.test", "spring", 3)]
     await client.close()
 
 

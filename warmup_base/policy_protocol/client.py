@@ -26,13 +26,13 @@ from warmup_base.policy_protocol.model import GrantRequest, Lease, Outcome
 
 log = logging.getLogger("policy.client")
 
-_FeedbackKey = tuple[str, tuple[str, ...], str, str, str, str, str, str, int, str, str]
+_FeedbackKey = tuple[str, tuple[str, ...], str, str, str, str, str, str, int, str, str, str]
 
 
 def _feedback_key(o: Outcome) -> _FeedbackKey:
     """Outcomes that agree on all of this are sent as one, with their counts summed."""
     return (o.site, tuple(o.mx_hosts), o.source, o.sending_domain, o.tenant, o.stream, o.outcome, o.reason,
-            o.code, o.status, o.mailbox)
+            o.code, o.status, o.mailbox, o.campaign)
 
 
 @dataclass(slots=True)
@@ -374,9 +374,9 @@ class PolicyClient:
         while self._pending:
             batch, self._pending = self._pending, {}
             items = [Outcome(site, mx, source, domain, tenant, stream, outcome, reason, code, status, count,
-                                  mailbox)
-                     for (site, mx, source, domain, tenant, stream, outcome, reason, code, status, mailbox), count
-                     in batch.items()]
+                             mailbox, campaign)
+                     for (site, mx, source, domain, tenant, stream, outcome, reason, code, status, mailbox,
+                          campaign), count in batch.items()]
             sent = 0
             try:
                 while sent < len(items):
