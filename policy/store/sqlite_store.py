@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -35,11 +36,25 @@ class SqliteStore(Store):
             if os.path.dirname(path):
                 os.makedirs(os.path.dirname(path), exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._set_up()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open SQLite state {path}: {exc}") from None
+
+    def _set_up(self, patience: float = 10.0) -> None:
+        """WAL mode and the schema. Switching a fresh file to WAL answers "database is locked" at
+        once, busy timeout or not, while another process opening it does the same (several policyd
+        processes may share one file): try again for a while before giving up."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
