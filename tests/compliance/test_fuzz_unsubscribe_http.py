@@ -9,8 +9,6 @@ POST unsubscribes and a GET never does.
 
 from __future__ import annotations
 
-import socket
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +18,7 @@ from hypothesis import strategies as st
 
 from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
 from mta.http.unsubscribe import start_unsubscribe_server
-from tests.support.fuzz import LoopThread, fuzz, fuzz_examples
+from tests.support.fuzz import LoopThread, exchange, fuzz, fuzz_examples
 
 NOW_TOKENS = UnsubscribeTokens([b"fuzz-secret"])
 ONE_CLICK = b"List-Unsubscribe=One-Click"
@@ -35,30 +33,8 @@ class Endpoint:
     loop_errors: list[dict[str, Any]] = field(default_factory=list)
 
     def send(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
-        """Sends `request`, ends the writing side, reads one response; aborts the connection after it
-        (RST, so tens of thousands of examples leave no TIME_WAIT behind)."""
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
-        try:
-            try:
-                sock.sendall(request)
-                sock.shutdown(socket.SHUT_WR)
-            except (BrokenPipeError, ConnectionResetError):
-                pass                    # the server answered and closed before reading it all: fine
-            data = b""
-            while True:
-                try:
-                    chunk = sock.recv(65536)
-                except ConnectionResetError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
-                if response_complete(data):
-                    break
-        finally:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.close()
-        return parse_response(data)
+        """Sends `request`, ends the writing side, reads one response."""
+        return parse_response(exchange(self.port, request, response_complete))
 
 
 def response_complete(data: bytes) -> bool:

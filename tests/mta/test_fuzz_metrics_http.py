@@ -7,8 +7,6 @@ and the next scrape works.
 
 from __future__ import annotations
 
-import socket
-import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +14,7 @@ import pytest
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
 
-from tests.support.fuzz import LoopThread, fuzz, fuzz_examples
+from tests.support.fuzz import LoopThread, exchange, fuzz, fuzz_examples
 from warmup_base.metrics_http import serve_metrics
 
 
@@ -31,26 +29,7 @@ class Responder:
         self.port = self.server.sockets[0].getsockname()[1]
 
     def send(self, request: bytes) -> bytes:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
-        try:
-            try:
-                sock.sendall(request)
-                sock.shutdown(socket.SHUT_WR)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            data = b""
-            while True:
-                try:
-                    chunk = sock.recv(65536)
-                except ConnectionResetError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
-            return data
-        finally:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.close()
+        return exchange(self.port, request)
 
     def close(self) -> None:
         async def stop() -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
+import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -105,3 +107,31 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+def exchange(port: int, request: bytes, complete: Callable[[bytes], bool] | None = None) -> bytes:
+    """Sends `request` to 127.0.0.1:`port`, ends the writing side and reads until the server
+    closes (or `complete(data)` says the response is whole); then aborts the connection (RST, so
+    tens of thousands of examples leave no TIME_WAIT behind)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        try:
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass                    # the server answered and closed before reading it all: fine
+        data = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+            if complete is not None and complete(data):
+                break
+        return data
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
