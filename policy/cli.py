@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from policy.config import Config, load_config
 from policy.engine import Policy
-from policy.engine.state import ANY_ISP, FOREVER, PairKey
+from policy.engine.state import ANY_ISP, FOREVER, MAILBOX, SENDER, PairKey
 from policy.service import PairStatus, PolicyService, selector_key
 from policy.store import StoreError, open_store
 from warmup_base.cliutil import quiet_broken_pipe, version_text
@@ -242,11 +242,18 @@ def _state_text(r: PairStatus, now: float) -> str:
 
 
 async def _history(service: PolicyService, args: argparse.Namespace) -> int:
-    prefix = ""
+    prefixes = [""]
     if args.source or args.domain or args.mailbox or args.isp or args.tenant or args.campaign:
         key = selector_key(args.source, args.domain, args.mailbox, args.isp, args.tenant, args.campaign)
-        prefix = f"{key.kind}|{key.name}|" + ("" if key.isp == ANY_ISP else key.isp)
-    for a in await service.history(prefix, args.limit):
+        isp = "" if key.isp == ANY_ISP else key.isp
+        prefixes = [f"{key.kind}|{key.name}|{isp}"]
+        if key.kind == MAILBOX:          # a sender mailbox is also judged as a culprit of its pairs
+            prefixes.append(f"{SENDER}|{key.name}|{isp}")
+    actions = [a for prefix in prefixes for a in await service.history(prefix, args.limit)]
+    if len(prefixes) > 1:                # one list, oldest first, as long as asked
+        actions.sort(key=lambda a: a.at)
+        actions = actions[-args.limit:] if args.limit > 0 else actions
+    for a in actions:
         if args.json:
             print(json.dumps(a.to_dict()))
         else:

@@ -102,6 +102,9 @@ async def test_a_bouncing_sender_is_paused_alone(start_mta, world, dns_server, p
                                                 "sloppy@sender.example"))
     [culprit] = [p for p in sender["pairs"] if p["key"] == "sender|sloppy@sender.example|google"]
     assert culprit["paused"] and "hard bounces" in json.dumps(culprit["actions"])
+    mailbox_history = await asyncio.to_thread(policyd.cli, "history", "--json", "--mailbox",
+                                               "sloppy@sender.example")
+    assert "sender|sloppy@sender.example|google" in mailbox_history     # the culprit's actions too
     await asyncio.sleep(2.5)
     tried, before = set(google.rcpt_seen), google.count()
     for i in range(40, 45):
