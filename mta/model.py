@@ -59,6 +59,14 @@ class Job:
     def priority(self) -> int:
         return self.message.priority
 
+    def take_attempt(self) -> tuple[int, list[int]]:
+        """The delivery journal's open attempt of this job (token and recipient ids), taken off it
+        so that it is settled once: a job that goes back to its lane and ends some other way later
+        must not settle it again (that would wipe a journal segment too early)."""
+        token, ids = self.journal_token, [r.id for r in self.recipients]
+        self.journal_token = -1
+        return token, ids
+
 
 @dataclass(slots=True)
 class NewMessage:

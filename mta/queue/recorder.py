@@ -34,11 +34,11 @@ class OutcomeRecorder:
         msg = job.message
         # First of all, the durable note of what the remote server took (see mta.spool.journal).
         q.journal.delivered(o.recipient.id for o in outcomes if o.event == "delivered")
-        attempted = [o.recipient.id for o in outcomes] if job.journal_token >= 0 or source is not None else []
+        token, attempted = job.take_attempt()
 
         def settled(ok: bool) -> None:
-            if ok and attempted:
-                q.journal.settle(job.journal_token, attempted)
+            if ok and token >= 0:
+                q.journal.settle(token, attempted)
 
         now = q.clock()
         done_ids: list[int] = []

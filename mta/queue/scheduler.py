@@ -451,14 +451,14 @@ class Scheduler:
         job.journal_token, marked = self.journal.attempting(ids)
         body = await self.load_body(job)
         if body is None:   # deleted by an operator meanwhile
-            self.journal.settle(job.journal_token, ids)
+            self.journal.settle(*job.take_attempt())
             self.release(job)
             return
         self.in_flight += 1
         try:
             results = await conn.send(job, body, self.return_path(job), before_data=marked)
         except BaseException:
-            self.journal.settle(job.journal_token, ids)          # no reply: DATA was never sent
+            self.journal.settle(*job.take_attempt())     # no reply: DATA was never sent
             raise
         finally:
             self.in_flight -= 1

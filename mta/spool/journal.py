@@ -167,10 +167,10 @@ class DeliveryJournal:
         """The spool holds the outcome of these attempted recipients now (or their attempt ended
         before DATA). The note need not be synced: were it lost, they would only be counted as
         possible duplicates."""
+        if token < 0:                       # no attempt note was written: nothing to settle
+            return
         ids = list(recipient_ids)
         self._write(ids, SETTLED)
-        if token < 0:
-            return
         segment = self._segments[token]
         segment.open_attempts -= len(ids)
         if segment.draining and segment.open_attempts <= 0:

@@ -83,3 +83,12 @@ def test_recovery_finishes_delivered_recipients_and_counts_those_in_doubt(tmp_pa
     store.commit()
     assert report.possible_duplicates == 1
     store.close()
+
+
+def test_a_jobs_attempt_is_taken_once() -> None:
+    from mta.model import Job, MessageInfo, Recipient
+
+    info = MessageInfo(1, "Q", "a@sender.example", 0.0, 10, "marketing", 5, "", "default", "sender.example", "")
+    job = Job(info, "example.test", [Recipient(5, "u@example.test", "example.test")], journal_token=1)
+    assert job.take_attempt() == (1, [5])
+    assert job.take_attempt() == (-1, [5])      # back in its lane, ended later: nothing to settle again
