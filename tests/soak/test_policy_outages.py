@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,24 +63,38 @@ def _finish(rig: Rig, load, started: float) -> dict:
             "seconds": round(time.monotonic() - started, 1)}
 
 
+def _outage(rig: Rig, proc: subprocess.Popen, how: str,
+            restart: Callable[[], subprocess.Popen]) -> tuple[float, dict, subprocess.Popen]:
+    """Load for 8 s, take `proc` away for OUTAGE seconds (`how`), bring it back (thawed, or
+    `restart()` on the same address) and let the load run on; returns how soon delivery resumed,
+    the run's result and the process now serving."""
+    started = time.monotonic()
+    load = rig.load(sessions=10, duration=8 + OUTAGE + 20)
+    time.sleep(8)
+    assert len(rig.sink.received()) > 0
+    _interrupt(proc, how)
+    time.sleep(OUTAGE)
+    if how == "stop":
+        proc.send_signal(signal.SIGCONT)
+    else:
+        proc = restart()
+    resumed = _resumed_after(rig, time.monotonic(), 30)
+    return resumed, _finish(rig, load, started), proc
+
+
 @pytest.mark.parametrize("how", ["kill", "term", "stop"])
 def test_policyd_outage_under_load(tmp_path: Path, how: str) -> None:
     rig = Rig(str(tmp_path), policy_extra={"isps": {"other": {"warmup": False}}}).start()
     try:
-        started = time.monotonic()
-        load = rig.load(sessions=10, duration=8 + OUTAGE + 20)
-        time.sleep(8)
-        assert rig.policyd is not None and rig.policyd.proc is not None
-        assert len(rig.sink.received()) > 0
-        _interrupt(rig.policyd.proc, how)
-        time.sleep(OUTAGE)
-        if how == "stop":
-            rig.policyd.proc.send_signal(signal.SIGCONT)
-        else:
-            rig.policyd.start()                              # same address
-        back = time.monotonic()
-        resumed = _resumed_after(rig, back, 30)
-        result = _finish(rig, load, started)
+        policyd = rig.policyd
+        assert policyd is not None and policyd.proc is not None
+
+        def restart() -> subprocess.Popen:
+            policyd.start()                                  # same address
+            assert policyd.proc is not None
+            return policyd.proc
+
+        resumed, result, _proc = _outage(rig, policyd.proc, how, restart)
         print(f"policyd {how}: resumed {resumed:.1f}s after its return; {result}")
         assert resumed <= RESUME_WITHIN
         assert result["missing"] == 0
@@ -98,19 +113,7 @@ def test_redis_outage_under_load(tmp_path: Path, how: str) -> None:
     rig = Rig(str(tmp_path), policy_extra={"isps": {"other": {"warmup": False}},
                                            "policyd": {"state": f"redis://127.0.0.1:{redis_port}/0"}}).start()
     try:
-        started = time.monotonic()
-        load = rig.load(sessions=10, duration=8 + OUTAGE + 20)
-        time.sleep(8)
-        assert len(rig.sink.received()) > 0
-        _interrupt(redis, how)
-        time.sleep(OUTAGE)
-        if how == "stop":
-            redis.send_signal(signal.SIGCONT)
-        else:
-            redis = start_redis(redis_port, redis_dir)       # same address, state lost
-        back = time.monotonic()
-        resumed = _resumed_after(rig, back, 30)
-        result = _finish(rig, load, started)
+        resumed, result, redis = _outage(rig, redis, how, lambda: start_redis(redis_port, redis_dir))  # state lost
         print(f"redis {how}: resumed {resumed:.1f}s after its return; {result}")
         assert resumed <= RESUME_WITHIN
         assert result["missing"] == 0
