@@ -9,6 +9,7 @@ greeting, STARTTLS with a throw-away certificate.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import itertools
 import os
@@ -225,6 +226,9 @@ class Receiver:
 
 
 _ports = random.Random()   # its own generator: tests that seed `random` must not get equal ports
+# Ports handed out lately. A port is probed free, but the daemon binds it later; a second call
+# before that bind (a daemon's submission and inbound ports are picked together) must not get it too.
+_recent_ports: collections.deque[int] = collections.deque(maxlen=4000)
 
 
 def free_port(hosts: list[str]) -> int:
@@ -235,6 +239,8 @@ def free_port(hosts: list[str]) -> int:
     the source port of some outgoing connection, which would make that bind fail."""
     for _ in range(200):
         port = _ports.randrange(20000, 32768)
+        if port in _recent_ports:
+            continue
         ok = True
         for h in hosts:
             with socket.socket() as s:
@@ -244,6 +250,7 @@ def free_port(hosts: list[str]) -> int:
                     ok = False
                     break
         if ok:
+            _recent_ports.append(port)
             return port
     raise RuntimeError("no common free port")
 
