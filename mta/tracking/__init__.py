@@ -1,0 +1,1 @@
+"""Open and click tracking: signed tokens, HTML rewriting, machine-activity rules."""
