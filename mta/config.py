@@ -18,6 +18,12 @@ from mta.compliance.unsubscribe import UnsubscribeConfig, validate_unsubscribe_c
 from mta.inbound.verp import BounceDomains
 from mta.queue.limits import SiteLimits
 from mta.spool.diskspace import FreeSpaceReserve
+from mta.tracking.config import (
+    EngagementSection,
+    TrackingSection,
+    validate_engagement_section,
+    validate_tracking_section,
+)
 from warmup_base.configload import ByteSize, ConfigError, Duration, build, check_log_level, read_toml
 from warmup_base.listen import parse_hostport
 
@@ -192,12 +198,18 @@ class Config:
     unsubscribe: UnsubscribeConfig = field(default_factory=UnsubscribeConfig)
     policy: PolicySection = field(default_factory=PolicySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+    engagement: EngagementSection = field(default_factory=EngagementSection)
     path: str = ""                      # the file this came from
 
     # ---- derived views used by the daemon
     @property
     def spool_path(self) -> str:
         return self.mta.spool_dir
+
+    @property
+    def engagement_path(self) -> str:
+        return self.engagement.path or os.path.join(self.mta.spool_dir, "engagement.db")
 
     @property
     def events_path(self) -> str:
@@ -251,6 +263,9 @@ def _resolve_paths(cfg: Config, base: str) -> None:
     cfg.submission.users_file = absolute(cfg.submission.users_file)
     cfg.inbound.verp_secret_file = absolute(cfg.inbound.verp_secret_file)
     cfg.events.path = absolute(cfg.events.path)
+    cfg.engagement.path = absolute(cfg.engagement.path)
+    t = cfg.tracking
+    t.secret_file, t.tls_cert, t.tls_key = absolute(t.secret_file), absolute(t.tls_cert), absolute(t.tls_key)
     for key in cfg.dkim.keys:
         key.domain = key.domain.lower().rstrip(".")
         key.key_file = absolute(key.key_file)
@@ -368,6 +383,8 @@ def validate(cfg: Config) -> None:
     for i, stream in enumerate(cfg.unsubscribe.streams):
         if stream not in cfg.streams:
             raise ConfigError(f"unsubscribe.streams[{i}]: no stream named {stream!r}")
+    validate_tracking_section(cfg.tracking, set(cfg.streams))
+    validate_engagement_section(cfg.engagement, set(cfg.streams))
     if cfg.suppression.complaint_scope not in ("tenant", "global"):
         raise ConfigError("suppression.complaint_scope: one of tenant, global")
     if not cfg.inbound.bounce_domain or "." not in cfg.inbound.bounce_domain:

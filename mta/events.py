@@ -1,7 +1,8 @@
 """One event type for every recipient outcome; the JSON Lines log and the metrics derive from it.
 
 Event names: accepted, delivered, deferred, bounced, expired, dropped, delayed (a "delayed" DSN
-was sent), recovered (found in flight after a crash: it may be delivered twice).
+was sent), recovered (found in flight after a crash: it may be delivered twice), opened and
+clicked (tracking; `machine` marks privacy-proxy and link-scanner activity).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Event:
     message_id: str = ""        # the message's Message-ID header
     dsn_queue_id: str = ""      # queue id of the DSN this outcome produced
     campaign: str = ""          # the message's campaign (tag), "" if none
+    variant: str = ""           # A/B variant of the message, "" if none
+    url: str = ""               # clicked: the original link
+    machine: bool = False       # opened/clicked by a machine (privacy proxy, link scanner): reason says which
 
     def to_json(self) -> str:
         d = {name: getattr(self, name) for name in self.__slots__}  # scalars only: no deep copy needed

@@ -54,6 +54,10 @@ class Metrics:
         self.policy_connected = Gauge("mta_policy_connected", "1 while connected to the policy daemon, else 0",
                                       ["address"], registry=r)
 
+        self.tracking_requests = Counter("mta_tracking_requests", "Open and click requests on the tracking listener, "
+                                         "by kind (open, click) and result (human, machine, invalid)",
+                                         ["kind", "result"], registry=r)
+
     def on_event(self, event: Event) -> None:
         self.events.labels(event.event, event.reason).inc()
         if event.attempt and event.code and event.mx:   # a reply to our attempt (not a DSN that came later)

@@ -16,6 +16,7 @@ from mta.compliance.dkim.signer import DkimSigner
 from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
 from mta.config import Config, ConfigError, load_config
 from mta.daemon.control import ControlServer
+from mta.daemon.engagement import EngagementService
 from mta.daemon.fdlimit import raise_open_files
 from mta.delivery.dnsroute import MxResolver, ResolverConfig
 from mta.events import Event, EventLog
@@ -70,6 +71,7 @@ class MtaDaemon:
         # Keys are loaded here so a broken key file stops the start with a message naming it.
         self.signer = DkimSigner(cfg.dkim.keys, clock=clock) if cfg.dkim.keys else None
         self.unsubscribe_tokens: UnsubscribeTokens | None = None
+        self.engagement = EngagementService(cfg, self.events, self.metrics, clock)
         self.spool_gauges: SpoolGauges | None = None
         self._bounce_task: asyncio.Task[None] | None = None
         self._disk_task: asyncio.Task[None] | None = None
@@ -94,6 +96,7 @@ class MtaDaemon:
         if cfg.unsubscribe.enabled:
             self.unsubscribe_tokens = UnsubscribeTokens(cfg.unsubscribe.keys(fallback=verp_key),
                                                         max_age=cfg.unsubscribe.token_max_age, clock=self.clock)
+        await self.engagement.start(verp_key)
         resolver = MxResolver(ResolverConfig(nameservers=cfg.dns.nameservers, timeout=cfg.dns.timeout,
                                              lifetime=max(cfg.dns.timeout * 2, 1.0)))
         limiter = self.limiter or make_limiter(cfg, self.clock)
@@ -217,6 +220,7 @@ class MtaDaemon:
             self._disk_task.cancel()
         if self.scheduler is not None:
             await self.scheduler.stop()
+        await self.engagement.stop()
         if self.spool_gauges is not None:
             await self.spool_gauges.stop()
         if self.spool is not None:
