@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 from mta.config import Config
 from mta.engagement.recorder import EngagementRecorder
-from mta.engagement.score import EngagementRules
+from mta.engagement.score import EngagementRules, engaged_threshold
 from mta.engagement.store import EngagementStore
 from mta.events import Event, EventLog
 from mta.http.tracking import Activity, TrackingServer
 from mta.metrics import Metrics
+from mta.spool.store import EngagementRanking, SpoolStore
 from mta.submission.server import server_tls_context
 from mta.tracking.machine import MachineRules
 from mta.tracking.tokens import CLICK, TrackingTokens
@@ -43,12 +44,27 @@ class EngagementService:
         e = self.cfg.engagement
         return EngagementRules(half_life=float(e.half_life), inactive_after=float(e.inactive_after))
 
+    def open_store(self, spool: SpoolStore) -> None:
+        """Before the spool's writer starts: the store, attached to the spool so claims can rank."""
+        if not self.enabled:
+            return
+        self.store = EngagementStore(self.cfg.engagement_path, self.rules())
+        if self.cfg.engagement.order_streams:
+            spool.attach_engagement(self.cfg.engagement_path)
+
+    def ranking(self, now: float) -> EngagementRanking | None:
+        e = self.cfg.engagement
+        if self.store is None or not e.order_streams:
+            return None
+        rules = self.rules()
+        return EngagementRanking(frozenset(self.cfg.stream(s).priority for s in e.order_streams),
+                                 engaged_threshold(now, rules), now - rules.inactive_after)
+
     async def start(self, verp_key: bytes) -> None:
         t = self.cfg.tracking
-        if not t.enabled:
+        if not t.enabled or self.store is None:
             return
         self.tokens = TrackingTokens(t.keys(fallback=verp_key), max_age=float(t.token_max_age), clock=self.clock)
-        self.store = EngagementStore(self.cfg.engagement_path, self.rules())
         self.recorder = EngagementRecorder(self.store)
         self.events.subscribe(self.recorder.on_event)
         self.recorder.start()

@@ -89,6 +89,7 @@ class MtaDaemon:
                               on_low=lambda low: self.metrics.spool_space_low.set(1 if low else 0),
                               reusable=sqlite_free_pages(self.spool.store.path))
         self.spool.set_disk_callbacks(self.disk.note_full, self.disk.note_written)
+        self.engagement.open_store(self.spool.store)
         self.disk.starting = True      # no new mail before start-up recovery is on disk
         self.disk.ensure_ballast()
         self.spool.start()
@@ -102,6 +103,7 @@ class MtaDaemon:
         limiter = self.limiter or make_limiter(cfg, self.clock)
         self.scheduler = Scheduler(cfg, self.spool, resolver, limiter, self.events, self.metrics, self.clock,
                                    verp_key)
+        self.scheduler.engagement_ranking = self.engagement.ranking
         # Start-up recovery writes; on a full disk it waits (retrying) for space, and the daemon
         # starts anyway: listeners refuse mail with 452 until recovery is done.
         recovery = asyncio.get_running_loop().create_task(self.scheduler.start())

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-__all__ = ["EngagementRecord", "EngagementRules", "activity_weight", "anchored", "current_score", "from_anchored",
-           "note_activity", "note_delivery", "send_rank"]
+__all__ = ["EngagementRecord", "EngagementRules", "activity_weight", "anchored", "current_score",
+           "engaged_threshold", "from_anchored", "note_activity", "note_delivery", "send_rank"]
 
 OPENED = "opened"
 CLICKED = "clicked"
@@ -57,6 +57,11 @@ def anchored(weight: float, at: float, rules: EngagementRules = EngagementRules(
 def from_anchored(total: float, now: float, rules: EngagementRules = EngagementRules()) -> float:
     """The score at `now` of a sum of anchored weights."""
     return total * math.pow(2.0, -(now - EPOCH) / rules.half_life) if total > 0 else 0.0
+
+
+def engaged_threshold(now: float, rules: EngagementRules = EngagementRules()) -> float:
+    """The anchored score at or above which a recipient counts as engaged at `now`."""
+    return anchored(rules.engaged_score, now, rules)
 
 
 def activity_weight(kind: str, rules: EngagementRules = EngagementRules()) -> float:

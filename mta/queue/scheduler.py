@@ -33,6 +33,7 @@ from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
 from mta.spool.diskspace import is_storage_error
 from mta.spool.journal import DeliveryJournal
+from mta.spool.store import EngagementRanking
 from mta.spool.suppression import prune as prune_suppressions
 from warmup_base.policy_protocol.model import Limiter, Outcome
 from warmup_base.retry import RetryPolicy
@@ -91,6 +92,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Set by the daemon when engagement is tracked: how claims order marketing recipients.
+        self.engagement_ranking: Callable[[float], EngagementRanking | None] | None = None
         self.grants = GrantBroker(limiter, clock, self.spawn, {s.name: s.weight for s in cfg.egress.sources},
                                   self.disk_backlog)
         subscribe = getattr(limiter, "subscribe", None)       # the policy client tells when policyd comes and goes
@@ -307,7 +310,8 @@ class Scheduler:
         ds.in_memory += room
         self.total_in_memory += room
         try:
-            rows, next_due = await self.spool.call(lambda s: (s.claim(name, now, room), s.next_due(name)))
+            ranking = self.engagement_ranking(now) if self.engagement_ranking is not None else None
+            rows, next_due = await self.spool.call(lambda s: (s.claim(name, now, room, ranking), s.next_due(name)))
         except Exception as exc:
             if is_storage_error(exc):    # a full disk: the disk guard has said so once
                 log.debug("claiming due recipients of %s failed: %s", name, exc)

@@ -125,10 +125,23 @@ class RecoveryReport:
     journaled: int = 0              # delivered recipients known only from the delivery journal
 
 
+@dataclass(frozen=True, slots=True)
+class EngagementRanking:
+    """How `claim` orders recipients of ranked priorities: engaged (an anchored score at or above
+    `engaged_from`) most engaged first, then unknown ones, then those mailed since before
+    `inactive_before` without engaging. Anchored scores order like current ones (see
+    mta.engagement.score), so no decay is computed per row."""
+
+    priorities: frozenset[int]
+    engaged_from: float
+    inactive_before: float
+
+
 class SpoolStore:
     def __init__(self, spool_dir: str, readonly: bool = False) -> None:
         self.spool_dir = spool_dir
         self.path = os.path.join(spool_dir, "queue.db")
+        self._engagement = False        # attach_engagement() was called
         if readonly:
             if not os.path.exists(self.path):
                 raise FileNotFoundError(f"no spool at {self.path}")
@@ -259,8 +272,15 @@ class SpoolStore:
     def set_warned(self, message_id: int) -> None:
         self.db.execute("UPDATE messages SET warned = 1 WHERE id = ?", (message_id,))
 
-    def claim(self, domain: str, now: float, limit: int) -> list[tuple[MessageInfo, Recipient]]:
-        """Takes up to `limit` due recipients of `domain` (highest priority first) into memory."""
+    def attach_engagement(self, path: str) -> None:
+        """Makes the engagement store readable to `claim` (as schema `eng`); before any transaction."""
+        self.db.execute("ATTACH DATABASE ? AS eng", (path,))
+        self._engagement = True
+
+    def claim(self, domain: str, now: float, limit: int,
+              ranking: EngagementRanking | None = None) -> list[tuple[MessageInfo, Recipient]]:
+        """Takes up to `limit` due recipients of `domain` (highest priority first) into memory.
+        With `ranking`, recipients of its priorities come most engaged first (see EngagementRanking)."""
         out: list[tuple[MessageInfo, Recipient]] = []
         priorities = [r[0] for r in self.db.execute(
             "SELECT DISTINCT priority FROM recipients WHERE domain = ? AND state = 0 ORDER BY priority",
@@ -268,11 +288,22 @@ class SpoolStore:
         for prio in priorities:
             if len(out) >= limit:
                 break
-            rows = self.db.execute(
-                f"SELECT r.id, r.address, r.domain, r.attempts, {self.message_columns}"
-                " FROM recipients r INDEXED BY recipients_due JOIN messages m ON m.id = r.message"
-                " WHERE r.domain = ? AND r.priority = ? AND r.state = 0 AND r.next_attempt <= ?"
-                " ORDER BY r.next_attempt LIMIT ?", (domain, prio, now, limit - len(out))).fetchall()
+            if ranking is not None and prio in ranking.priorities and self._engagement:
+                rows = self.db.execute(
+                    f"SELECT r.id, r.address, r.domain, r.attempts, {self.message_columns}"
+                    " FROM recipients r INDEXED BY recipients_due JOIN messages m ON m.id = r.message"
+                    " LEFT JOIN eng.engagement e ON e.recipient = lower(r.address)"
+                    " WHERE r.domain = ? AND r.priority = ? AND r.state = 0 AND r.next_attempt <= ?"
+                    " ORDER BY CASE WHEN e.anchored_score >= ? THEN 0"
+                    "  WHEN e.first_delivered > 0 AND max(e.first_delivered, e.last_open, e.last_click) <= ? THEN 2"
+                    "  ELSE 1 END, e.anchored_score DESC, r.next_attempt LIMIT ?",
+                    (domain, prio, now, ranking.engaged_from, ranking.inactive_before, limit - len(out))).fetchall()
+            else:
+                rows = self.db.execute(
+                    f"SELECT r.id, r.address, r.domain, r.attempts, {self.message_columns}"
+                    " FROM recipients r INDEXED BY recipients_due JOIN messages m ON m.id = r.message"
+                    " WHERE r.domain = ? AND r.priority = ? AND r.state = 0 AND r.next_attempt <= ?"
+                    " ORDER BY r.next_attempt LIMIT ?", (domain, prio, now, limit - len(out))).fetchall()
             for row in rows:
                 out.append((_message_from_row(row[4:]), Recipient(row[0], row[1], row[2], row[3])))
         if out:

@@ -1,0 +1,66 @@
+"""Engaged first while capped: marketing mail held back by a cap goes out most engaged first,
+unknown recipients next, long-inactive ones last; transactional mail keeps its priority."""
+
+from __future__ import annotations
+
+import random
+
+from mta.engagement.score import DAY
+from mta.engagement.store import Activity
+from tests.mta.conftest import message
+from tests.support.receiver import Script
+
+
+def tracking_config() -> dict:
+    return {"tracking": {"enabled": True, "base_url": "http://127.0.0.1:9/", "streams": ["marketing"]}}
+
+
+async def test_capped_site_sends_the_most_engaged_first(start_mta, world, dns_server) -> None:
+    order: list[str] = []
+    rx = world.domain("example.test", script=Script(data=lambda m: order.append(m.rcpt_tos[0])))
+    dns_server.servfail("example.test")              # park everything on disk first
+    # A window of one and one connection: the claim order is the delivery order, one at a time,
+    # as when a warm-up grant lets a few messages out of a large backlog.
+    mta = await start_mta(queue={"domain_window": 1, "retry_base": 3600},
+                          delivery={"max_connections": 1, "messages_per_connection": 1000},
+                          egress={"pools": {"default": {"sources": ["ip1"]}}}, **tracking_config())
+    now = mta.clock()
+    store = mta.daemon.engagement.store
+    assert store is not None
+    store.record([
+        Activity("keen@example.test", "delivered", now - 20 * DAY),
+        Activity("keen@example.test", "clicked", now - DAY),
+        Activity("keen@example.test", "clicked", now - 2 * DAY),
+        Activity("reader@example.test", "delivered", now - 20 * DAY),
+        Activity("reader@example.test", "opened", now - 3 * DAY),
+        Activity("lapsed@example.test", "delivered", now - 300 * DAY),      # mailed for months, never engaged
+        Activity("fresh@example.test", "delivered", now - 2 * DAY),         # mailed lately: no verdict yet
+    ])
+    marketing = ["lapsed", "new1", "fresh", "reader", "new2", "keen"]
+    random.Random(7).shuffle(marketing)
+    for name in marketing:
+        await mta.send("news@sender.example", [f"{name}@example.test"],
+                       message(extra_headers="X-Stream: marketing\r\n"))
+    await mta.send("app@sender.example", ["reset@example.test"], message(extra_headers="X-Stream: transactional\r\n"))
+    await mta.wait_event(lambda e: e["event"] == "deferred", n=7)
+    dns_server.behave_normally("example.test")
+    mta.daemon.resolver_forget("example.test")
+    await mta.daemon.scheduler.flush()
+    await rx.await_for(7)
+    names = [a.split("@")[0] for a in order]
+    assert names[0] == "reset"                              # transactional first, whatever its engagement
+    assert names[1:3] == ["keen", "reader"]                 # engaged, most engaged first
+    assert sorted(names[3:6]) == ["fresh", "new1", "new2"]  # unknown
+    assert names[6] == "lapsed"                             # long inactive last
+
+
+async def test_deliveries_and_human_activity_reach_the_store(start_mta, world) -> None:
+    rx = world.domain("example.test")
+    mta = await start_mta(**tracking_config())
+    await mta.send("news@sender.example", ["ann@example.test"], message(extra_headers="X-Stream: marketing\r\n"))
+    await rx.await_for(1)
+    await mta.wait_event(lambda e: e["event"] == "delivered")
+    recorder = mta.daemon.engagement.recorder
+    await recorder.flush()
+    record = mta.daemon.engagement.store.get("ann@example.test", mta.clock())
+    assert record is not None and record.last_delivered > 0 and record.score == 0
