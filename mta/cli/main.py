@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("--config", default=argparse.SUPPRESS)
     from mta.cli import checkdns as checkdns_cli
+    from mta.cli import engagement as engagementcli
     from mta.cli import queue as queuecli
     from mta.cli import suppression as suppressioncli
     from mta.compliance.dkim import keygen
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     suppressioncli.add_parser(sub)
     keygen.add_parser(sub)
     checkdns_cli.add_parser(sub)
+    engagementcli.add_parser(sub)
     u = sub.add_parser("user", help="manage submission users")
     us = u.add_subparsers(dest="user_cmd", required=True)
     a = us.add_parser("add", help="add or replace a user in a users file (password read from stdin or prompt)")
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         from mta.cli import suppression as suppressioncli
 
         return suppressioncli.run(cfg, args)
+    if args.cmd == "engagement":
+        from mta.cli import engagement as engagementcli
+
+        return engagementcli.run(cfg, args)
     if args.cmd == "serve":
         return _serve(cfg)
     return 2

@@ -64,3 +64,28 @@ async def test_deliveries_and_human_activity_reach_the_store(start_mta, world) -
     await recorder.flush()
     record = mta.daemon.engagement.store.get("ann@example.test", mta.clock())
     assert record is not None and record.last_delivered > 0 and record.score == 0
+
+
+def test_engagement_show_cli(tmp_path) -> None:
+    import json
+    import time
+
+    from mta.engagement.store import EngagementStore
+    from tests.mta.conftest import write_config
+    from tests.mta.proc import run_cli
+
+    spool = tmp_path / "spool"
+    path = write_config(str(tmp_path), {"mta": {"hostname": "mta.test.example", "spool_dir": str(spool)},
+                                        "tracking": {"enabled": True, "base_url": "https://t.example.test"}})
+    res = run_cli("engagement", "show", "ann@x.test", "--config", path)
+    assert res.returncode == 1 and "no engagement store" in res.stdout
+    store = EngagementStore(str(spool / "engagement.db"))
+    now = time.time()
+    store.record([Activity("ann@x.test", "delivered", now - 3600), Activity("ann@x.test", "clicked", now - 60)])
+    store.close()
+    res = run_cli("engagement", "show", "ANN@x.test", "--json", "--config", path)
+    assert res.returncode == 0, res.stderr
+    shown = json.loads(res.stdout)
+    assert shown["rank"] == "engaged" and shown["clicks"] == 1 and 2.9 < shown["score"] <= 3.0
+    res = run_cli("engagement", "show", "bob@x.test", "--config", path)
+    assert res.returncode == 1 and "unknown" in res.stdout
