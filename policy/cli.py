@@ -21,13 +21,15 @@ import sys
 import time
 from collections.abc import Sequence
 
+from policy import operations
 from policy.config import Config, load_config
 from policy.engine import Policy
-from policy.engine.state import ANY_ISP, FOREVER, MAILBOX, SENDER, PairKey
+from policy.engine.state import FOREVER
+from policy.operations import Selector
 from policy.service import PairStatus, PolicyService, selector_key
 from policy.store import StoreError, open_store
 from warmup_base.cliutil import quiet_broken_pipe, version_text
-from warmup_base.configload import ConfigError, parse_duration, unwritable_dir
+from warmup_base.configload import ConfigError, unwritable_dir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _selector(args: argparse.Namespace) -> Selector:
+    return Selector(args.source, args.domain, args.mailbox, args.isp, args.tenant, args.campaign)
+
+
 async def _operate(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg.policyd.state, cfg.base_dir, cfg.policyd.state_prefix, cfg.policyd.history_limit)
     service = PolicyService(Policy(cfg.policy), store, time.time, cache_seconds=0.0)
@@ -126,75 +132,33 @@ async def _operate(cfg: Config, args: argparse.Namespace) -> int:
             return await _history(service, args)
         if args.command == "explain":
             return await _explain(service, args)
-        if args.command in ("pause", "set-day") and not args.force:
-            unknown = await _unknown_names(service, args)
-            if unknown:
-                print(f"policyd: unknown {', '.join(unknown)}: not configured and never seen in traffic (a typo?); "
+        command = args.command.replace("-", "_")
+        try:
+            keys = await operations.apply(service, command, _selector(args), duration=getattr(args, "duration", ""),
+                                          day=getattr(args, "day", 0), reason=args.reason,
+                                          force=getattr(args, "force", False))
+        except operations.OperationError as exc:
+            if exc.unknown:
+                names = ", ".join(f"--{flag} {value}" for flag, value in exc.unknown)
+                print(f"policyd: unknown {names}: not configured and never seen in traffic (a typo?); "
                       "--force to act anyway", file=sys.stderr)
-                return 1
-        keys = await _targets(service, args)
-        for key in keys:
-            if args.command == "pause":
-                duration = parse_duration(args.duration, "--for") if args.duration else 0.0
-                await service.pause(key, duration, args.reason)
-            elif args.command == "resume":
-                await service.resume(key, args.reason)
             else:
-                await service.set_day(key, args.day, args.reason)
+                print(f"policyd: {exc}", file=sys.stderr)
+            return 1
+        for key in keys:
             print(f"{args.command}: {key}")
         return 0
     finally:
         await store.close()
 
 
-async def _targets(service: PolicyService, args: argparse.Namespace) -> list[PairKey]:
-    """The pairs a command changes.
-
-    A warm-up day belongs to (sender, ISP) pairs, so set-day without --isp sets it on every ISP.
-    Pause without --isp pauses the sender on every ISP at once (its all-ISPs pair); resume without
-    --isp ends that pause and every per-ISP pause and back-off of the sender too.
-    """
-    key = selector_key(args.source, args.domain, args.mailbox, args.isp, args.tenant, args.campaign)
-    if args.command == "set-day" and key.kind not in ("ip", "domain", "mailbox"):
-        raise ValueError("set-day needs --source, --domain or --mailbox")
-    if key.kind in ("tenant", "campaign") and key.isp == ANY_ISP and args.command != "pause":
-        seen = [k for k in await service.known_pairs() if (k.kind, k.name) == (key.kind, key.name)]
-        return [key, *seen]
-    if key.isp != ANY_ISP or key.kind not in ("ip", "domain") or args.command == "pause":
-        return [key]
-    isps = [n for n in service.policy.catalog.names if service.policy.catalog.settings(n).warmup]
-    seen = [k.isp for k in await service.known_pairs() if (k.kind, k.name) == (key.kind, key.name)]
-    per_isp = [PairKey(key.kind, key.name, isp) for isp in dict.fromkeys([*isps, *seen]) if isp != ANY_ISP]
-    return per_isp if args.command == "set-day" else [key, *per_isp]
-
-
-async def _unknown_names(service: PolicyService, args: argparse.Namespace) -> list[str]:
-    """Selector values that match nothing configured and nothing seen: `--isp gmial` must not
-    silently pause nothing."""
-    known = await service.known_pairs()
-    seen = {(k.kind, k.name) for k in known} | {("isp", k.isp) for k in known}
-    seen |= {("isp", name) for name in service.policy.catalog.names}
-    wanted = [("ip", "--source", args.source), ("domain", "--domain", args.domain.lower()),
-              ("mailbox", "--mailbox", args.mailbox.lower()), ("isp", "--isp", args.isp)]
-    return [f"{flag} {value}" for kind, flag, value in wanted if value and (kind, value) not in seen]
-
-
-def _matches(row: PairStatus, args: argparse.Namespace) -> bool:
-    k = row.key
-    return ((not args.source or (k.kind, k.name) == ("ip", args.source))
-            and (not args.domain or (k.kind, k.name) == ("domain", args.domain.lower()))
-            and (not args.mailbox or (k.kind, k.name) == ("mailbox", args.mailbox.lower()))
-            and (not args.isp or k.isp == args.isp or (k.kind, k.name) == ("isp", args.isp)))
-
-
 async def _status(service: PolicyService, args: argparse.Namespace) -> int:
-    rows = [r for r in await service.status() if _matches(r, args)]
-    now = service.clock()
     if args.json:
-        day = service.policy.calendar.day_index(now)
-        print(json.dumps({"time": now, "calendar_day": day, "in_window": service.policy.calendar.in_window(now),
-                          "pairs": [r.to_dict() for r in rows]}, indent=2))
+        print(json.dumps(await operations.status(service, _selector(args)), indent=2))
         return 0
+    selector = _selector(args)
+    rows = [r for r in await service.status() if selector.matches(r)]
+    now = service.clock()
     header = ("KIND", "NAME", "ISP", "SCHEDULE", "DAY", "VOLUME", "LIMIT", "FACTOR", "TOKENS", "USED",
               "DELIV", "THROT", "BLOCK", "HARD", "COMPL", "AUTH", "NEXT", "STATE")
     table = [header]
@@ -242,24 +206,13 @@ def _state_text(r: PairStatus, now: float) -> str:
 
 
 async def _history(service: PolicyService, args: argparse.Namespace) -> int:
-    prefixes = [""]
-    if args.source or args.domain or args.mailbox or args.isp or args.tenant or args.campaign:
-        key = selector_key(args.source, args.domain, args.mailbox, args.isp, args.tenant, args.campaign)
-        isp = "" if key.isp == ANY_ISP else key.isp
-        prefixes = [f"{key.kind}|{key.name}|{isp}"]
-        if key.kind == MAILBOX:          # a sender mailbox is also judged as a culprit of its pairs
-            prefixes.append(f"{SENDER}|{key.name}|{isp}")
-    actions = [a for prefix in prefixes for a in await service.history(prefix, args.limit)]
-    if len(prefixes) > 1:                # one list, oldest first, as long as asked
-        actions.sort(key=lambda a: a.at)
-        actions = actions[-args.limit:] if args.limit > 0 else actions
-    for a in actions:
+    for a in await operations.history(service, _selector(args), args.limit):
         if args.json:
-            print(json.dumps(a.to_dict()))
+            print(json.dumps(a))
         else:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.at))
-            reply = f" [reply: {a.reply}]" if a.reply else ""
-            print(f"{when}  {a.key}  {a.rule}/{a.action}: {a.reason}{reply}")
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["at"]))
+            reply = f" [reply: {a['reply']}]" if a["reply"] else ""
+            print(f"{when}  {a['key']}  {a['rule']}/{a['action']}: {a['reason']}{reply}")
     return 0
 
 

@@ -15,7 +15,9 @@ import socket
 import stat
 import time
 from collections.abc import Sequence
+from typing import Any
 
+from policy import operations
 from policy.metrics import Metrics
 from policy.service import PolicyService
 from policy.store.base import StoreError
@@ -120,6 +122,9 @@ class PolicyServer:
             elif op == "feedback":
                 counted = await self.service.feedback(request.outcomes)
                 reply = protocol.ok_reply(request.msg_id, counted=counted)
+            elif op == "admin":
+                assert request.admin is not None
+                reply = protocol.ok_reply(request.msg_id, **await self._admin(request.admin, peer, request.msg_id))
             elif op == "hello":
                 reply = protocol.ok_reply(request.msg_id, server="policyd", versions=list(protocol.SUPPORTED))
             else:
@@ -139,6 +144,27 @@ class PolicyServer:
         if self.metrics:
             self.metrics.latency.labels(op).observe(time.perf_counter() - started)
         return reply
+
+    async def _admin(self, admin: protocol.AdminRequest, peer: object, msg_id: Any) -> dict[str, Any]:
+        """The operator commands of `policyd` (policy.operations), for the MTA's console."""
+        service = self.service
+        selector = operations.Selector(**admin.selector)
+        try:
+            if admin.command == "status":
+                return await operations.status(service, selector)
+            if admin.command == "history":
+                return {"actions": await operations.history(service, selector, admin.limit)}
+            if admin.command == "explain":
+                return {"time": service.clock(), "selector": str(selector.key()),
+                        "pairs": await service.explain(selector.key(), admin.limit)}
+            keys = await operations.apply(service, admin.command, selector, duration=admin.duration, day=admin.day,
+                                          reason=admin.reason, force=admin.force)
+        except operations.OperationError as exc:
+            raise protocol.ProtocolError("bad_request", str(exc), msg_id) from None
+        except ValueError as exc:        # a selector that names nothing, a bad duration
+            raise protocol.ProtocolError("bad_request", str(exc), msg_id) from None
+        log.info("admin %s by %s: %s (%s)", admin.command, peer, ", ".join(map(str, keys)), admin.reason or "no reason")
+        return {"changed": [str(k) for k in keys]}
 
     def _count_error(self, code: str) -> None:
         if self.metrics:

@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from warmup_base.listen import parse_listen
 from warmup_base.policy_protocol import wire as protocol
@@ -193,6 +194,12 @@ class PolicyClient:
         for o in outcomes:
             self._add_pending(_feedback_key(o), o.count)
         self._schedule_flush()
+
+    async def admin(self, admin: protocol.AdminRequest) -> dict[str, Any]:
+        """An operator command (status, history, explain, pause, resume, set_day) run by policyd.
+        PolicyUnavailable if policyd is away or refuses it (the message says why)."""
+        reply = await self._call(lambda msg_id: protocol.admin_message(msg_id, admin))
+        return reply.body
 
     # ---- life cycle
     async def flush(self) -> bool:

@@ -48,7 +48,9 @@ from warmup_base.policy_protocol.model import Grant, GrantRequest, Outcome
 
 VERSION = 1
 SUPPORTED = (VERSION,)
-OPS = ("hello", "ping", "grant", "feedback")
+OPS = ("hello", "ping", "grant", "feedback", "admin")
+ADMIN_COMMANDS = ("status", "history", "explain", "pause", "resume", "set_day")
+SELECTOR_FIELDS = ("source", "domain", "mailbox", "isp", "tenant", "campaign")
 MAX_ITEMS = 10000            # requests or outcomes in one message
 MAX_COUNT = 10**9            # `wanted` and `count`: far above any real batch, far below float/SQLite limits
 MAX_CODE = 999               # `code`: an SMTP reply code (0: none)
@@ -70,6 +72,21 @@ class Request:
     asks: tuple[GrantRequest, ...] = ()
     outcomes: tuple[Outcome, ...] = ()
     client: str = ""
+    admin: AdminRequest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRequest:
+    """An operator's request (the MTA's console): what `policyd status|history|explain|pause|resume|
+    set-day` do, with the same selectors."""
+
+    command: str
+    selector: dict[str, str]
+    duration: str = ""          # pause: e.g. "2h"; "" = until resumed
+    day: int = 0                # set_day
+    reason: str = ""
+    force: bool = False         # act on a name policyd has never seen
+    limit: int = 100            # history: actions; explain: actions per pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +217,34 @@ def decode_request(line: bytes) -> Request:
         if op == "feedback":
             outs = tuple(_outcome(d, f"outcomes[{i}]") for i, d in enumerate(_items(body, "outcomes")))
             return Request(msg_id, op, outcomes=outs)
+        if op == "admin":
+            return Request(msg_id, op, admin=_admin(body))
         return Request(msg_id, op, client=_str(body, "client", op, ""))
     except ProtocolError as exc:
         exc.msg_id = msg_id if isinstance(msg_id, int | str) and not isinstance(msg_id, bool) else None
         raise
+
+
+def _admin(body: dict[str, Any]) -> AdminRequest:
+    command = _str(body, "command", "admin")
+    if command not in ADMIN_COMMANDS:
+        raise ProtocolError("bad_request", f"command: unknown {_brief(command)} (known: {', '.join(ADMIN_COMMANDS)})")
+    raw = body.get("selector", {})
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad_request", "selector: expected an object")
+    selector = {name: _str(raw, name, "selector", "") for name in SELECTOR_FIELDS}
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ProtocolError("bad_request", "force: expected true or false")
+    return AdminRequest(command, selector, duration=_str(body, "duration", "admin", ""),
+                        day=_int(body, "day", "admin", 0, most=100_000), reason=_str(body, "reason", "admin", ""),
+                        force=force, limit=_int(body, "limit", "admin", 100, most=100_000))
+
+
+def admin_message(msg_id: Any, admin: AdminRequest) -> bytes:
+    return encode({"v": VERSION, "id": msg_id, "op": "admin", "command": admin.command, "selector": admin.selector,
+                   "duration": admin.duration, "day": admin.day, "reason": admin.reason, "force": admin.force,
+                   "limit": admin.limit})
 
 
 def _lease(g: Grant) -> dict[str, Any]:
