@@ -110,8 +110,10 @@ async def apply(service: PolicyService, command: str, selector: Selector, *, dur
 async def status(service: PolicyService, selector: Selector) -> dict[str, Any]:
     rows = [r for r in await service.status() if selector.matches(r)]
     now = service.clock()
+    schedules = {name: list(sched.days) for name, sched in service.policy.settings.schedules.items()}
     return {"time": now, "calendar_day": service.policy.calendar.day_index(now),
-            "in_window": service.policy.calendar.in_window(now), "pairs": [r.to_dict() for r in rows]}
+            "in_window": service.policy.calendar.in_window(now), "pairs": [r.to_dict() for r in rows],
+            "schedules": schedules}
 
 
 async def history(service: PolicyService, selector: Selector, limit: int) -> list[dict[str, Any]]:
