@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 from mta.compliance.dkim.config import DkimSection, validate_dkim_section
 from mta.compliance.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
+from mta.eventstream.config import validate_event_stream
 from mta.inbound.verp import BounceDomains
 from mta.queue.limits import SiteLimits
 from mta.spool.diskspace import FreeSpaceReserve
+from mta.webhooks.config import WebhookEndpoint, validate_webhooks
 from warmup_base.configload import ByteSize, ConfigError, Duration, build, check_log_level, read_toml
 from warmup_base.listen import parse_hostport
 
@@ -158,6 +160,10 @@ class EgressSection:
 @dataclass
 class EventsSection:
     path: str = ""                      # JSON Lines; default <spool_dir>/events.jsonl
+    redis: str = ""                     # "redis://host:port/db": also XADD every event to a Redis Stream
+    redis_stream: str = "warmup-mta:events"
+    redis_maxlen: int = 1_000_000       # approximate cap of the stream's length (XADD MAXLEN ~)
+    redis_buffer: int = 100_000         # events held in memory while Redis is unreachable; then dropped
 
 
 @dataclass
@@ -192,6 +198,7 @@ class Config:
     unsubscribe: UnsubscribeConfig = field(default_factory=UnsubscribeConfig)
     policy: PolicySection = field(default_factory=PolicySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    webhooks: list[WebhookEndpoint] = field(default_factory=list)
     path: str = ""                      # the file this came from
 
     # ---- derived views used by the daemon
@@ -372,6 +379,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("suppression.complaint_scope: one of tenant, global")
     if not cfg.inbound.bounce_domain or "." not in cfg.inbound.bounce_domain:
         raise ConfigError("inbound.bounce_domain: must be a domain name")
+    validate_webhooks(cfg.webhooks)
+    ev = cfg.events
+    validate_event_stream(ev.redis, ev.redis_stream, ev.redis_maxlen, ev.redis_buffer)
 
 
 def _require_ip(value: str, key: str) -> None:
