@@ -31,7 +31,8 @@ def test_signature_is_hmac_sha256_of_id_timestamp_body_with_the_decoded_secret()
     body = '{"events":[{"event":"delivered","recipient":"ü@example.test"}]}'.encode()
     expected = base64.b64encode(hmac.new(raw, b"msg_abc.1700000000." + body, hashlib.sha256).digest()).decode()
     headers = signed_headers(parse_secret("whsec_" + base64.b64encode(raw).decode()), "msg_abc", 1700000000, body)
-    assert headers == {"webhook-id": "msg_abc", "webhook-timestamp": "1700000000", "webhook-signature": "v1," + expected}
+    assert headers == {"webhook-id": "msg_abc", "webhook-timestamp": "1700000000",
+                       "webhook-signature": "v1," + expected}
 
 
 def test_verify_accepts_a_good_signature_among_several_and_rejects_tampering() -> None:

@@ -5,6 +5,7 @@ fails (500), goes away (closed port) and comes back; the MTA restarts with event
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import sqlite3
@@ -87,7 +88,7 @@ async def test_failing_then_down_then_back_loses_nothing_and_backs_off(start_mta
         await mta.wait_event(lambda e: e["event"] == "delivered", n=2)
         failed = list(receiver.posts)
         assert all(p.signature_ok for p in failed)
-        gaps = [b.at - a.at for a, b in zip(failed, failed[1:], strict=False)]
+        gaps = [b.at - a.at for a, b in itertools.pairwise(failed)]
         # Each wait is at least its back-off step less the jitter (0.2 * 2^k * 0.8, capped at 1.0 * 0.8).
         assert gaps[0] >= 0.15 and gaps[1] >= 0.3 and gaps[2] >= 0.6 and gaps[3] >= 0.8, gaps
         # The same batch is retried under the same webhook-id (a fresh timestamp and signature each time).

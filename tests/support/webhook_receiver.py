@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -114,7 +115,5 @@ class WebhookReceiver:
                 raise AssertionError(f"receiver: condition not met; {len(self.posts)} posts, "
                                      f"{len(self.events())} events accepted")
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(left, 0.2))
-            except TimeoutError:
-                pass
