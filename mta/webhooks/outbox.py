@@ -33,7 +33,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     batch TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_endpoint ON outbox (endpoint, id);
+CREATE INDEX IF NOT EXISTS outbox_batch ON outbox (endpoint, batch) WHERE batch IS NOT NULL;
 """
+
+EXPIRE_CHUNK = 10_000       # rows deleted per transaction: inserts get the thread in between
 
 
 @dataclass(frozen=True)
@@ -91,16 +94,18 @@ class OutboxStore:
             return self.db.execute("DELETE FROM outbox WHERE endpoint = ? AND batch = ?",
                                    (endpoint, batch_id)).rowcount
 
-    def expire(self, endpoint: str, before: float) -> int:
-        """Deletes the endpoint's rows created before `before`. A batch that loses rows loses its id
-        too: what is left of it goes out under a new id, as its body is no longer the same."""
+    def expire(self, endpoint: str, before: float, limit: int = EXPIRE_CHUNK) -> int:
+        """Deletes up to `limit` of the endpoint's rows created before `before` (oldest first);
+        call again while it returns `limit`.
+
+        Only the head batch of an endpoint ever has an id, and expiry starts when the head's oldest
+        row is too old, so the head batch loses rows: it loses its id too, and what is left of it
+        goes out under a new one (its body is no longer the same)."""
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute("UPDATE outbox SET batch = NULL WHERE endpoint = ? AND batch IN "
-                            "(SELECT DISTINCT batch FROM outbox WHERE endpoint = ? AND created < ? "
-                            "AND batch IS NOT NULL)", (endpoint, endpoint, before))
-            return self.db.execute("DELETE FROM outbox WHERE endpoint = ? AND created < ?",
-                                   (endpoint, before)).rowcount
+            self.db.execute("UPDATE outbox SET batch = NULL WHERE endpoint = ? AND batch IS NOT NULL", (endpoint,))
+            return self.db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE endpoint = ? "
+                                   "AND created < ? ORDER BY id LIMIT ?)", (endpoint, before, limit)).rowcount
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT endpoint, COUNT(*) FROM outbox GROUP BY endpoint").fetchall())

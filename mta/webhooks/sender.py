@@ -15,7 +15,7 @@ import aiohttp
 
 from mta.webhooks.config import WebhookEndpoint
 from mta.webhooks.metrics import WebhookMetrics
-from mta.webhooks.outbox import Batch, Outbox, OutboxStore
+from mta.webhooks.outbox import EXPIRE_CHUNK, Batch, Outbox, OutboxStore
 from mta.webhooks.retry import Backoff, RetryPolicy, batch_body, parse_retry_after, result_label
 from mta.webhooks.signing import parse_secret, signed_headers
 
@@ -156,7 +156,12 @@ class EndpointSender:
                 self.backlog.get(self.name))
 
     async def _expire(self, cutoff: float) -> None:
-        dropped = await self.outbox.call(OutboxStore.expire, self.name, cutoff)
+        dropped = 0
+        while True:
+            n = await self.outbox.call(OutboxStore.expire, self.name, cutoff, EXPIRE_CHUNK)
+            dropped += n
+            if n < EXPIRE_CHUNK:
+                break
         if dropped:
             self.backlog.remove(self.name, dropped)
             self.metrics.dropped.labels(self.name, "expired").inc(dropped)

@@ -62,3 +62,13 @@ def test_delete_endpoint_removes_only_its_rows(tmp_path: Path) -> None:
     store.insert(rows("gone", 2) + rows("kept", 1))
     assert store.delete_endpoint("gone") == 2
     assert store.counts() == {"kept": 1}
+
+
+def test_expiry_works_in_chunks_oldest_first(tmp_path: Path) -> None:
+    store = OutboxStore(str(tmp_path / "webhooks.db"))
+    store.insert(rows("a", 5, created=100.0))               # created 100 .. 104
+    assert store.expire("a", before=104.0, limit=3) == 3
+    assert store.expire("a", before=104.0, limit=3) == 1
+    assert store.expire("a", before=104.0, limit=3) == 0
+    left = store.next_batch("a", 10)
+    assert left is not None and left.events == ['{"n":4}']

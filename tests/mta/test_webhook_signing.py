@@ -7,6 +7,9 @@ import base64
 import hashlib
 import hmac
 import os
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,3 +65,17 @@ def test_an_id_with_a_full_stop_is_refused() -> None:
     # The full stop delimits the signed content: an id holding one could shift bytes between fields.
     with pytest.raises(ValueError):
         sign(b"k" * 24, "msg.1", 1, b"{}")
+
+
+def test_the_readme_verification_snippet_accepts_our_signatures_and_rejects_tampering() -> None:
+    # Operators copy the README's few lines: they must work with what the MTA sends.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = readme.split("Checking a request in Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    body = b'{"events":[{"event":"delivered"}]}'
+    headers = signed_headers(parse_secret(secret), "msg_0123", int(time.time()), body)
+    assert namespace["verify"](secret, headers, body)
+    assert not namespace["verify"](secret, headers, body.replace(b"delivered", b"bounced"))
+    assert not namespace["verify"]("whsec_" + base64.b64encode(os.urandom(32)).decode(), headers, body)

@@ -189,3 +189,21 @@ async def test_backlog_cap_drops_new_events_and_counts_them(start_mta, world: Wo
     await until(lambda: sample(mta, "mta_webhook_events_dropped_total", endpoint=name, reason="backlog_full") == 3)
     assert sample(mta, "mta_webhook_backlog", endpoint=name) == 3
     await until(lambda: outbox_rows(mta) == 3)
+
+
+async def test_a_hanging_endpoint_times_out_and_mail_flows_meanwhile(start_mta, world: World,
+                                                                    receiver: WebhookReceiver) -> None:
+    world.domain("example.test")
+    receiver.delay = 2.0                                # answers long after our timeout (0.3 s)
+    mta = await start_mta(webhooks=[hook(receiver, timeout=0.3, **FAST_RETRY)])
+    receiver.clock = mta.clock
+    name = receiver.url()
+    await send(mta, 2)
+    await mta.wait_event(lambda e: e["event"] == "delivered", n=2)
+    await until(lambda: sample(mta, "mta_webhook_posts_total", endpoint=name, result="timeout") >= 2)
+    await send(mta, 2)                                  # still accepted and delivered while it hangs
+    await mta.wait_event(lambda e: e["event"] == "delivered", n=4)
+    receiver.delay = 0.0
+    await receiver.wait(lambda r: len(r.events()) >= 8)
+    logged = [e for e in mta.events() if e["event"] in ("accepted", "delivered")]
+    assert keys(receiver.events()) == keys(logged) and len(receiver.events()) == 8

@@ -50,6 +50,7 @@ class WebhookReceiver:
     host: str = "127.0.0.1"
     port: int = 0
     status: int = 200                               # answer to every POST (e.g. 500 to fail them)
+    delay: float = 0.0                              # seconds before answering (a hanging endpoint)
     clock: Callable[[], float] = time.time          # what "now" is for the timestamp tolerance
     tolerance: float = 300.0
     posts: list[Post] = field(default_factory=list)
@@ -91,6 +92,8 @@ class WebhookReceiver:
         self.posts.append(Post(request.path, msg_id, int(stamp) if stamp.isdigit() else 0, ok, body,
                                self.status, time.monotonic()))
         self._arrived.set()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return web.Response(status=self.status, text="ok" if self.status < 300 else "failing")
 
     # ---- what arrived
