@@ -52,8 +52,9 @@ class StreamMetrics:
                                "while Redis was unreachable or slow", registry=r)
         self.connected = Gauge("mta_event_stream_connected", "1 while the last write to the Redis Stream "
                                "succeeded, else 0", registry=r)
-        metrics.add_gauges("mta_event_stream_buffered", "Events waiting in memory for the Redis Stream",
-                           lambda: {"redis": float(buffered())}, "sink")
+        self.buffered = Gauge("mta_event_stream_buffered", "Events waiting in memory for the Redis Stream",
+                              registry=r)
+        self.buffered.set_function(lambda: float(buffered()))
 
 
 class RedisEventStream:
