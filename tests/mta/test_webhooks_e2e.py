@@ -13,9 +13,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiosmtplib
 import pytest
 
-from tests.mta.conftest import RunningMta, World, message
+from tests.mta.conftest import RunningMta, World, base_config, message, write_config
+from tests.mta.proc import MtaProcess
 from tests.support.webhook_receiver import WebhookReceiver, make_secret
 
 FAST_RETRY = {"retry_base": 0.2, "retry_max": 1.0}
@@ -207,3 +209,48 @@ async def test_a_hanging_endpoint_times_out_and_mail_flows_meanwhile(start_mta, 
     await receiver.wait(lambda r: len(r.events()) >= 8)
     logged = [e for e in mta.events() if e["event"] in ("accepted", "delivered")]
     assert keys(receiver.events()) == keys(logged) and len(receiver.events()) == 8
+
+
+async def test_events_in_the_outbox_survive_kill9(tmp_path, world: World, dns_server, mx_port,
+                                                  receiver: WebhookReceiver) -> None:
+    rx = world.domain("example.test")
+    receiver.status = 500
+    cfg = base_config(str(tmp_path), dns_server, mx_port, mta={"log_level": "warning"},
+                      webhooks=[hook(receiver, **FAST_RETRY)])
+    path = write_config(str(tmp_path), cfg)
+    host, port = cfg["submission"]["listen"][0].rsplit(":", 1)
+    proc = MtaProcess(path, os.path.join(str(tmp_path), "mta.log"))
+    outbox = os.path.join(cfg["mta"]["spool_dir"], "webhooks.db")
+    try:
+        proc.start((host, int(port)))
+        queue_ids = []
+        for i in range(3):
+            async with aiosmtplib.SMTP(hostname=host, port=int(port), start_tls=False, timeout=10) as smtp:
+                _errors, reply = await smtp.sendmail("app@sender.example", ["user@example.test"],
+                                                     message(subject=f"k{i}").encode())
+                queue_ids.append(reply.rsplit(" ", 1)[1])
+        await until(lambda: len(rx.messages) == 3 and _rows(outbox) == 6)
+        await receiver.wait(lambda r: len(r.posts) >= 1)
+        proc.kill9()
+
+        receiver.status = 200
+        proc.start((host, int(port)))
+        await receiver.wait(lambda r: len(r.events()) >= 6)
+        assert {(e["event"], e["queue_id"]) for e in receiver.events()} == {
+            (kind, q) for q in queue_ids for kind in ("accepted", "delivered")}
+        assert len(receiver.events()) == 6 and all(p.signature_ok for p in receiver.posts)
+        await until(lambda: _rows(outbox) == 0)         # deleted once answered 2xx
+        assert proc.terminate() == 0
+    finally:
+        if proc.proc and proc.proc.poll() is None:
+            proc.kill9()
+
+
+def _rows(path: str) -> int:
+    if not os.path.exists(path):
+        return -1
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        except sqlite3.OperationalError:        # not made yet
+            return -1
