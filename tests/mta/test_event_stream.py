@@ -218,3 +218,11 @@ async def _wait_for(pred: Callable[[], bool], timeout: float = 20.0) -> None:
 
 def _first_queue_ids(mta: RunningMta, n: int) -> set[str]:
     return set([e["queue_id"] for e in mta.events() if e["event"] == "accepted"][:n])
+
+
+def test_log_lines_never_show_the_redis_password() -> None:
+    from mta.eventstream.redis_stream import redacted
+
+    assert redacted("redis://:s3cret@10.0.0.5:6379/0") == "redis://:***@10.0.0.5:6379/0"
+    assert redacted("rediss://app:s3cret@cache.example.test/1") == "rediss://app:***@cache.example.test/1"
+    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
