@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from mta.compliance.dkim.config import DkimSection, validate_dkim_section
 from mta.compliance.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
+from mta.eventstream.config import validate_event_stream
 from mta.inbound.verp import BounceDomains
 from mta.queue.limits import SiteLimits
 from mta.spool.diskspace import FreeSpaceReserve
@@ -24,6 +25,7 @@ from mta.tracking.config import (
     validate_engagement_section,
     validate_tracking_section,
 )
+from mta.webhooks.config import WebhookEndpoint, validate_webhooks
 from warmup_base.configload import ByteSize, ConfigError, Duration, build, check_log_level, read_toml
 from warmup_base.listen import parse_hostport
 
@@ -164,6 +166,10 @@ class EgressSection:
 @dataclass
 class EventsSection:
     path: str = ""                      # JSON Lines; default <spool_dir>/events.jsonl
+    redis: str = ""                     # "redis://host:port/db": also XADD every event to a Redis Stream
+    redis_stream: str = "warmup-mta:events"
+    redis_maxlen: int = 1_000_000       # approximate cap of the stream's length (XADD MAXLEN ~)
+    redis_buffer: int = 100_000         # events held in memory while Redis is unreachable; then dropped
 
 
 @dataclass
@@ -200,6 +206,7 @@ class Config:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     tracking: TrackingSection = field(default_factory=TrackingSection)
     engagement: EngagementSection = field(default_factory=EngagementSection)
+    webhooks: list[WebhookEndpoint] = field(default_factory=list)
     path: str = ""                      # the file this came from
 
     # ---- derived views used by the daemon
@@ -389,6 +396,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("suppression.complaint_scope: one of tenant, global")
     if not cfg.inbound.bounce_domain or "." not in cfg.inbound.bounce_domain:
         raise ConfigError("inbound.bounce_domain: must be a domain name")
+    validate_webhooks(cfg.webhooks)
+    ev = cfg.events
+    validate_event_stream(ev.redis, ev.redis_stream, ev.redis_maxlen, ev.redis_buffer)
 
 
 def _require_ip(value: str, key: str) -> None:

@@ -20,6 +20,7 @@ from mta.daemon.engagement import EngagementService
 from mta.daemon.fdlimit import raise_open_files
 from mta.delivery.dnsroute import MxResolver, ResolverConfig
 from mta.events import Event, EventLog
+from mta.eventstream.redis_stream import RedisEventStream
 from mta.http.unsubscribe import start_unsubscribe_server
 from mta.inbound.bounces import BounceProcessor
 from mta.inbound.handler import InboundHandler
@@ -35,6 +36,7 @@ from mta.submission.auth import Authenticator, load_users
 from mta.submission.handler import SubmissionHandler
 from mta.submission.protocol import ConnectionLimits, trust_check
 from mta.submission.server import protocol_factory, server_tls_context, start_listeners
+from mta.webhooks.service import Webhooks
 from warmup_base.listen import parse_hostport
 from warmup_base.metrics_http import serve_metrics
 from warmup_base.policy_protocol.model import Limiter
@@ -78,6 +80,15 @@ class MtaDaemon:
         self.disk: DiskGuard | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
+        # Readers of the event log with their own buffers (a durable outbox, a bounded memory queue):
+        # a slow or dead consumer never holds up acceptance or delivery.
+        self.webhooks = Webhooks(cfg.webhooks, cfg.mta.spool_dir, self.metrics, clock) if cfg.webhooks else None
+        ev = cfg.events
+        self.event_stream = (RedisEventStream(ev.redis, ev.redis_stream, ev.redis_maxlen, ev.redis_buffer,
+                                              self.metrics) if ev.redis else None)
+        for sink in (self.webhooks, self.event_stream):
+            if sink is not None:
+                self.events.subscribe(sink.on_event)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -93,6 +104,10 @@ class MtaDaemon:
         self.disk.starting = True      # no new mail before start-up recovery is on disk
         self.disk.ensure_ballast()
         self.spool.start()
+        if self.webhooks is not None:      # before recovery, which may emit events
+            await self.webhooks.start()
+        if self.event_stream is not None:
+            self.event_stream.start()
         verp_key = cfg.verp_key() or await self.spool.call(_spool_verp_key, persist=True)
         if cfg.unsubscribe.enabled:
             self.unsubscribe_tokens = UnsubscribeTokens(cfg.unsubscribe.keys(fallback=verp_key),
@@ -225,6 +240,10 @@ class MtaDaemon:
         await self.engagement.stop()
         if self.spool_gauges is not None:
             await self.spool_gauges.stop()
+        if self.webhooks is not None:      # after the scheduler: its last events reach the outbox
+            await self.webhooks.stop()
+        if self.event_stream is not None:
+            await self.event_stream.stop()
         if self.spool is not None:
             await self.spool.close()
         self.events.close()

@@ -41,6 +41,9 @@ async def registered(tmp_path: Path) -> set[str]:
         "mta": {"hostname": "mta.names.test", "spool_dir": str(tmp_path / "spool")},
         "submission": {"listen": [f"127.0.0.1:{free_port(['127.0.0.1'])}"]},
         "inbound": {"listen": [f"127.0.0.1:{free_port(['127.0.0.1'])}"], "bounce_domain": "bounces.names.test"},
+        # Registered only when configured; nothing is sent to them here (no mail, no events).
+        "webhooks": [{"url": "http://127.0.0.1:9/hooks", "secret": "whsec_" + "A" * 32}],
+        "events": {"redis": "redis://127.0.0.1:9/0"},
     }))
     daemon = MtaDaemon(load_config(str(config)))
     await daemon.start()
