@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from mta.compliance.dkim.config import DkimSection, validate_dkim_section
 from mta.compliance.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
+from mta.delivery.relayconf import RelaySection, validate_relays
 from mta.inbound.verp import BounceDomains
 from mta.queue.limits import SiteLimits
 from mta.spool.diskspace import FreeSpaceReserve
@@ -147,6 +148,7 @@ class EgressSource:
 @dataclass
 class EgressPool:
     sources: list[str]
+    relay: str = ""                     # a [relays.NAME] to deliver through instead of MX lookup
 
 
 @dataclass
@@ -186,6 +188,7 @@ class Config:
     queue: QueueSection = field(default_factory=QueueSection)
     streams: dict[str, StreamSection] = field(default_factory=dict)
     egress: EgressSection = field(default_factory=EgressSection)
+    relays: dict[str, RelaySection] = field(default_factory=dict)
     events: EventsSection = field(default_factory=EventsSection)
     suppression: SuppressionSection = field(default_factory=SuppressionSection)
     dkim: DkimSection = field(default_factory=DkimSection)
@@ -251,6 +254,8 @@ def _resolve_paths(cfg: Config, base: str) -> None:
     cfg.submission.users_file = absolute(cfg.submission.users_file)
     cfg.inbound.verp_secret_file = absolute(cfg.inbound.verp_secret_file)
     cfg.events.path = absolute(cfg.events.path)
+    for relay in cfg.relays.values():
+        relay.password_file, relay.ca_file = absolute(relay.password_file), absolute(relay.ca_file)
     for key in cfg.dkim.keys:
         key.domain = key.domain.lower().rstrip(".")
         key.key_file = absolute(key.key_file)
@@ -357,6 +362,7 @@ def validate(cfg: Config) -> None:
         for j, sname in enumerate(pool.sources):
             if sname not in names:
                 raise ConfigError(f"egress.pools.{pname}.sources[{j}]: no source named {sname!r}")
+    validate_relays(cfg.relays, cfg.egress.pools)
     for sname, stream in cfg.streams.items():
         if stream.pool not in cfg.egress.pools:
             raise ConfigError(f"streams.{sname}.pool: no egress pool named {stream.pool!r}")
