@@ -138,7 +138,7 @@ async def connect_relay(relay: Relay, source: Source, settings: ClientSettings,
 
 async def _open(relay: Relay, host: RelayHost, source: Source, settings: ClientSettings,
                 on_failure: FailureHook) -> RelayConnection:
-    where = f"relay {relay.name} host {host.label}"
+    where = host.label
     smtp = aiosmtplib.SMTP(hostname=host.name, port=host.port, local_hostname=source.ehlo,
                            source_address=(source.address, 0) if source.address else None,
                            timeout=settings.connect_timeout, use_tls=host.tls == "implicit", start_tls=False,

@@ -21,7 +21,8 @@ RELAY_IPS = ["127.0.2.1", "127.0.2.2"]
 
 @pytest.fixture
 def relays() -> Any:
-    """Starts relay receivers on 127.0.2.x (stopped at the end); returns a factory."""
+    """Starts relay receivers on 127.0.2.x; returns a factory. Tests name this fixture before
+    start_mta, so the MTA stops (and says QUIT) while its relays still answer."""
     started: list[Receiver] = []
 
     def make(ip: str, port: int, **kw: Any) -> Receiver:
@@ -79,8 +80,8 @@ async def no_relay_connection(mta: Any) -> None:
     raise AssertionError("relay connections stayed open")
 
 
-async def test_relay_pool_goes_through_relay_with_auth_over_starttls_other_pools_use_mx(
-        start_mta, world, relays, tmp_path):
+async def test_relay_pool_goes_through_relay_with_auth_over_starttls_other_pools_use_mx(relays, start_mta, world,
+                                                                                       tmp_path):
     mx = world.domain("example.test")
     port = free_port(RELAY_IPS)
     relay = relays("127.0.2.1", port, tls=True, users=USERS)
@@ -103,8 +104,7 @@ async def test_relay_pool_goes_through_relay_with_auth_over_starttls_other_pools
     assert mx.count() == 1 and relay.count() == 1
 
 
-async def test_primary_down_secondary_takes_it_and_primary_is_used_again_when_back(
-        start_mta, world, relays, tmp_path):
+async def test_primary_down_secondary_takes_it_and_primary_is_used_again_when_back(relays, start_mta, world, tmp_path):
     port = free_port(RELAY_IPS)
     secondary = relays("127.0.2.2", port, tls=True, users=USERS)
     hosts = [f"127.0.2.1:{port}", f"127.0.2.2:{port}"]
@@ -126,8 +126,7 @@ async def test_primary_down_secondary_takes_it_and_primary_is_used_again_when_ba
     assert secondary.count() == 1
 
 
-async def test_busy_greeting_and_untrusted_certificate_fall_back_to_the_next_host(
-        start_mta, world, relays, tmp_path):
+async def test_busy_greeting_and_untrusted_certificate_fall_back_to_the_next_host(relays, start_mta, world, tmp_path):
     port = free_port(["127.0.2.1", "127.0.2.2", "127.0.2.3"])
     relays("127.0.2.1", port, script=Script(greeting="421 4.3.2 too busy, try another host"))
     untrusted = relays("127.0.2.2", port, tls=True, users=USERS)
@@ -144,17 +143,21 @@ async def test_busy_greeting_and_untrusted_certificate_fall_back_to_the_next_hos
     assert delivered["mx"] == f"127.0.2.3:{port}[127.0.2.3]"
 
 
-async def test_implicit_tls_relay(start_mta, world, relays, tmp_path):
+async def test_implicit_tls_relay_and_an_untrusted_certificate_passed_over(relays, start_mta, world, tmp_path):
     port = free_port(RELAY_IPS)
-    relay = relays("127.0.2.1", port, implicit_tls=True, users=USERS)
-    mta = await start_mta(**relay_config([f"127.0.2.1:{port}"], tls="implicit", username="outreach",
-                                         password=USERS["outreach"], ca_file=ca_bundle(tmp_path, relay)))
+    untrusted = relays("127.0.2.1", port, implicit_tls=True, users=USERS)
+    relay = relays("127.0.2.2", port, implicit_tls=True, users=USERS)
+    mta = await start_mta(**relay_config([f"127.0.2.1:{port}", f"127.0.2.2:{port}"], tls="implicit",
+                                         username="outreach", password=USERS["outreach"],
+                                         ca_file=ca_bundle(tmp_path, relay)))
     await mta.send("sam@sender.example", ["a@nowhere.test"], outreach())
     [got] = await relay.await_for(1)
     assert got.tls and got.auth_user == "outreach"
+    assert untrusted.count() == 0 and untrusted.auth_failures == 0
+    assert relay_failures(mta, f"127.0.2.1:{port}", "tls") >= 1
 
 
-async def test_relay_without_starttls_is_never_used_in_plain_text(start_mta, world, relays, tmp_path):
+async def test_relay_without_starttls_is_never_used_in_plain_text(relays, start_mta, world, tmp_path):
     port = free_port(RELAY_IPS)
     plain = relays("127.0.2.1", port)          # offers no STARTTLS
     mta = await start_mta(**relay_config([f"127.0.2.1:{port}"], tls="starttls"))
@@ -166,7 +169,7 @@ async def test_relay_without_starttls_is_never_used_in_plain_text(start_mta, wor
     assert relay_failures(mta, f"127.0.2.1:{port}", "tls") >= 1
 
 
-async def test_wrong_password_defers_and_never_bounces(start_mta, world, relays, tmp_path, caplog):
+async def test_wrong_password_defers_and_never_bounces(relays, start_mta, world, tmp_path, caplog):
     port = free_port(RELAY_IPS)
     relay = relays("127.0.2.1", port, tls=True, users=USERS)
     mta = await start_mta(**relay_config([f"127.0.2.1:{port}"], username="outreach", password="wrong",
@@ -180,7 +183,7 @@ async def test_wrong_password_defers_and_never_bounces(start_mta, world, relays,
     assert any(r.levelname == "ERROR" and "authentication failed" in r.getMessage() for r in caplog.records)
 
 
-async def test_auth_demanded_inside_the_transaction_is_temporary(start_mta, world, relays, tmp_path):
+async def test_auth_demanded_inside_the_transaction_is_temporary(relays, start_mta, world, tmp_path):
     port = free_port(RELAY_IPS)
     relay = relays("127.0.2.1", port, tls=True, users=USERS)       # requires AUTH; we send none
     mta = await start_mta(**relay_config([f"127.0.2.1:{port}"], verify_certificate=False))
@@ -191,7 +194,7 @@ async def test_auth_demanded_inside_the_transaction_is_temporary(start_mta, worl
     assert not [e for e in mta.events() if e["event"] == "bounced"]
 
 
-async def test_relay_replies_temporary_retried_permanent_bounced_with_dsn(start_mta, world, relays, tmp_path):
+async def test_relay_replies_temporary_retried_permanent_bounced_with_dsn(relays, start_mta, world, tmp_path):
     sender_mx = world.domain("sender.example")          # where the DSN goes (by MX, default pool)
 
     def rcpt(address: str, n: int) -> str | None:
@@ -216,7 +219,7 @@ async def test_relay_replies_temporary_retried_permanent_bounced_with_dsn(start_
     assert relay.recipients() == ["later@nowhere.test"]
 
 
-async def test_relay_rate_cap_holds_the_rest(start_mta, world, relays, tmp_path):
+async def test_relay_rate_cap_holds_the_rest(relays, start_mta, world, tmp_path):
     port = free_port(RELAY_IPS)
     relay = relays("127.0.2.1", port, tls=True, users=USERS)
     mta = await start_mta(**relay_config([f"127.0.2.1:{port}"], username="outreach", password=USERS["outreach"],
@@ -230,8 +233,8 @@ async def test_relay_rate_cap_holds_the_rest(start_mta, world, relays, tmp_path)
 
 
 @pytest.mark.parametrize("warmup", [True, False])
-async def test_warmup_asks_policyd_per_relay_only_when_configured(start_mta, world, relays, tmp_path,
-                                                                   policyd_factory, warmup):
+async def test_warmup_asks_policyd_per_relay_only_when_configured(relays, start_mta, world, tmp_path, policyd_factory,
+                                                                   warmup):
     port = free_port(RELAY_IPS)
     relay = relays("127.0.2.1", port, tls=True, users=USERS)
     # policyd recognises the relay by its host name as an ISP of its own, with 3 messages a day.

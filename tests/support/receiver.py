@@ -21,6 +21,7 @@ import ssl
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,12 +180,15 @@ class Receiver:
             return _Refuser(self)
         auth: dict[str, Any] = {}
         if self.users is not None:
-            # Over implicit TLS aiosmtpd sees no STARTTLS, so it must not insist on one for AUTH.
+            # Over implicit TLS aiosmtpd sees no STARTTLS, so it must not insist on one for AUTH
+            # (and its warning about AUTH without TLS does not apply: the whole session is TLS).
             auth = dict(authenticator=self._authenticate, auth_required=True,
                         auth_require_tls=not self.implicit_tls)
-        return _ReceiverSMTP(self, _Handler(self), hostname=self.hostname,
-                             tls_context=None if self.implicit_tls else self._tls,
-                             enable_SMTPUTF8=True, data_size_limit=50 * 1024 * 1024, loop=self._loop, **auth)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
+            return _ReceiverSMTP(self, _Handler(self), hostname=self.hostname,
+                                 tls_context=None if self.implicit_tls else self._tls,
+                                 enable_SMTPUTF8=True, data_size_limit=50 * 1024 * 1024, loop=self._loop, **auth)
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
         ok = (isinstance(data, LoginPassword) and self.users is not None
