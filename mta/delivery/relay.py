@@ -65,9 +65,12 @@ class RelayConnection(Connection):
 
 
 def _temporary_auth(result: RecipientResult, relay: str) -> RecipientResult:
+    # The relay's own words go to the log (on_failure) but not into the result: the reply
+    # classifier reads "authentication" as the sending domain's SPF/DKIM/DMARC trouble, and policyd
+    # would act on that domain for what is our account's problem.
     return replace(result, code=TEMPORARY_AUTH_CODE, status="4.7.0",
-                   text=f"{TEMPORARY_AUTH_CODE} 4.7.0 relay {relay} refused our authentication; mail kept "
-                        f"for retry (it said: {result.text})")
+                   text=f"{TEMPORARY_AUTH_CODE} 4.7.0 relay {relay} did not accept our login (it answered "
+                        f"{result.code} {result.status}); mail kept for retry, see the MTA log")
 
 
 def failure_reporter(count: Callable[[str, str, str], None]) -> FailureHook:
