@@ -65,7 +65,7 @@ class RelayHost:
 
     @property
     def label(self) -> str:
-        return f"{self.name}:{self.port}"
+        return f"[{self.name}]:{self.port}" if ":" in self.name else f"{self.name}:{self.port}"
 
 
 @dataclass(frozen=True)

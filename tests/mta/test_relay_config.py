@@ -69,6 +69,11 @@ def test_relay_hosts_parse(value, tls, host):
     assert parse_relay_host(value, "relays.esp.hosts[0]", tls) == host
 
 
+def test_host_labels_as_events_show_them():
+    assert RelayHost("smtp.esp.example", 465, "implicit").label == "smtp.esp.example:465"
+    assert RelayHost("2001:db8::1", 587, "starttls").label == "[2001:db8::1]:587"
+
+
 @pytest.mark.parametrize(("relays", "pools", "message"), [
     ({"esp": GOOD}, {"default": {"sources": ["ip1"], "relay": "espp"}},
      "egress.pools.default.relay: no relay named 'espp'"),
