@@ -143,6 +143,24 @@ async def test_busy_greeting_and_untrusted_certificate_fall_back_to_the_next_hos
     assert delivered["mx"] == f"127.0.2.3:{port}[127.0.2.3]"
 
 
+async def test_refused_ehlo_falls_back_and_every_host_down_defers(relays, start_mta, world, tmp_path):
+    port = free_port(RELAY_IPS)
+    refusing = relays("127.0.2.1", port, tls=True, script=Script(ehlo="554 5.7.1 not from your network"))
+    hosts = [f"127.0.2.1:{port}", f"127.0.2.2:{port}"]           # nothing listens on 127.0.2.2 yet
+    mta = await start_mta(**relay_config(hosts, username="outreach", password=USERS["outreach"],
+                                         verify_certificate=False))
+    await mta.send("sam@sender.example", ["a@nowhere.test"], outreach())
+    [deferred] = await mta.wait_event(lambda e: e["event"] == "deferred")
+    assert "554 5.7.1 not from your network" in deferred["text"] and deferred["site"] == "relay:esp"
+    assert relay_failures(mta, f"127.0.2.1:{port}", "ehlo") >= 1
+    assert relay_failures(mta, f"127.0.2.2:{port}", "connect") >= 1
+    secondary = relays("127.0.2.2", port, tls=True, users=USERS)
+    await mta.daemon.scheduler.flush()          # postqueue -f: no waiting out the back-off
+    await secondary.await_for(1)
+    assert refusing.count() == 0
+    assert not [e for e in mta.events() if e["event"] == "bounced"]
+
+
 async def test_implicit_tls_relay_and_an_untrusted_certificate_passed_over(relays, start_mta, world, tmp_path):
     port = free_port(RELAY_IPS)
     untrusted = relays("127.0.2.1", port, implicit_tls=True, users=USERS)

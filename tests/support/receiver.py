@@ -50,6 +50,7 @@ class Script:
     rcpt: Callable[[str, int], str | None] | None = None    # (recipient, n-th time seen) -> reply or None=250
     data: Callable[[Received], str | None] | None = None    # -> reply or None=250
     greeting: str | None = None                            # e.g. "421 4.7.0 busy": answer this and hang up
+    ehlo: str | None = None                                # e.g. "554 5.7.1 not you": the answer to EHLO
     close_after_messages: int = 0                          # drop the connection after this many (0 = never)
 
 
@@ -60,6 +61,8 @@ class _Handler:
     async def handle_EHLO(self, server: SMTP, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
+        if self.owner.script.ehlo:
+            return [self.owner.script.ehlo]
         return responses
 
     async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]) -> str:
