@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from mta.compliance.dkim.config import DkimSection, validate_dkim_section
 from mta.compliance.unsubscribe import UnsubscribeConfig, validate_unsubscribe_config
+from mta.delivery.relayconf import RelaySection, validate_relays
 from mta.eventstream.config import validate_event_stream
 from mta.inbound.verp import BounceDomains
 from mta.queue.limits import SiteLimits
@@ -155,6 +156,7 @@ class EgressSource:
 @dataclass
 class EgressPool:
     sources: list[str]
+    relay: str = ""                     # a [relays.NAME] to deliver through instead of MX lookup
 
 
 @dataclass
@@ -198,6 +200,7 @@ class Config:
     queue: QueueSection = field(default_factory=QueueSection)
     streams: dict[str, StreamSection] = field(default_factory=dict)
     egress: EgressSection = field(default_factory=EgressSection)
+    relays: dict[str, RelaySection] = field(default_factory=dict)
     events: EventsSection = field(default_factory=EventsSection)
     suppression: SuppressionSection = field(default_factory=SuppressionSection)
     dkim: DkimSection = field(default_factory=DkimSection)
@@ -273,6 +276,8 @@ def _resolve_paths(cfg: Config, base: str) -> None:
     cfg.engagement.path = absolute(cfg.engagement.path)
     t = cfg.tracking
     t.secret_file, t.tls_cert, t.tls_key = absolute(t.secret_file), absolute(t.tls_cert), absolute(t.tls_key)
+    for relay in cfg.relays.values():
+        relay.password_file, relay.ca_file = absolute(relay.password_file), absolute(relay.ca_file)
     for key in cfg.dkim.keys:
         key.domain = key.domain.lower().rstrip(".")
         key.key_file = absolute(key.key_file)
@@ -379,6 +384,7 @@ def validate(cfg: Config) -> None:
         for j, sname in enumerate(pool.sources):
             if sname not in names:
                 raise ConfigError(f"egress.pools.{pname}.sources[{j}]: no source named {sname!r}")
+    validate_relays(cfg.relays, cfg.egress.pools)
     for sname, stream in cfg.streams.items():
         if stream.pool not in cfg.egress.pools:
             raise ConfigError(f"streams.{sname}.pool: no egress pool named {stream.pool!r}")

@@ -47,6 +47,9 @@ class Metrics:
                             registry=r)
         self.replies = Counter("mta_delivery_replies", "Replies of remote MX hosts to delivery attempts, per "
                                "recipient, by source and class (2xx, 4xx, 5xx)", ["source", "class"], registry=r)
+        self.relay_failures = Counter("mta_relay_failures", "Upstream relay hosts that could not be used, by relay, "
+                                      "host and stage (connect, greeting, ehlo, tls, auth)",
+                                      ["relay", "host", "stage"], registry=r)
         # 1 while the MTA has a working connection to policyd, 0 while not; one series per configured
         # [policy] address (none without policyd, so an alert on == 0 never fires for a static setup).
         self.spool_space_low = Gauge("mta_spool_space_low", "1 while new mail is refused (452 4.3.1) for lack of "

@@ -20,6 +20,7 @@ from typing import Any
 from mta.config import Config
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
 from mta.delivery.dnsroute import MxResolver, Route, RouteError
+from mta.delivery.relay import Relay, Relays, failure_reporter
 from mta.events import Event, EventLog
 from mta.inbound.verp import encode as verp_encode
 from mta.metrics import Metrics
@@ -28,6 +29,7 @@ from mta.queue import outcomes as oc
 from mta.queue.bodycache import BodyCache
 from mta.queue.grants import GrantBroker
 from mta.queue.recorder import OutcomeRecorder
+from mta.queue.relaylimits import RelayLimiter
 from mta.queue.site import Site
 from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
@@ -67,6 +69,11 @@ class Scheduler:
         self.cfg = cfg
         self.spool = spool
         self.resolver = resolver
+        # Pools with a [relays.NAME] deliver through it: one site per relay, no MX lookup.
+        self.relays = Relays.from_config(cfg.relays, {name: p.relay for name, p in cfg.egress.pools.items()},
+                                         failure_reporter(lambda *labels: metrics.relay_failures.labels(*labels).inc()))
+        if self.relays:
+            limiter = RelayLimiter(limiter, self.relays.by_site, {s.name: s.weight for s in cfg.egress.sources}, clock)
         self.limiter = limiter
         self.events = events
         self.metrics = metrics
@@ -341,6 +348,10 @@ class Scheduler:
 
     # ------------------------------------------------------------------ routing
     def _route(self, job: Job) -> None:
+        relay = self.relays.for_pool(job.message.pool)
+        if relay is not None:
+            self._route_to_relay(job, relay)
+            return
         ds = self._domain(job.domain)
         ds.pending.append(job)
         if not ds.routing:
@@ -388,6 +399,17 @@ class Scheduler:
                                                                  self.rng)
             await self._finish_job(job, results, site="", source=None, mx="")
 
+    def _route_to_relay(self, job: Job, relay: Relay) -> None:
+        site = self.sites.get(relay.site_key)
+        if site is None:
+            site = self.sites[relay.site_key] = Site(relay.site_key, Relays.route(relay), self, self.sources,
+                                                     self.clock)
+        if site.in_backoff(self.clock()):
+            self.defer_site_jobs(site, [job], None)
+            return
+        site.enqueue(job)
+        site.pump()
+
     def _site_for(self, route: Route) -> Site:
         site = self.sites.get(route.site_key)
         if site is None:
@@ -425,6 +447,9 @@ class Scheduler:
     # ------------------------------------------------------------------ delivery
     async def open_connection(self, route: Route, source: Source) -> Connection:
         self.metrics.connections_opened.labels(source.name).inc()
+        relay = self.relays.for_site(route.site_key)
+        if relay is not None:
+            return await self.relays.connect(relay, source, self.client_settings)
         return await connect(route, source, self.client_settings, self.rng)
 
     def return_path(self, job: Job) -> str:

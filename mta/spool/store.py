@@ -228,8 +228,11 @@ class SpoolStore:
         return mid, rcpts
 
     def mark_attempting(self, recipient_ids: Sequence[int]) -> None:
-        self.db.executemany("UPDATE recipients SET state = ? WHERE id = ?",
-                            [(ATTEMPTING, r) for r in recipient_ids])
+        """Only rows in memory: the mark is a regular write, so the attempt's outcome (an urgent
+        one) may be committed first, and a deferred (or held) row must not be marked after it,
+        where no claim would ever find it again."""
+        self.db.executemany("UPDATE recipients SET state = ? WHERE id = ? AND state IN (?, ?)",
+                            [(ATTEMPTING, r, CLAIMED, ATTEMPTING) for r in recipient_ids])
 
     def finish(self, recipient_ids: Sequence[int]) -> list[int]:
         """Removes recipients that reached a final state; returns ids of messages now complete."""

@@ -65,6 +65,7 @@ def test_recovery_finishes_delivered_recipients_and_counts_those_in_doubt(tmp_pa
                      recipients=["x@example.test", "y@example.test", "z@example.test"],
                      body=b"Subject: t\r\n\r\nhi\r\n", created=0.0, stream="transactional", priority=0, tenant="",
                      pool="default", sending_domain="sender.example", header_message_id="<1@x>")
+    msg.claimed_domains = {"example.test"}      # in memory, as the scheduler marks only those
     store.begin()
     _mid, (x, y, z) = store.insert(msg, 0.0)
     store.mark_attempting([x.id, y.id, z.id])
@@ -78,10 +79,33 @@ def test_recovery_finishes_delivered_recipients_and_counts_those_in_doubt(tmp_pa
     left = store.db.execute("SELECT address FROM recipients ORDER BY id").fetchall()
     assert left == [("y@example.test",), ("z@example.test",)]
     store.begin()
+    assert [r.id for _m, r in store.claim("example.test", 1.0, 10)] == [y.id, z.id]
     store.mark_attempting([z.id])
     report = store.recover(noted=set())          # a journal that had no room: the spool's marks count
     store.commit()
     assert report.possible_duplicates == 1
+    store.close()
+
+
+def test_a_late_attempt_mark_does_not_strand_a_deferred_or_held_row(tmp_path) -> None:
+    """The attempt mark is a regular spool write and the outcome an urgent one: the outcome may be
+    committed first, and the mark must then leave the row waiting (else no claim finds it)."""
+    from mta.model import HELD, WAITING, Deferral
+
+    store = SpoolStore(str(tmp_path))
+    msg = NewMessage(queue_id="Q2", sender="a@sender.example", recipients=["x@example.test", "y@example.test"],
+                     body=b"Subject: t\r\n\r\nhi\r\n", created=0.0, stream="transactional", priority=0, tenant="",
+                     pool="default", sending_domain="sender.example", header_message_id="<2@x>")
+    msg.claimed_domains = {"example.test"}
+    store.begin()
+    _mid, (x, y) = store.insert(msg, 0.0)
+    store.defer([Deferral(x.id, 1, 5.0, 451, "451 later", "site")])
+    store.db.execute("UPDATE recipients SET state = ? WHERE id = ?", (HELD, y.id))
+    store.mark_attempting([x.id, y.id])
+    store.commit()
+    states = dict(store.db.execute("SELECT id, state FROM recipients").fetchall())
+    assert states == {x.id: WAITING, y.id: HELD}
+    assert [r.id for _m, r in store.claim("example.test", 10.0, 10)] == [x.id]
     store.close()
 
 

@@ -1,9 +1,10 @@
 """A real SMTP receiver for tests (aiosmtpd on a loopback address, in its own thread and loop), so
 both in-process daemons and subprocesses can deliver to it.
 
-It records what arrived (source address, EHLO name, envelope, data, connection, TLS) and can be
-scripted: per-recipient replies (e.g. 4xx twice then 250), a reply after DATA, a refusing
-greeting, STARTTLS with a throw-away certificate.
+It records what arrived (source address, EHLO name, envelope, data, connection, TLS, the user
+that authenticated) and can be scripted: per-recipient replies (e.g. 4xx twice then 250), a reply
+after DATA, a refusing greeting, STARTTLS or TLS from the first byte (`implicit_tls`, port 465
+style) with a throw-away certificate, and required AUTH (`users`, as a relay asks).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import ipaddress
 import itertools
 import os
 import random
@@ -19,12 +21,13 @@ import ssl
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Received:
     connection: int
     tls: bool
     time: float
+    auth_user: str = ""         # who authenticated on that connection ("" = nobody)
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Script:
     rcpt: Callable[[str, int], str | None] | None = None    # (recipient, n-th time seen) -> reply or None=250
     data: Callable[[Received], str | None] | None = None    # -> reply or None=250
     greeting: str | None = None                            # e.g. "421 4.7.0 busy": answer this and hang up
+    ehlo: str | None = None                                # e.g. "554 5.7.1 not you": the answer to EHLO
     close_after_messages: int = 0                          # drop the connection after this many (0 = never)
 
 
@@ -56,6 +61,8 @@ class _Handler:
     async def handle_EHLO(self, server: SMTP, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
+        if self.owner.script.ehlo:
+            return [self.owner.script.ehlo]
         return responses
 
     async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]) -> str:
@@ -72,8 +79,10 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         peer = session.peer[0]
         conn_id = getattr(session, "conn_id", 0)
+        user = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else ""
         msg = Received(peer, session.host_name or "", envelope.mail_from, list(envelope.rcpt_tos),
-                       envelope.original_content, conn_id, session.ssl is not None, time.time())
+                       envelope.original_content, conn_id, session.ssl is not None or self.owner.implicit_tls,
+                       time.time(), user)
         script = self.owner.script
         reply = script.data(msg) if script.data else None
         if reply and not reply.startswith("2"):
@@ -113,8 +122,9 @@ class _Refuser(asyncio.Protocol):
         transport.close()
 
 
-def self_signed_cert(hostname: str = "mx.test") -> tuple[str, str]:
-    """Writes a throw-away certificate and key; returns their paths."""
+def self_signed_cert(hostname: str = "mx.test", ip: str = "") -> tuple[str, str]:
+    """Writes a throw-away certificate (for `hostname`, and `ip` when given) and key; returns
+    their paths. The certificate is its own CA: a client may trust it as its `ca_file`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -126,7 +136,10 @@ def self_signed_cert(hostname: str = "mx.test") -> tuple[str, str]:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(hostname)] + ([x509.IPAddress(ipaddress.ip_address(ip))] if ip else [])),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     d = tempfile.mkdtemp(prefix="mta-test-tls-")
     cert_path, key_path = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
@@ -140,8 +153,12 @@ def self_signed_cert(hostname: str = "mx.test") -> tuple[str, str]:
 
 class Receiver:
     def __init__(self, host: str, port: int, *, script: Script | None = None, tls: bool = False,
-                 hostname: str = "mx.test") -> None:
+                 hostname: str = "mx.test", implicit_tls: bool = False, users: dict[str, str] | None = None,
+                 cert: tuple[str, str] | None = None) -> None:
         self.host, self.port, self.hostname = host, port, hostname
+        self.implicit_tls = implicit_tls
+        self.users = users                  # AUTH required with one of these (name -> password)
+        self.auth_failures = 0
         self.script = script or Script()
         self.lock = threading.Lock()
         self.messages: list[Received] = []
@@ -150,10 +167,12 @@ class Receiver:
         self.peers: list[str] = []
         self._conn_ids = itertools.count(1)
         self._tls = None
-        if tls:
-            cert, key = self_signed_cert(hostname)
+        self.cert_path = ""
+        if tls or implicit_tls:
+            cert_path, key_path = cert or self_signed_cert(hostname, ip=host)
+            self.cert_path = cert_path
             self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self._tls.load_cert_chain(cert, key)
+            self._tls.load_cert_chain(cert_path, key_path)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
@@ -162,8 +181,25 @@ class Receiver:
     def _factory(self) -> asyncio.Protocol:
         if self.script.greeting:
             return _Refuser(self)
-        return _ReceiverSMTP(self, _Handler(self), hostname=self.hostname, tls_context=self._tls,
-                             enable_SMTPUTF8=True, data_size_limit=50 * 1024 * 1024, loop=self._loop)
+        auth: dict[str, Any] = {}
+        if self.users is not None:
+            # Over implicit TLS aiosmtpd sees no STARTTLS, so it must not insist on one for AUTH
+            # (and its warning about AUTH without TLS does not apply: the whole session is TLS).
+            auth = dict(authenticator=self._authenticate, auth_required=True,
+                        auth_require_tls=not self.implicit_tls)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
+            return _ReceiverSMTP(self, _Handler(self), hostname=self.hostname,
+                                 tls_context=None if self.implicit_tls else self._tls,
+                                 enable_SMTPUTF8=True, data_size_limit=50 * 1024 * 1024, loop=self._loop, **auth)
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = (isinstance(data, LoginPassword) and self.users is not None
+              and self.users.get(data.login.decode()) == data.password.decode())
+        if not ok:
+            with self.lock:
+                self.auth_failures += 1
+        return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
     def start(self) -> Receiver:
         def run() -> None:
@@ -171,7 +207,8 @@ class Receiver:
             self._loop = loop
             asyncio.set_event_loop(loop)
             self._server = loop.run_until_complete(
-                loop.create_server(self._factory, self.host, self.port, reuse_address=True))
+                loop.create_server(self._factory, self.host, self.port, reuse_address=True,
+                                   ssl=self._tls if self.implicit_tls else None))
             self._ready.set()
             loop.run_forever()
             self._server.close()
