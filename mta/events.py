@@ -1,6 +1,7 @@
 """One event type for every recipient outcome; the JSON Lines log and the metrics derive from it.
 
-Event names: accepted, delivered, deferred, bounced, expired, dropped, delayed (a "delayed" DSN
+Event names: accepted, scheduled (a send_at in the future), delivered, deferred, bounced, expired,
+dropped, cancelled (through the API, before it left), delayed (a "delayed" DSN
 was sent), recovered (found in flight after a crash: it may be delivered twice).
 """
 

@@ -31,6 +31,7 @@ from mta.queue.recorder import OutcomeRecorder
 from mta.queue.site import Site
 from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
+from mta.spool.store import CancelledMessage
 from mta.spool.diskspace import is_storage_error
 from mta.spool.journal import DeliveryJournal
 from mta.spool.suppression import prune as prune_suppressions
@@ -177,7 +178,8 @@ class Scheduler:
             d = address.rpartition("@")[2].lower()
             by_domain[d] = by_domain.get(d, 0) + 1
         claimed = set()
-        if not self.stopping:
+        scheduled = msg.not_before > now
+        if not self.stopping and not scheduled:
             for d in by_domain:
                 ds = self._domain(d)
                 if ds.in_memory < self.window and self.total_in_memory < self.memory_jobs:
@@ -208,6 +210,11 @@ class Scheduler:
             self.events.emit(Event("accepted", msg.queue_id, r.address, msg.sender, now, msg.created,
                                    stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
                                    message_id=msg.header_message_id, campaign=msg.campaign))
+            if scheduled:
+                self.events.emit(Event("scheduled", msg.queue_id, r.address, msg.sender, now, msg.created,
+                                       stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
+                                       message_id=msg.header_message_id, campaign=msg.campaign,
+                                       text=f"not before {msg.not_before:.3f}"))
         if claimed:
             self.bodies.put(mid, msg.body, refs=len(claimed))
         for d, group in groups.items():
@@ -215,8 +222,21 @@ class Scheduler:
                 self._route(self._job(info, d, group))
             else:
                 self.note_on_disk(d, len(group))
-                self.mark_due(d, now)
+                self.mark_due(d, max(now, msg.not_before))
         return info
+
+    async def cancel(self, queue_id: str, tenant: str | None) -> CancelledMessage | None:
+        """Cancels what of a message has not left yet (see SpoolStore.cancel_message); jobs of it
+        already in memory are dropped when their turn comes (`deliver`)."""
+        result = await self.spool.call(lambda s: s.cancel_message(queue_id, tenant))
+        if result is None:
+            return None
+        self.cancelled.add(result.id)
+        now = self.clock()
+        for address in result.cancelled:
+            self.events.emit(Event("cancelled", result.queue_id, address, result.sender, now, tenant=result.tenant,
+                                   reason="cancelled", text="cancelled through the API"))
+        return result
 
     def _job(self, info: MessageInfo, domain: str, rcpts: list[Recipient]) -> Job:
         self._seq += 1
@@ -435,7 +455,7 @@ class Scheduler:
         """One transaction for `job` over `conn`; the outcome goes to the spool and the events."""
         msg = job.message
         if msg.id in self.cancelled:
-            self.release(job)
+            await self._drop_cancelled(job)
             return
         now = self.clock()
         if self.retry.expired(now, msg.created):
@@ -465,6 +485,25 @@ class Scheduler:
         plan = oc.plan(msg, results, self.clock(), self.retry, self.rng)
         await self._finish_job(job, plan.outcomes, site=site.key, source=conn.source,
                                mx=f"{conn.mx_name}[{conn.address}]")
+
+    async def _drop_cancelled(self, job: Job) -> None:
+        """A job of a cancelled message: rows still on disk (an attempt was running when it was
+        cancelled, then deferred) are removed now, with their event."""
+        msg = job.message
+        ids = [r.id for r in job.recipients]    # merged jobs' recipients are folded into the host
+        try:
+            gone = set(await self.spool.call(lambda s: s.cancel_rows(ids)))
+        except Exception as exc:   # e.g. a full disk: the rows stay, the next start sends them
+            log.warning("could not remove the recipients of cancelled message %s: %s", msg.queue_id, exc)
+            gone = set()
+        now = self.clock()
+        for r in job.recipients:
+            if r.id in gone:
+                self.events.emit(Event("cancelled", msg.queue_id, r.address, msg.sender, now, msg.created,
+                                       stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
+                                       message_id=msg.header_message_id, campaign=msg.campaign,
+                                       reason="cancelled", text="cancelled through the API"))
+        self.release(job)
 
     async def load_body(self, job: Job) -> bytes | None:
         body = self.bodies.get(job.message.id)
