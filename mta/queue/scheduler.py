@@ -31,9 +31,9 @@ from mta.queue.recorder import OutcomeRecorder
 from mta.queue.site import Site
 from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
-from mta.spool.store import CancelledMessage
 from mta.spool.diskspace import is_storage_error
 from mta.spool.journal import DeliveryJournal
+from mta.spool.store import CancelledMessage
 from mta.spool.suppression import prune as prune_suppressions
 from warmup_base.policy_protocol.model import Limiter, Outcome
 from warmup_base.retry import RetryPolicy
