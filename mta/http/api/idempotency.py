@@ -13,7 +13,7 @@ from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_idempotency (
-    scope TEXT NOT NULL,          -- the API key's id: keys of different apps never collide
+    scope TEXT NOT NULL,          -- the API key's id (keys of different apps never collide)
     idem_key TEXT NOT NULL,
     body_hash TEXT NOT NULL,
     status INTEGER NOT NULL,
@@ -39,7 +39,10 @@ def body_hash(path: str, body: bytes) -> str:
 
 
 def ensure_table(db: sqlite3.Connection) -> None:
-    db.executescript(SCHEMA)
+    # Statement by statement: executescript would commit the spool writer's open transaction.
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def lookup(db: sqlite3.Connection, scope: str, key: str, not_before: float) -> Stored | None:
