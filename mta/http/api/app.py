@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from mta.http.api import feeds, messages
 from mta.http.api import idempotency as idem
@@ -20,6 +21,24 @@ from mta.http.api.openapi import document
 from warmup_base.listen import parse_hostport
 
 log = logging.getLogger("mta.api")
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a malformed request (the client's fault, already answered 400) as an error
+    with a traceback; one line at info level says enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "malformed HTTP request refused: %s", (first,)
+        return True
+
+
+server_log = logging.getLogger("mta.api.http")
+server_log.addFilter(_MalformedRequests())
 
 
 def _metrics_middleware(ctx: ApiContext) -> Any:
@@ -66,8 +85,8 @@ class ApiServer:
         await ctx.spool.call(lambda s: idem.ensure_table(s.db))
         ctx.index.start()
         host, port = parse_hostport(ctx.cfg.api.listen, "api.listen")
-        self.runner = web.AppRunner(make_app(ctx), access_log=None, handle_signals=False,
-                                    shutdown_timeout=5.0)
+        self.runner = web.AppRunner(make_app(ctx), access_log=None, handle_signals=False, shutdown_timeout=5.0,
+                                    logger=server_log, keepalive_timeout=75.0)
         await self.runner.setup()
         await web.TCPSite(self.runner, host, port, backlog=1024).start()
         self._housekeeping = asyncio.get_running_loop().create_task(self._prune_loop())

@@ -30,7 +30,7 @@ async def test_missing_wrong_and_revoked_keys_are_401(start_api):
 
 async def test_bad_json_is_400_and_a_big_body_is_413(start_api):
     api = await start_api(api={"max_body": "64K"})
-    status, body, _h = await api.call("POST", "/v1/messages", data=b"{not json", 
+    status, body, _h = await api.call("POST", "/v1/messages", data=b"{not json",
                                       headers={"Content-Type": "application/json"})
     assert status == 400 and body["error"]["code"] == "bad_json"
     big = simple(text="x" * 100_000)
