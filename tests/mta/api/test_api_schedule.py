@@ -31,9 +31,10 @@ async def test_a_scheduled_message_is_released_at_its_time_not_before(start_api,
     await asyncio.sleep(2.5)          # the scheduler looks at its due list at least once a second
     assert rx.count() == 0
     clock.advance(601)
+    # (the status's events say where it got stuck if it does)
+    await api.wait_state(sent["id"], "user@example.test", "delivered", timeout=40)
     got = (await rx.await_for(1))[0]
     assert got.rcpt_tos == ["user@example.test"]
-    await api.wait_state(sent["id"], "user@example.test", "delivered")
 
 
 async def test_a_scheduled_message_survives_a_restart(start_api, world, start_mta):
