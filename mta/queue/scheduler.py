@@ -336,9 +336,14 @@ class Scheduler:
             rows, next_due = [], now + 5.0
         finally:
             ds.claiming = False
+        # A time marked while the claim ran (a flush, new mail) lost its heap entry (the scan skips
+        # claiming domains): mark it again with the disk's next due time, or the domain is stuck.
+        marked_meanwhile, ds.due = ds.due, None
         self.note_on_disk(name, -len(rows) if next_due is not None else -ds.on_disk)
         if next_due is not None:
             self.mark_due(name, next_due)
+        if marked_meanwhile is not None:
+            self.mark_due(name, marked_meanwhile)
         jobs: dict[int, Job] = {}
         for info, rcpt in rows:
             job = jobs.get(info.id)

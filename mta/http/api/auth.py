@@ -3,7 +3,9 @@
 Only a SHA-256 hash of each key is stored (in `api.db` in the spool directory): a key is 32
 random bytes, so a fast hash is as good as a slow one and costs microseconds per request. The
 daemon keeps the keys in memory and reloads them when another process (the CLI) changed the
-database, which SQLite's `data_version` tells at the cost of one pragma.
+database: the file's status (size, time, inode; a rollback journal, so every commit writes the
+file) tells at the cost of a stat, and SQLite's `data_version` is asked at least once a second
+in case two changes fell into one tick of the file system's clock.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 
 KEY_PREFIX = "mta_"
@@ -52,12 +55,14 @@ class KeyStore:
         os.makedirs(spool_dir, mode=0o750, exist_ok=True)
         self.path = os.path.join(spool_dir, "api.db")
         self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA journal_mode = DELETE")
         self.db.execute("PRAGMA synchronous = FULL")
         self.db.executescript(SCHEMA)
         os.chmod(self.path, 0o600)
         self._lock = threading.Lock()
         self._version = -1
+        self._file_state: tuple[int, int, int] = (0, 0, 0)
+        self._checked = 0.0
         self._by_hash: dict[str, ApiKey] = {}
 
     def close(self) -> None:
@@ -91,13 +96,26 @@ class KeyStore:
     def check(self, key: str) -> ApiKey | None:
         """The key's record if `key` is a live key (revocations by the CLI take effect at once)."""
         with self._lock:
-            version = self.db.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._version:
-                self._version = version
-                self._by_hash = {r[5]: ApiKey(r[0], r[1], r[2], bool(r[3]), r[4]) for r in self.db.execute(
-                    "SELECT id, name, tenant, operator, created, key_hash FROM api_keys")}
+            self._refresh()
             # Looked up by hash: the time taken says nothing about the key.
             return self._by_hash.get(hash_key(key))
+
+
+    def _refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+            state = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            state = (0, 0, 0)
+        now = time.monotonic()
+        if state == self._file_state and now - self._checked < 1.0 and self._version >= 0:
+            return
+        self._file_state, self._checked = state, now
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._version = version
+            self._by_hash = {r[5]: ApiKey(r[0], r[1], r[2], bool(r[3]), r[4]) for r in self.db.execute(
+                "SELECT id, name, tenant, operator, created, key_hash FROM api_keys")}
 
 
 def bearer_key(authorization: str) -> str:

@@ -7,6 +7,7 @@ scheduler's events. The tenant is the API key's. The 202 is sent only after the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -116,7 +117,11 @@ class Idempotency:
         now = self.ctx.clock()
         return lambda store: idem.record(store.db, self.scope, self.key, self.digest, status, response, now)
 
-    def lock(self) -> asyncio.Lock:
+    def lock(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Requests with the same key wait for each other (the second then replays the first);
+        requests without a key never wait."""
+        if not self.key:
+            return contextlib.nullcontext()
         locks = self.ctx.locks
         lock = locks.get((self.scope, self.key))
         if lock is None:

@@ -79,3 +79,22 @@ async def test_cancel_a_deferred_message_stops_its_retries(start_api, world):
     seen = rx.rcpt_seen["user@example.test"]
     await asyncio.sleep(3)       # retry_base is 1 s in tests: a retry would have come by now
     assert rx.rcpt_seen["user@example.test"] == seen
+
+
+async def test_a_due_time_marked_while_a_claim_runs_is_not_lost(start_api, world):
+    """Regression: a flush (or new mail) marking a domain due while a claim of it waited for the
+    spool lost its heap entry, and the domain was never looked at again (scheduled mail stuck)."""
+    world.domain("example.test")
+    clock = FakeClock()
+    api = await start_api(clock=clock)
+    sent = await api.send(simple(send_at=rfc3339(clock() + 3600)))
+    sched = api.mta.daemon.scheduler
+    ds = sched.domains["example.test"]
+    claim = asyncio.get_running_loop().create_task(sched._claim(ds))
+    await asyncio.sleep(0)                 # the claim is now waiting for the spool
+    assert ds.claiming
+    sched.mark_due("example.test", clock())
+    await claim
+    assert ds.due is not None and any(name == "example.test" for _t, name in sched._due)
+    clock.advance(3601)
+    await api.wait_state(sent["id"], "user@example.test", "delivered")
