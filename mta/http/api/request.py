@@ -168,7 +168,10 @@ def _mailbox(value: Any, name: str, sender: bool = False) -> Mailbox:
     elif isinstance(value, str):
         if "\r" in value or "\n" in value:
             raise invalid(name, "must be one line")
-        display, address = email.utils.parseaddr(value)
+        if any(c in value for c in '<"(,'):
+            display, address = email.utils.parseaddr(value)
+        else:                       # a bare address, the common case: no parser needed
+            display, address = "", value.strip()
         if not address:
             raise invalid(name, f"not an address: {value!r}")
     else:

@@ -70,3 +70,15 @@ def test_recipient_state_follows_its_events():
     assert {k: v["state"] for k, v in states.items()} == {"a": "scheduled", "b": "delivered", "c": "suppressed",
                                                           "d": "cancelled"}
     assert recipient_states(events, send_at=NOW + 60, now=NOW + 61)["a"]["state"] == "queued"
+
+
+@pytest.mark.parametrize("table, key", [({"listen": "nowhere"}, "api.listen"), ({"max_body": 0}, "api.max_body"),
+                                        ({"listen": "127.0.0.1:8080", "unknown": 1}, "api.unknown")])
+def test_a_bad_api_section_is_named_at_start_up(tmp_path, table, key):
+    from mta.config import ConfigError, load_config
+    from tests.support.tomlw import dumps
+
+    path = tmp_path / "mta.toml"
+    path.write_text(dumps({"mta": {"hostname": "h.example", "spool_dir": str(tmp_path)}, "api": table}))
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(str(path))
