@@ -65,10 +65,8 @@ async def get_suppressions(request: web.Request) -> web.Response:
     key = ctx.authenticate(request)
     tenant = _tenant_scope(key, request.query.get("tenant"))
     limit = _int_param(request, "limit", 1000, 1, 100_000)
-    address = request.query.get("address", "")
-    entries = await ctx.spool.read(lambda s: listing(s.db, tenant, None, 0 if address else limit))
-    if address:
-        entries = [e for e in entries if e.address == normalize(address)][:limit]
+    address = request.query.get("address") or None
+    entries = await ctx.spool.read(lambda s: listing(s.db, tenant, None, limit, address))
     return web.json_response({"suppressions": [_entry_json(e) for e in entries]})
 
 

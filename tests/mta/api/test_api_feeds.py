@@ -77,6 +77,9 @@ async def test_suppression_lists_are_per_tenant_and_operators_manage_global_ones
     status, body, _h = await api.call("POST", "/v1/suppressions", json={"address": "z@x.example",
                                                                        "reason": "soft_bounce"})
     assert status == 422 and body["error"]["field"] == "expires"
+    _s, found, _h = await api.call("GET", "/v1/suppressions?address=B@X.example", who="op")
+    assert [(e["address"], e["tenant"], e["reason"]) for e in found["suppressions"]] == [
+        ("b@x.example", "tenant-b", "complaint")]
     # b cannot remove a's entry; a can.
     _s, body, _h = await api.call("DELETE", "/v1/suppressions?address=a@x.example", who="b")
     assert body["removed"] == 0
