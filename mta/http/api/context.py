@@ -42,7 +42,8 @@ class ApiContext:
     index: EventIndex
     clock: Callable[[], float]
     metrics: ApiMetrics
-    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # Idempotency-Key -> (lock, [users]): see messages.Idempotency
+    locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
 
     @property
     def limits(self) -> Limits:

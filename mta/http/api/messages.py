@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -120,16 +121,20 @@ class Idempotency:
     def lock(self) -> contextlib.AbstractAsyncContextManager[object]:
         """Requests with the same key wait for each other (the second then replays the first);
         requests without a key never wait."""
-        if not self.key:
-            return contextlib.nullcontext()
-        locks = self.ctx.locks
-        lock = locks.get((self.scope, self.key))
-        if lock is None:
-            if len(locks) > 10_000:
-                for k in [k for k, v in locks.items() if not v.locked()]:
-                    del locks[k]
-            lock = locks[(self.scope, self.key)] = asyncio.Lock()
-        return lock
+        return self._held() if self.key else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
+        # Counted, so the entry goes when its last user is done (and never while one waits).
+        entry = self.ctx.locks.setdefault((self.scope, self.key), (asyncio.Lock(), [0]))
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if entry[1][0] == 0:
+                del self.ctx.locks[(self.scope, self.key)]
 
 
 async def post_message(request: web.Request) -> web.Response:

@@ -79,6 +79,7 @@ async def test_a_repeat_with_the_same_idempotency_key_returns_the_first_answer_a
     results = await asyncio.gather(*(api.call("POST", "/v1/messages", json=simple(), headers=headers)
                                      for _ in range(5)))
     assert {r[1]["id"] for r in results} == {first[1]["id"]}
+    assert api.mta.daemon.api.ctx.locks == {}       # no lock left behind per key
     assert accepted_ids(api) == [first[1]["id"]]
     # The same key with another body is refused; another key (another app) may use the same name.
     status, body, _h = await api.call("POST", "/v1/messages", json=simple(subject="Other"), headers=headers)
