@@ -53,6 +53,9 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+iso_time = _iso     # RFC 3339 in UTC with milliseconds, as the event log writes times
+
+
 class EventLog:
     """Appends events to a JSON Lines file, buffered; flush() is called by the daemon's timer.
 

@@ -20,7 +20,7 @@ from typing import Any
 from mta.config import Config
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
 from mta.delivery.dnsroute import MxResolver, Route, RouteError
-from mta.events import Event, EventLog
+from mta.events import Event, EventLog, iso_time
 from mta.inbound.verp import encode as verp_encode
 from mta.metrics import Metrics
 from mta.model import Job, MessageInfo, NewMessage, Recipient
@@ -214,7 +214,7 @@ class Scheduler:
                 self.events.emit(Event("scheduled", msg.queue_id, r.address, msg.sender, now, msg.created,
                                        stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
                                        message_id=msg.header_message_id, campaign=msg.campaign,
-                                       text=f"not before {msg.not_before:.3f}"))
+                                       text=f"not before {iso_time(msg.not_before)}"))
         if claimed:
             self.bodies.put(mid, msg.body, refs=len(claimed))
         for d, group in groups.items():

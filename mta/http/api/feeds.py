@@ -8,12 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
+from mta.events import iso_time
 from mta.http.api.auth import ApiKey
 from mta.http.api.context import CTX
 from mta.http.api.errors import ApiError, invalid
 from mta.http.api.messages import read_json
 from mta.http.api.request import parse_send_at
-from mta.http.api.status import iso_time
 from mta.spool.suppression import GLOBAL, REASONS, Suppression, listing, normalize, remove
 from mta.spool.suppression import add as add_suppression
 from mta.submission.addresses import check_recipient

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mta.events import iso_time
 from mta.http.api import idempotency as idem
 from mta.http.api.auth import ApiKey
 from mta.http.api.compose import compose, rendered_plain
@@ -22,7 +23,7 @@ from mta.http.api.context import CTX, ApiContext
 from mta.http.api.errors import ApiError, invalid
 from mta.http.api.eventindex import MessageMeta
 from mta.http.api.request import MessageRequest, parse_message
-from mta.http.api.status import iso_time, recipient_states
+from mta.http.api.status import recipient_states
 from mta.http.api.templates import render
 from mta.model import NewMessage
 from mta.submission.pipeline import Outcome, Submission

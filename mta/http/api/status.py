@@ -9,7 +9,6 @@ the state as it was.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from mta.spool.suppression import REASONS as SUPPRESSION_REASONS
@@ -42,7 +41,3 @@ def recipient_states(events: list[dict[str, Any]], send_at: float, now: float) -
         if entry["state"] == "scheduled" and now >= send_at:
             entry["state"] = "queued"      # its time has come: it waits for its turn like any other
     return out
-
-
-def iso_time(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
