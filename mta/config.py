@@ -191,6 +191,15 @@ class MetricsSection:
 
 
 @dataclass
+class ApiSection:
+    listen: str = ""                    # "host:port" of the private HTTP API; "" = off
+    max_body: ByteSize = ByteSize(10 * 1024 * 1024)    # larger request bodies get 413
+    event_retention: Duration = Duration(7 * 86400)   # how long /v1/events and message status keep events
+    idempotency_ttl: Duration = Duration(86400)       # how long an Idempotency-Key's first answer is kept
+    max_schedule_ahead: Duration = Duration(30 * 86400)  # the furthest send_at accepted
+
+
+@dataclass
 class Config:
     mta: MtaSection = field(default_factory=MtaSection)
     submission: SubmissionSection = field(default_factory=SubmissionSection)
@@ -210,6 +219,7 @@ class Config:
     tracking: TrackingSection = field(default_factory=TrackingSection)
     engagement: EngagementSection = field(default_factory=EngagementSection)
     webhooks: list[WebhookEndpoint] = field(default_factory=list)
+    api: ApiSection = field(default_factory=ApiSection)
     path: str = ""                      # the file this came from
 
     # ---- derived views used by the daemon
@@ -326,6 +336,11 @@ def validate(cfg: Config) -> None:
         _require_ip(host, f"dns.nameservers[{i}]")
     if cfg.metrics.listen:
         parse_hostport(cfg.metrics.listen, "metrics.listen")
+    if cfg.api.listen:
+        parse_hostport(cfg.api.listen, "api.listen")
+    for key in ("max_body", "event_retention", "idempotency_ttl", "max_schedule_ahead"):
+        if getattr(cfg.api, key) <= 0:
+            raise ConfigError(f"api.{key}: must be positive, got {getattr(cfg.api, key)}")
     if cfg.metrics.queue_interval <= 0:
         raise ConfigError(f"metrics.queue_interval: must be positive, got {cfg.metrics.queue_interval}")
     if cfg.metrics.queue_sites < 0:

@@ -1,8 +1,9 @@
 """One event type for every recipient outcome; the JSON Lines log and the metrics derive from it.
 
-Event names: accepted, delivered, deferred, bounced, expired, dropped, delayed (a "delayed" DSN
-was sent), recovered (found in flight after a crash: it may be delivered twice), opened and
-clicked (tracking; `machine` marks privacy-proxy and link-scanner activity).
+Event names: accepted, scheduled (a send_at in the future), delivered, deferred, bounced, expired,
+dropped, cancelled (through the API, before it left), delayed (a "delayed" DSN was sent),
+recovered (found in flight after a crash: it may be delivered twice), opened and clicked
+(tracking; `machine` marks privacy-proxy and link-scanner activity).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Event:
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+iso_time = _iso     # RFC 3339 in UTC with milliseconds, as the event log writes times
 
 
 class EventLog:

@@ -89,6 +89,7 @@ class NewMessage:
     campaign: str = ""
     # domains whose recipients go straight to the daemon's memory (state CLAIMED)
     claimed_domains: set[str] = field(default_factory=set)
+    not_before: float = 0.0    # a scheduled send: no attempt before this time (0 = now)
 
 
 @dataclass(slots=True)

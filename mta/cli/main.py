@@ -1,4 +1,4 @@
-"""The `mta` command: serve, check-config, queue, user."""
+"""The `mta` command: serve, check-config, queue, suppression, api-key, user, dkim, check-dns."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=argparse.SUPPRESS)
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("--config", default=argparse.SUPPRESS)
+    from mta.cli import apikey as apikeycli
     from mta.cli import checkdns as checkdns_cli
     from mta.cli import engagement as engagementcli
     from mta.cli import queue as queuecli
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mta.compliance.dkim import keygen
 
     queuecli.add_parser(sub)
+    apikeycli.add_parser(sub)
     suppressioncli.add_parser(sub)
     keygen.add_parser(sub)
     checkdns_cli.add_parser(sub)
@@ -114,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         from mta.cli import engagement as engagementcli
 
         return engagementcli.run(cfg, args)
+    if args.cmd == "api-key":
+        from mta.cli import apikey as apikeycli
+
+        return apikeycli.run(cfg, args)
     if args.cmd == "serve":
         return _serve(cfg)
     return 2

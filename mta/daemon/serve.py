@@ -21,6 +21,10 @@ from mta.daemon.fdlimit import raise_open_files
 from mta.delivery.dnsroute import MxResolver, ResolverConfig
 from mta.events import Event, EventLog
 from mta.eventstream.redis_stream import RedisEventStream
+from mta.http.api.app import ApiServer
+from mta.http.api.auth import KeyStore
+from mta.http.api.context import ApiContext, ApiMetrics
+from mta.http.api.eventindex import EventIndex
 from mta.http.unsubscribe import start_unsubscribe_server
 from mta.inbound.bounces import BounceProcessor
 from mta.inbound.handler import InboundHandler
@@ -34,6 +38,7 @@ from mta.spool.suppression import Suppression
 from mta.spool.suppression import add as add_suppression
 from mta.submission.auth import Authenticator, load_users
 from mta.submission.handler import SubmissionHandler
+from mta.submission.pipeline import Injector, MessageBuilder
 from mta.submission.protocol import ConnectionLimits, trust_check
 from mta.submission.server import protocol_factory, server_tls_context, start_listeners
 from mta.webhooks.service import Webhooks
@@ -89,6 +94,9 @@ class MtaDaemon:
         for sink in (self.webhooks, self.event_stream):
             if sink is not None:
                 self.events.subscribe(sink.on_event)
+        self.api: ApiServer | None = None
+        self.api_keys: KeyStore | None = None
+        self.event_index: EventIndex | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -101,6 +109,9 @@ class MtaDaemon:
                               reusable=sqlite_free_pages(self.spool.store.path))
         self.spool.set_disk_callbacks(self.disk.note_full, self.disk.note_written)
         self.engagement.open_store(self.spool.store)
+        if cfg.api.listen:      # before recovery, so the API's event history misses nothing
+            self.event_index = EventIndex(cfg.mta.spool_dir, float(cfg.api.event_retention), self.clock)
+            self.events.subscribe(self.event_index.on_event)
         self.disk.starting = True      # no new mail before start-up recovery is on disk
         self.disk.ensure_ballast()
         self.spool.start()
@@ -146,6 +157,8 @@ class MtaDaemon:
             tls = server_tls_context(cfg.unsubscribe.tls_cert, cfg.unsubscribe.tls_key)
             self.servers.append(await start_unsubscribe_server(host, port, self.unsubscribe_tokens.verify,
                                                                self.unsubscribe, ssl=tls))
+        if self.event_index is not None:
+            await self._start_api()
         self.control = ControlServer(os.path.join(cfg.mta.spool_dir, "control.sock"), self)
         await self.control.start()
         log.info("mta ready: submission on %s, inbound on %s", ", ".join(cfg.submission.listen),
@@ -181,6 +194,16 @@ class MtaDaemon:
                                        tls=tls, check_password=None, on_refused=refused,
                                        pre_mail_timeout=sub.pre_mail_timeout)
             self.servers += await start_listeners(cfg.inbound.listen, "inbound.listen", make_in)
+
+    async def _start_api(self) -> None:
+        assert self.spool is not None and self.scheduler is not None and self.event_index is not None
+        self.api_keys = KeyStore(self.cfg.mta.spool_dir)
+        builder = MessageBuilder(self.cfg, self.signer, self.unsubscribe_tokens)
+        injector = Injector(self.scheduler.accept, self.metrics, self.disk)
+        ctx = ApiContext(self.cfg, builder, injector, self.spool, self.scheduler, self.api_keys, self.event_index,
+                         self.clock, ApiMetrics(self.metrics.registry))
+        self.api = ApiServer(ctx)
+        await self.api.start()
 
     async def unsubscribe(self, info: UnsubscribeInfo) -> None:
         """A valid one-click (HTTP) or mailto unsubscribe: the address is suppressed for its tenant."""
@@ -229,6 +252,8 @@ class MtaDaemon:
         log.info("stopping: closing listeners, draining deliveries")
         for server in self.servers:
             server.close()
+        if self.api is not None:
+            await self.api.stop_listening()
         if self.control is not None:
             await self.control.stop()
         if self._bounce_task is not None:
@@ -247,6 +272,12 @@ class MtaDaemon:
         if self.spool is not None:
             await self.spool.close()
         self.events.close()
+        if self.api is not None:
+            await self.api.close()
+        elif self.event_index is not None:
+            await self.event_index.close()
+        if self.api_keys is not None:
+            self.api_keys.close()
         self._stopped.set()
 
     def reload(self) -> None:

@@ -21,7 +21,7 @@ from mta.config import Config
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
 from mta.delivery.dnsroute import MxResolver, Route, RouteError
 from mta.delivery.relay import Relay, Relays, failure_reporter
-from mta.events import Event, EventLog
+from mta.events import Event, EventLog, iso_time
 from mta.inbound.verp import encode as verp_encode
 from mta.metrics import Metrics
 from mta.model import Job, MessageInfo, NewMessage, Recipient
@@ -35,7 +35,7 @@ from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
 from mta.spool.diskspace import is_storage_error
 from mta.spool.journal import DeliveryJournal
-from mta.spool.store import EngagementRanking
+from mta.spool.store import CancelledMessage, EngagementRanking
 from mta.spool.suppression import prune as prune_suppressions
 from warmup_base.policy_protocol.model import Limiter, Outcome
 from warmup_base.retry import RetryPolicy
@@ -187,7 +187,8 @@ class Scheduler:
             d = address.rpartition("@")[2].lower()
             by_domain[d] = by_domain.get(d, 0) + 1
         claimed = set()
-        if not self.stopping:
+        scheduled = msg.not_before > now
+        if not self.stopping and not scheduled:
             for d in by_domain:
                 ds = self._domain(d)
                 if ds.in_memory < self.window and self.total_in_memory < self.memory_jobs:
@@ -218,6 +219,11 @@ class Scheduler:
             self.events.emit(Event("accepted", msg.queue_id, r.address, msg.sender, now, msg.created,
                                    stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
                                    message_id=msg.header_message_id, campaign=msg.campaign))
+            if scheduled:
+                self.events.emit(Event("scheduled", msg.queue_id, r.address, msg.sender, now, msg.created,
+                                       stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
+                                       message_id=msg.header_message_id, campaign=msg.campaign,
+                                       text=f"not before {iso_time(msg.not_before)}"))
         if claimed:
             self.bodies.put(mid, msg.body, refs=len(claimed))
         for d, group in groups.items():
@@ -225,8 +231,21 @@ class Scheduler:
                 self._route(self._job(info, d, group))
             else:
                 self.note_on_disk(d, len(group))
-                self.mark_due(d, now)
+                self.mark_due(d, max(now, msg.not_before))
         return info
+
+    async def cancel(self, queue_id: str, tenant: str | None) -> CancelledMessage | None:
+        """Cancels what of a message has not left yet (see SpoolStore.cancel_message); jobs of it
+        already in memory are dropped when their turn comes (`deliver`)."""
+        result = await self.spool.call(lambda s: s.cancel_message(queue_id, tenant))
+        if result is None:
+            return None
+        self.cancelled.add(result.id)
+        now = self.clock()
+        for address in result.cancelled:
+            self.events.emit(Event("cancelled", result.queue_id, address, result.sender, now, tenant=result.tenant,
+                                   reason="cancelled", text="cancelled through the API"))
+        return result
 
     def _job(self, info: MessageInfo, domain: str, rcpts: list[Recipient]) -> Job:
         self._seq += 1
@@ -327,9 +346,14 @@ class Scheduler:
             rows, next_due = [], now + 5.0
         finally:
             ds.claiming = False
+        # A time marked while the claim ran (a flush, new mail) lost its heap entry (the scan skips
+        # claiming domains): mark it again with the disk's next due time, or the domain is stuck.
+        marked_meanwhile, ds.due = ds.due, None
         self.note_on_disk(name, -len(rows) if next_due is not None else -ds.on_disk)
         if next_due is not None:
             self.mark_due(name, next_due)
+        if marked_meanwhile is not None:
+            self.mark_due(name, marked_meanwhile)
         jobs: dict[int, Job] = {}
         for info, rcpt in rows:
             job = jobs.get(info.id)
@@ -464,7 +488,7 @@ class Scheduler:
         """One transaction for `job` over `conn`; the outcome goes to the spool and the events."""
         msg = job.message
         if msg.id in self.cancelled:
-            self.release(job)
+            await self._drop_cancelled(job)
             return
         now = self.clock()
         if self.retry.expired(now, msg.created):
@@ -494,6 +518,25 @@ class Scheduler:
         plan = oc.plan(msg, results, self.clock(), self.retry, self.rng)
         await self._finish_job(job, plan.outcomes, site=site.key, source=conn.source,
                                mx=f"{conn.mx_name}[{conn.address}]")
+
+    async def _drop_cancelled(self, job: Job) -> None:
+        """A job of a cancelled message: rows still on disk (an attempt was running when it was
+        cancelled, then deferred) are removed now, with their event."""
+        msg = job.message
+        ids = [r.id for r in job.recipients]    # merged jobs' recipients are folded into the host
+        try:
+            gone = set(await self.spool.call(lambda s: s.cancel_rows(ids)))
+        except Exception as exc:   # e.g. a full disk: the rows stay, the next start sends them
+            log.warning("could not remove the recipients of cancelled message %s: %s", msg.queue_id, exc)
+            gone = set()
+        now = self.clock()
+        for r in job.recipients:
+            if r.id in gone:
+                self.events.emit(Event("cancelled", msg.queue_id, r.address, msg.sender, now, msg.created,
+                                       stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
+                                       message_id=msg.header_message_id, campaign=msg.campaign,
+                                       reason="cancelled", text="cancelled through the API"))
+        self.release(job)
 
     async def load_body(self, job: Job) -> bytes | None:
         body = self.bodies.get(job.message.id)

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS messages (
     client TEXT NOT NULL,
     auth_user TEXT NOT NULL,
     warned INTEGER NOT NULL DEFAULT 0,
-    campaign TEXT NOT NULL DEFAULT ''
+    campaign TEXT NOT NULL DEFAULT '',
+    send_at REAL NOT NULL DEFAULT 0    -- a scheduled send: not due before (0 = at once)
 );
 CREATE TABLE IF NOT EXISTS bodies (
     id INTEGER PRIMARY KEY,            -- = messages.id
@@ -95,6 +96,7 @@ ADDED_COLUMNS = (
     ("deliveries", "sender", "TEXT NOT NULL DEFAULT ''"),
     ("messages", "campaign", "TEXT NOT NULL DEFAULT ''"),
     ("deliveries", "campaign", "TEXT NOT NULL DEFAULT ''"),
+    ("messages", "send_at", "REAL NOT NULL DEFAULT 0"),
 )
 
 _MESSAGE_COLUMNS = ("m.id, m.queue_id, m.sender, m.created, m.size, m.stream, m.priority, m.tenant, m.pool, "
@@ -115,6 +117,16 @@ class SiteBacklog:
     recipients: int
     messages: int
     oldest: float       # creation time of the oldest message
+
+
+@dataclass(slots=True)
+class CancelledMessage:
+    id: int
+    queue_id: str
+    sender: str
+    tenant: str
+    cancelled: list[str]        # recipients removed
+    in_flight: list[str]        # recipients an attempt has started for: they may leave still
 
 
 @dataclass(slots=True)
@@ -186,6 +198,7 @@ class SpoolStore:
     def _columns(self) -> None:
         missing = {(t, c) for t, c, _d in self._missing_columns()}
         self.has_campaign = ("messages", "campaign") not in missing
+        self.has_send_at = ("messages", "send_at") not in missing
         campaign = "m.campaign" if self.has_campaign else "''"
         self.message_columns = _MESSAGE_COLUMNS.format(campaign=campaign)
 
@@ -207,21 +220,22 @@ class SpoolStore:
     def insert(self, msg: NewMessage, now: float) -> tuple[int, list[Recipient]]:
         cur = self.db.execute(
             "INSERT INTO messages (queue_id, sender, created, size, stream, priority, tenant, pool,"
-            " sending_domain, header_message_id, smtputf8, client, auth_user, campaign)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " sending_domain, header_message_id, smtputf8, client, auth_user, campaign, send_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority, msg.tenant,
              msg.pool, msg.sending_domain, msg.header_message_id, int(msg.smtputf8), msg.client,
-             msg.auth_user, msg.campaign))
+             msg.auth_user, msg.campaign, msg.not_before))
         mid = cur.lastrowid
         assert mid is not None
         self.db.execute("INSERT INTO bodies (id, data) VALUES (?, ?)", (mid, msg.body))
         rcpts = []
+        due = max(now, msg.not_before)
         for address in msg.recipients:
             domain = address.rpartition("@")[2].lower()
             state = CLAIMED if domain in msg.claimed_domains else WAITING
             cur = self.db.execute(
                 "INSERT INTO recipients (message, address, domain, priority, state, next_attempt)"
-                " VALUES (?,?,?,?,?,?)", (mid, address, domain, msg.priority, state, now))
+                " VALUES (?,?,?,?,?,?)", (mid, address, domain, msg.priority, state, due))
             rid = cur.lastrowid
             assert rid is not None
             rcpts.append(Recipient(rid, address, domain))
@@ -342,9 +356,15 @@ class SpoolStore:
         return RecoveryReport(recovered, duplicates, self.domain_backlog(), journaled)
 
     def retry_all(self, now: float) -> int:
-        """Makes every waiting recipient due now; returns how many."""
-        return self.db.execute("UPDATE recipients SET next_attempt = ? WHERE state = ? AND next_attempt > ?",
-                               (now, WAITING, now)).rowcount
+        """Makes every waiting recipient due now, but those of scheduled sends whose time has not
+        come (a flush retries; it does not send early); returns how many."""
+        if not self.has_send_at:
+            return self.db.execute("UPDATE recipients SET next_attempt = ? WHERE state = ? AND next_attempt > ?",
+                                   (now, WAITING, now)).rowcount
+        return self.db.execute(
+            "UPDATE recipients SET next_attempt = ? WHERE state = ? AND next_attempt > ? AND NOT EXISTS"
+            " (SELECT 1 FROM messages m WHERE m.id = recipients.message AND m.send_at > ?)",
+            (now, WAITING, now, now)).rowcount
 
     def domain_backlog(self) -> list[DomainBacklog]:
         return [DomainBacklog(d, n, due) for d, n, due in self.db.execute(
@@ -379,14 +399,48 @@ class SpoolStore:
         return out
 
     def retry_messages(self, queue_ids: Sequence[str], now: float) -> list[str]:
-        """Makes the waiting recipients of these messages due now; returns their domains."""
+        """Makes the waiting recipients of these messages due now (scheduled sends stay scheduled);
+        returns their domains."""
         domains: set[str] = set()
         for mid in self._message_ids(queue_ids):
+            if self._send_at(mid) > now:
+                continue
             domains.update(r[0] for r in self.db.execute(
                 "SELECT DISTINCT domain FROM recipients WHERE message = ? AND state = ?", (mid, WAITING)))
             self.db.execute("UPDATE recipients SET next_attempt = ? WHERE message = ? AND state = ?",
                             (now, mid, WAITING))
         return sorted(domains)
+
+    def _send_at(self, mid: int) -> float:
+        if not self.has_send_at:
+            return 0.0
+        row = self.db.execute("SELECT send_at FROM messages WHERE id = ?", (mid,)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def cancel_message(self, queue_id: str, tenant: str | None) -> CancelledMessage | None:
+        """Removes the recipients of a message that no attempt has started for (waiting, scheduled,
+        claimed into memory, held); the message goes when none is left. None if there is no such
+        message (or it belongs to another tenant, when `tenant` is given)."""
+        row = self.db.execute("SELECT id, tenant, sender FROM messages WHERE queue_id = ?",
+                              (queue_id.upper(),)).fetchone()
+        if row is None or (tenant is not None and row[1] != tenant):
+            return None
+        mid, msg_tenant, sender = row
+        rows = self.db.execute("SELECT id, address, state FROM recipients WHERE message = ?", (mid,)).fetchall()
+        cancelled = [(rid, address) for rid, address, state in rows if state != ATTEMPTING]
+        in_flight = [address for _rid, address, state in rows if state == ATTEMPTING]
+        self.db.executemany("DELETE FROM recipients WHERE id = ?", [(rid,) for rid, _a in cancelled])
+        if not in_flight:
+            self.db.execute("DELETE FROM messages WHERE id = ?", (mid,))
+            self.db.execute("DELETE FROM bodies WHERE id = ?", (mid,))
+        return CancelledMessage(mid, queue_id.upper(), sender, msg_tenant, [a for _r, a in cancelled], in_flight)
+
+    def cancel_rows(self, recipient_ids: Sequence[int]) -> list[int]:
+        """Removes these recipients (of a cancelled message met again in memory); returns the ids
+        that were still there."""
+        there = [row[0] for row in self._select_in("SELECT id FROM recipients WHERE id IN ({})", recipient_ids)]
+        self.finish(there)
+        return there
 
     def hold(self, queue_ids: Sequence[str]) -> int:
         n = 0

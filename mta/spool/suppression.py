@@ -75,8 +75,11 @@ def lookup(db: sqlite3.Connection, address: str, tenant: str, now: float) -> Sup
 
 
 def listing(db: sqlite3.Connection, tenant: str | None = None, reason: str | None = None,
-            limit: int = 0) -> list[Suppression]:
+            limit: int = 0, address: str | None = None) -> list[Suppression]:
     where, params = [], []
+    if address is not None:
+        where.append("address = ?")
+        params.append(normalize(address))
     if tenant is not None:
         where.append("tenant = ?")
         params.append(tenant)

@@ -11,26 +11,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mta.compliance.dkim.signer import DkimSigner
-from mta.compliance.unsubscribe import (
-    UnsubscribeTokens,
-    has_list_unsubscribe,
-    list_unsubscribe_headers,
-    one_click_recipient,
-)
+from mta.compliance.unsubscribe import UnsubscribeTokens
 from mta.config import Config
 from mta.metrics import Metrics
 from mta.model import MessageInfo, NewMessage
-from mta.spool import SpoolClosed
-from mta.spool.diskspace import INSUFFICIENT_STORAGE, DiskGuard, declared_size, is_disk_full
-from mta.spool.ids import new_queue_id
-from mta.submission import headers as hdr
+from mta.spool.diskspace import INSUFFICIENT_STORAGE, DiskGuard, declared_size
 from mta.submission.addresses import check_recipient, check_sender
 from mta.submission.auth import User
+from mta.submission.pipeline import Injector, MessageBuilder, Outcome, Submission
 
 log = logging.getLogger("mta.submission")
-
-INTERNAL_HEADERS = {b"x-tenant"}
-
 
 class SubmissionHandler:
     def __init__(self, cfg: Config, accept: Callable[[NewMessage], Awaitable[MessageInfo]], metrics: Metrics,
@@ -43,12 +33,9 @@ class SubmissionHandler:
         self.metrics = metrics
         self.clock = clock
         self.listener = listener
-        self.signer = signer
-        self.unsubscribe_tokens = unsubscribe_tokens
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in cfg.submission.trusted_networks]
-        self.stream_header = cfg.submission.stream_header
-        self.campaign_header = cfg.submission.campaign_header
-        self.strip = INTERNAL_HEADERS | {h.lower().encode() for h in (self.stream_header, self.campaign_header) if h}
+        self.builder = MessageBuilder(cfg, signer, unsubscribe_tokens)
+        self.injector = Injector(accept, metrics, disk)
 
     # ------------------------------------------------------------------ relay policy
     def _client_ip(self, session: Any) -> str:
@@ -115,87 +102,33 @@ class SubmissionHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         started = time.perf_counter()
         now = self.clock()
-        if self.disk is not None and not self.disk.room_for(len(envelope.content)):
+        if not self.injector.room_for(len(envelope.content)):
             self.refuse("insufficient_storage")
             return INSUFFICIENT_STORAGE
         msg = self.build(session, envelope, now)
-        try:
-            info = await self.accept(msg)
-        except SpoolClosed:
+        result = await self.injector.inject(msg, self.listener, self._client_ip(session), started=started)
+        if result.outcome is Outcome.SHUTTING_DOWN:
             return "421 4.3.2 Service shutting down, try again later"
-        except Exception as exc:
-            if is_disk_full(exc):
-                # The guard logs the episode once; each refusal is only counted.
-                if self.disk is not None:
-                    self.disk.note_full(exc)
-                self.refuse("insufficient_storage")
-                return INSUFFICIENT_STORAGE
-            log.exception("could not queue a message from %s", self._client_ip(session))
-            self.refuse("spool_error")
+        if result.outcome is Outcome.NO_SPACE:
+            return INSUFFICIENT_STORAGE
+        if result.outcome is Outcome.FAILED:
             return "451 4.3.0 Temporary failure writing the message to disk, try again later"
-        self.metrics.accepted_messages.labels(self.listener).inc()
-        self.metrics.accepted_bytes.inc(len(msg.body))
-        self.metrics.accept_seconds.observe(time.perf_counter() - started)
-        return f"250 2.0.0 Ok: queued as {info.queue_id}"
+        assert result.info is not None
+        return f"250 2.0.0 Ok: queued as {result.info.queue_id}"
 
     # ------------------------------------------------------------------ message
     def build(self, session: Any, envelope: Any, now: float) -> NewMessage:
-        cfg = self.cfg
-        qid = new_queue_id()
-        content: bytes = envelope.content
-        head, rest = hdr.split_headers(content)
-        facts = hdr.read_facts(head, self.stream_header, self.campaign_header)
         user: User | None = session.auth_data if isinstance(session.auth_data, User) else None
-        stream = self._stream(user, facts.stream)
-        tenant = user.tenant if user and user.tenant else (facts.tenant if self._trusted(session) else "")
-        head = hdr.remove_fields(head, self.strip)
-        sender = "" if envelope.mail_from == "<>" else envelope.mail_from
-        sending_domain = facts.from_domain or sender.rpartition("@")[2].lower() or cfg.mta.hostname
         protocol = "ESMTP" if session.extended_smtp else "SMTP"
         if session.ssl:
             protocol += "S"
         if session.authenticated:
             protocol += "A"
-        rcpts = envelope.rcpt_tos
-        added = hdr.received_field(helo=session.host_name or "unknown", client_ip=self._client_ip(session),
-                                   hostname=cfg.mta.hostname, protocol=protocol, queue_id=qid,
-                                   recipient=rcpts[0] if len(rcpts) == 1 else None, now=now)
-        message_id = facts.message_id
-        if not message_id:
-            message_id = hdr.make_message_id(qid, cfg.mta.hostname)
-            added += f"Message-ID: {message_id}\r\n".encode()
-        if not facts.has_date:
-            added += hdr.date_field(now)
-        head += self._unsubscribe_fields(stream, rcpts, tenant, sending_domain, qid, head)
-        body = added + head + rest
-        if self.signer is not None:
-            # Last, so the signature covers every header we added (RFC 8058 wants List-Unsubscribe
-            # signed); once per message, never per delivery attempt.
-            body = self.signer.sign(body, facts.from_domain or sending_domain) + body
-        stream_cfg = cfg.stream(stream)
-        return NewMessage(queue_id=qid, sender=sender, recipients=list(rcpts), body=body, created=now,
-                          stream=stream, priority=stream_cfg.priority, tenant=tenant, pool=stream_cfg.pool,
-                          sending_domain=sending_domain, header_message_id=message_id, campaign=facts.campaign,
-                          smtputf8=bool(envelope.smtp_utf8), client=self._client_ip(session),
-                          auth_user=user.name if user else "")
-
-    def _unsubscribe_fields(self, stream: str, rcpts: list[str], tenant: str, sending_domain: str, qid: str,
-                            head: bytes) -> bytes:
-        """List-Unsubscribe / -Post (RFC 8058) for streams that want them, one recipient per message."""
-        u = self.cfg.unsubscribe
-        if self.unsubscribe_tokens is None or stream not in u.streams or has_list_unsubscribe(head):
-            return b""
-        recipient = one_click_recipient(rcpts)
-        if recipient is None:
-            return b""
-        return list_unsubscribe_headers(self.unsubscribe_tokens, recipient=recipient, tenant=tenant,
-                                        sending_domain=sending_domain, queue_id=qid, https_base=u.https_base,
-                                        mailto_domain=u.mailto_domain)
-
-    def _stream(self, user: User | None, header_stream: str) -> str:
-        streams = self.cfg.streams
-        if user and user.stream in streams:
-            return user.stream        # the operator's setting for this user wins over a header
-        if header_stream in streams:
-            return header_stream
-        return self.cfg.submission.default_stream
+        sub = Submission(sender="" if envelope.mail_from == "<>" else envelope.mail_from,
+                         recipients=list(envelope.rcpt_tos), content=envelope.content,
+                         client_ip=self._client_ip(session), helo=session.host_name or "unknown", protocol=protocol,
+                         tenant=user.tenant if user and user.tenant else "",
+                         header_tenant=not (user and user.tenant) and self._trusted(session),
+                         stream=user.stream if user else "", stream_fixed=bool(user and user.stream),
+                         auth_user=user.name if user else "", smtputf8=bool(envelope.smtp_utf8))
+        return self.builder.build(sub, now)

@@ -218,7 +218,7 @@ def test_structured_headers_are_fixed_up_signed_and_verify(acceptance: Acceptanc
 @fuzz_examples(quick=200, fuzz=40_000)
 def test_the_pure_header_functions_never_raise_on_arbitrary_bytes(acceptance: Acceptance, max_examples: int,
                                                                     quick: bool) -> None:
-    signer = acceptance.handler.signer
+    signer = acceptance.handler.builder.signer
     assert signer is not None
 
     @fuzz(max_examples, quick, st.binary(max_size=2000), st.text(st.characters(exclude_categories=()), max_size=40),

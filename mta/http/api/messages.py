@@ -1,0 +1,273 @@
+"""`/v1/messages`: inject (single and batch), status, cancel.
+
+A message from the API takes the same way as one from SMTP submission: MessageBuilder (headers,
+stream, tenant, DKIM, List-Unsubscribe), then Injector (the spool write and its fsync) and the
+scheduler's events. The tenant is the API key's. The 202 is sent only after the fsync."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from mta.events import iso_time
+from mta.http.api import idempotency as idem
+from mta.http.api.auth import ApiKey
+from mta.http.api.compose import compose, rendered_plain
+from mta.http.api.context import CTX, ApiContext
+from mta.http.api.errors import ApiError, invalid
+from mta.http.api.eventindex import MessageMeta
+from mta.http.api.request import MessageRequest, parse_message
+from mta.http.api.status import recipient_states
+from mta.http.api.templates import render
+from mta.model import NewMessage
+from mta.submission.pipeline import Outcome, Submission
+
+MAX_BATCH = 1000
+MAX_TEMPLATE_RECIPIENTS = 10_000
+INJECT_CHUNK = 256          # messages written concurrently: they share the spool's group commits
+
+
+async def read_json(request: web.Request) -> Any:
+    body = await request.read()        # over [api] max_body: 413 (aiohttp's client_max_size)
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"request body is not JSON: {exc}") from None
+
+
+def _client(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return peer[0] if isinstance(peer, tuple) else "127.0.0.1"
+
+
+def build_message(ctx: ApiContext, key: ApiKey, req: MessageRequest, client: str, field: str = "") -> NewMessage:
+    """Template, MIME, then the shared acceptance pipeline's NewMessage (raises ApiError)."""
+    rendered = render(req.template, req.substitutions, field + "template") if req.template else rendered_plain(req)
+    content = compose(req, rendered)
+    if len(content) > ctx.cfg.submission.max_message_size:
+        raise ApiError(413, "message_too_large",
+                       f"the message is {len(content)} bytes, over the limit of {ctx.cfg.submission.max_message_size}",
+                       field.rstrip(".") or "")
+    sub = Submission(sender=req.sender.address, recipients=req.recipients, content=content, client_ip=client,
+                     helo=f"api:{key.name}", protocol="HTTP", tenant=key.tenant, stream=req.stream,
+                     stream_fixed=bool(req.stream), campaign=req.campaign, auth_user=f"api:{key.name}",
+                     smtputf8=req.smtputf8, send_at=req.send_at)
+    return ctx.builder.build(sub, ctx.clock())
+
+
+def answer(msg: NewMessage) -> dict[str, Any]:
+    return {"id": msg.queue_id, "recipients": list(msg.recipients)}
+
+
+async def inject(ctx: ApiContext, msg: NewMessage, client: str, tags: list[str],
+                 also: Any = None) -> dict[str, Any]:
+    """Writes `msg` durably; its answer, or ApiError for a refusal the client should retry."""
+    if not ctx.injector.room_for(len(msg.body)):
+        ctx.injector.refuse("insufficient_storage")
+        raise ApiError(507, "insufficient_storage", "not enough disk space for new mail, try again later",
+                       headers={"Retry-After": "60"})
+    result = await ctx.injector.inject(msg, "api", client, also=also)
+    if result.outcome is Outcome.SHUTTING_DOWN:
+        raise ApiError(503, "unavailable", "shutting down, try again later", headers={"Retry-After": "5"})
+    if result.outcome is Outcome.NO_SPACE:
+        raise ApiError(507, "insufficient_storage", "not enough disk space for new mail, try again later",
+                       headers={"Retry-After": "60"})
+    if result.outcome is Outcome.FAILED:
+        raise ApiError(503, "unavailable", "temporary failure writing the message to disk, try again later",
+                       headers={"Retry-After": "5"})
+    ctx.metrics.messages.inc()
+    ctx.index.note_message(MessageMeta(msg.queue_id, msg.tenant, msg.not_before, tags, ctx.clock()))
+    return answer(msg)
+
+
+class Idempotency:
+    """The Idempotency-Key of one request: replay, conflict, or a record to write."""
+
+    def __init__(self, ctx: ApiContext, key: ApiKey, request: web.Request, body: bytes) -> None:
+        self.ctx = ctx
+        self.scope = key.id
+        self.key = request.headers.get("Idempotency-Key", "")
+        self.digest = idem.body_hash(request.path, body)
+        if len(self.key) > idem.MAX_KEY or any(ord(c) < 0x20 for c in self.key):
+            raise ApiError(400, "bad_idempotency_key", f"Idempotency-Key: at most {idem.MAX_KEY} printable characters",
+                           "Idempotency-Key")
+
+    async def replay(self) -> web.Response | None:
+        if not self.key:
+            return None
+        ctx = self.ctx
+        not_before = ctx.clock() - ctx.cfg.api.idempotency_ttl
+        stored = await ctx.spool.read(lambda s: idem.lookup(s.db, self.scope, self.key, not_before))
+        if stored is None:
+            return None
+        if stored.body_hash != self.digest:
+            raise ApiError(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used for a different request in the last 24 hours",
+                           "Idempotency-Key")
+        return web.json_response(stored.response, status=stored.status, headers={"Idempotent-Replayed": "true"})
+
+    def writer(self, status: int, response: dict[str, Any]) -> Any:
+        """The record, for the message's own spool transaction."""
+        if not self.key:
+            return None
+        now = self.ctx.clock()
+        return lambda store: idem.record(store.db, self.scope, self.key, self.digest, status, response, now)
+
+    def lock(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Requests with the same key wait for each other (the second then replays the first);
+        requests without a key never wait."""
+        return self._held() if self.key else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
+        # Counted, so the entry goes when its last user is done (and never while one waits).
+        entry = self.ctx.locks.setdefault((self.scope, self.key), (asyncio.Lock(), [0]))
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if entry[1][0] == 0:
+                del self.ctx.locks[(self.scope, self.key)]
+
+
+async def post_message(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    key = ctx.authenticate(request)
+    body = await request.read()
+    ident = Idempotency(ctx, key, request, body)
+    async with ident.lock():
+        replay = await ident.replay()
+        if replay is not None:
+            return replay
+        data = await read_json(request)
+        req = parse_message(data, ctx.clock(), ctx.limits)
+        client = _client(request)
+        msg = build_message(ctx, key, req, client)
+        response = answer(msg)
+        also = ident.writer(202, response)
+        await inject(ctx, msg, client, req.tags, also=also)
+    return web.json_response(response, status=202)
+
+
+def _batch_requests(data: Any, ctx: ApiContext) -> list[tuple[str, Any]]:
+    """(field prefix, message JSON) of each message of a batch, in order."""
+    if not isinstance(data, dict):
+        raise invalid("", "a batch is a JSON object with messages, or a template with recipients")
+    if "messages" in data:
+        items = data["messages"]
+        if set(data) != {"messages"}:
+            raise invalid("messages", "give messages alone, or a template with recipients")
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
+            raise invalid("messages", f"a list of 1 to {MAX_BATCH} messages")
+        return [(f"messages[{i}].", m) for i, m in enumerate(items)]
+    recipients = data.get("recipients")
+    if "template" not in data or not isinstance(recipients, list) or not 0 < len(recipients) <= \
+            MAX_TEMPLATE_RECIPIENTS:
+        raise invalid("recipients", f"a template batch needs a template and 1 to {MAX_TEMPLATE_RECIPIENTS} recipients")
+    base = {k: v for k, v in data.items() if k != "recipients"}
+    if any(k in base for k in ("to", "cc", "bcc")):
+        raise invalid("to", "a template batch names its recipients in recipients[]")
+    common = base.get("substitutions", {})
+    out = []
+    for i, r in enumerate(recipients):
+        where = f"recipients[{i}]"
+        if isinstance(r, str):
+            r = {"to": r}
+        if not isinstance(r, dict) or "to" not in r or set(r) - {"to", "substitutions"}:
+            out.append((where + ".", ApiError(422, "invalid", 'a recipient is {"to": ..., "substitutions": {...}}',
+                                              where)))
+            continue
+        subs = r.get("substitutions", {})
+        if not isinstance(subs, dict) or not isinstance(common, dict):
+            out.append((where + ".", invalid(where + ".substitutions", "must be an object")))
+            continue
+        out.append((where + ".", {**base, "to": r["to"], "substitutions": {**common, **subs}}))
+    return out
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    key = ctx.authenticate(request)
+    body = await request.read()
+    ident = Idempotency(ctx, key, request, body)
+    async with ident.lock():
+        replay = await ident.replay()
+        if replay is not None:
+            return replay
+        items = _batch_requests(await read_json(request), ctx)
+        client = _client(request)
+        results: list[dict[str, Any]] = [{} for _ in items]
+        prepared: list[tuple[int, NewMessage, list[str]]] = []
+        started = time.monotonic()
+        for i, (prefix, item) in enumerate(items):
+            try:
+                if isinstance(item, ApiError):
+                    raise item
+                req = parse_message(item, ctx.clock(), ctx.limits, prefix if "messages" in prefix else "")
+                prepared.append((i, build_message(ctx, key, req, client, prefix if "messages" in prefix else ""),
+                                 req.tags))
+            except ApiError as err:
+                if "recipients[" in prefix and not err.field.startswith(prefix):
+                    err.field = prefix + err.field      # a template batch: which recipient it was
+                results[i] = {"index": i, "status": err.status, **err.body()}
+            if time.monotonic() - started > 0.02:
+                await asyncio.sleep(0)                 # rendering 10,000 messages must not stall the loop
+                started = time.monotonic()
+        for start in range(0, len(prepared), INJECT_CHUNK):
+            chunk = prepared[start:start + INJECT_CHUNK]
+            outcomes = await asyncio.gather(*(inject(ctx, m, client, tags) for _i, m, tags in chunk),
+                                            return_exceptions=True)
+            for (i, _m, _t), outcome in zip(chunk, outcomes, strict=True):
+                if isinstance(outcome, ApiError):
+                    results[i] = {"index": i, "status": outcome.status, **outcome.body()}
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    results[i] = {"index": i, "status": 202, **outcome}
+        response = {"results": results, "accepted": sum(1 for r in results if r.get("status") == 202)}
+        write = ident.writer(200, response)
+        if write is not None:
+            await ctx.spool.call(write)
+    return web.json_response(response, status=200)
+
+
+def _queue_id(request: web.Request) -> str:
+    qid = request.match_info["id"]
+    if not qid.isalnum() or len(qid) > 64:
+        raise ApiError(404, "not_found", "no such message", "id")
+    return qid.upper()
+
+
+async def get_message(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    key = ctx.authenticate(request)
+    qid = _queue_id(request)
+    await ctx.index.barrier()
+    meta, rows = await asyncio.get_running_loop().run_in_executor(None, ctx.index.history, qid)
+    tenant = meta.tenant if meta else next((t for _s, t, _e in rows if t), "")
+    if not rows or (not key.operator and tenant != key.tenant):
+        raise ApiError(404, "not_found", "no such message", "id")
+    send_at = meta.send_at if meta else 0.0
+    states = recipient_states([dict(e, cursor=seq) for seq, _t, e in rows], send_at, ctx.clock())
+    return web.json_response({"id": qid, "tenant": tenant, "tags": meta.tags if meta else [],
+                              "send_at": iso_time(send_at) if send_at else None,
+                              "recipients": list(states.values())})
+
+
+async def delete_message(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    key = ctx.authenticate(request)
+    qid = _queue_id(request)
+    result = await ctx.scheduler.cancel(qid, None if key.operator else key.tenant)
+    if result is None:
+        raise ApiError(404, "not_found", "no such message in the queue (unknown, another tenant's, or done)", "id")
+    return web.json_response({"id": result.queue_id, "cancelled": result.cancelled, "in_flight": result.in_flight})
+

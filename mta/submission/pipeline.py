@@ -1,0 +1,170 @@
+"""The acceptance pipeline every front end shares (SMTP submission, the HTTP API): from a sender,
+recipients and RFC 5322 content to a NewMessage (Received / Message-ID / Date, List-Unsubscribe,
+DKIM signature, stream, pool, priority, tenant), and from a NewMessage to a durable spool write
+whose outcome each front end turns into its own answer (an SMTP reply, an HTTP status)."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from mta.compliance.dkim.signer import DkimSigner
+from mta.compliance.unsubscribe import (
+    UnsubscribeTokens,
+    has_list_unsubscribe,
+    list_unsubscribe_headers,
+    one_click_recipient,
+)
+from mta.config import Config
+from mta.metrics import Metrics
+from mta.model import MessageInfo, NewMessage
+from mta.spool import SpoolClosed
+from mta.spool.diskspace import DiskGuard, is_disk_full
+from mta.spool.ids import new_queue_id
+from mta.submission import headers as hdr
+
+log = logging.getLogger("mta.submission")
+
+INTERNAL_HEADERS = {b"x-tenant"}
+
+
+@dataclass(slots=True)
+class Submission:
+    """What a front end knows of one message before it becomes a NewMessage."""
+
+    sender: str                  # envelope sender, "" for the null sender
+    recipients: list[str]
+    content: bytes               # the RFC 5322 message as the client gave it
+    client_ip: str
+    helo: str                    # the client's name for the Received field
+    protocol: str                # "ESMTPSA", "HTTP", ...
+    tenant: str = ""             # decided by the front end (user, API key); see header_tenant
+    header_tenant: bool = False  # a trusted SMTP client may name the tenant in X-Tenant
+    stream: str = ""             # the stream the front end chose ("" = header or default)
+    stream_fixed: bool = False   # the front end's stream wins over the stream header
+    campaign: str = ""           # "" = from the campaign header
+    auth_user: str = ""
+    smtputf8: bool = False
+    send_at: float = 0.0         # not due before this time (a scheduled send); 0 = now
+
+
+class Outcome(enum.Enum):
+    QUEUED = "queued"
+    SHUTTING_DOWN = "shutting_down"
+    NO_SPACE = "no_space"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class Accepted:
+    outcome: Outcome
+    info: MessageInfo | None = None
+
+
+class MessageBuilder:
+    """Pure but for the queue id and the DKIM key: turns a Submission into a NewMessage."""
+
+    def __init__(self, cfg: Config, signer: DkimSigner | None = None,
+                 unsubscribe_tokens: UnsubscribeTokens | None = None) -> None:
+        self.cfg = cfg
+        self.signer = signer
+        self.unsubscribe_tokens = unsubscribe_tokens
+        self.stream_header = cfg.submission.stream_header
+        self.campaign_header = cfg.submission.campaign_header
+        self.strip = INTERNAL_HEADERS | {h.lower().encode() for h in (self.stream_header, self.campaign_header) if h}
+
+    def build(self, sub: Submission, now: float) -> NewMessage:
+        cfg = self.cfg
+        qid = new_queue_id()
+        head, rest = hdr.split_headers(sub.content)
+        facts = hdr.read_facts(head, self.stream_header, self.campaign_header)
+        stream = self.stream(sub, facts.stream)
+        tenant = sub.tenant or (facts.tenant if sub.header_tenant else "")
+        head = hdr.remove_fields(head, self.strip)
+        sending_domain = facts.from_domain or sub.sender.rpartition("@")[2].lower() or cfg.mta.hostname
+        rcpts = sub.recipients
+        added = hdr.received_field(helo=sub.helo or "unknown", client_ip=sub.client_ip, hostname=cfg.mta.hostname,
+                                   protocol=sub.protocol, queue_id=qid,
+                                   recipient=rcpts[0] if len(rcpts) == 1 else None, now=now)
+        message_id = facts.message_id
+        if not message_id:
+            message_id = hdr.make_message_id(qid, cfg.mta.hostname)
+            added += f"Message-ID: {message_id}\r\n".encode()
+        if not facts.has_date:
+            added += hdr.date_field(max(now, sub.send_at))
+        head += self._unsubscribe_fields(stream, rcpts, tenant, sending_domain, qid, head)
+        body = added + head + rest
+        if self.signer is not None:
+            # Last, so the signature covers every header we added (RFC 8058 wants List-Unsubscribe
+            # signed); once per message, never per delivery attempt.
+            body = self.signer.sign(body, facts.from_domain or sending_domain) + body
+        stream_cfg = cfg.stream(stream)
+        # A scheduled message's queue age (and so its expiry) counts from its send time.
+        created = sub.send_at if sub.send_at > now else now
+        return NewMessage(queue_id=qid, sender=sub.sender, recipients=list(rcpts), body=body, created=created,
+                          stream=stream, priority=stream_cfg.priority, tenant=tenant, pool=stream_cfg.pool,
+                          sending_domain=sending_domain, header_message_id=message_id,
+                          campaign=sub.campaign or facts.campaign, smtputf8=sub.smtputf8, client=sub.client_ip,
+                          auth_user=sub.auth_user, not_before=sub.send_at if sub.send_at > now else 0.0)
+
+    def stream(self, sub: Submission, header_stream: str) -> str:
+        streams = self.cfg.streams
+        if sub.stream_fixed and sub.stream in streams:
+            return sub.stream         # the operator's setting for this user (or the API request) wins
+        if header_stream in streams:
+            return header_stream
+        return self.cfg.submission.default_stream
+
+    def _unsubscribe_fields(self, stream: str, rcpts: list[str], tenant: str, sending_domain: str, qid: str,
+                            head: bytes) -> bytes:
+        """List-Unsubscribe / -Post (RFC 8058) for streams that want them, one recipient per message."""
+        u = self.cfg.unsubscribe
+        if self.unsubscribe_tokens is None or stream not in u.streams or has_list_unsubscribe(head):
+            return b""
+        recipient = one_click_recipient(rcpts)
+        if recipient is None:
+            return b""
+        return list_unsubscribe_headers(self.unsubscribe_tokens, recipient=recipient, tenant=tenant,
+                                        sending_domain=sending_domain, queue_id=qid, https_base=u.https_base,
+                                        mailto_domain=u.mailto_domain)
+
+
+class Injector:
+    """The durable write every front end ends with: the answer comes only after the fsync."""
+
+    def __init__(self, accept: Callable[..., Awaitable[MessageInfo]], metrics: Metrics,
+                 disk: DiskGuard | None = None) -> None:
+        self.accept = accept
+        self.metrics = metrics
+        self.disk = disk
+
+    def room_for(self, size: int) -> bool:
+        return self.disk is None or self.disk.room_for(size)
+
+    def refuse(self, reason: str) -> None:
+        self.metrics.refusals.labels(reason).inc()
+
+    async def inject(self, msg: NewMessage, listener: str, client: str, also: Callable[..., object] | None = None,
+                     started: float | None = None) -> Accepted:
+        started = time.perf_counter() if started is None else started
+        try:
+            info = await (self.accept(msg, also) if also is not None else self.accept(msg))
+        except SpoolClosed:
+            return Accepted(Outcome.SHUTTING_DOWN)
+        except Exception as exc:
+            if is_disk_full(exc):
+                # The guard logs the episode once; each refusal is only counted.
+                if self.disk is not None:
+                    self.disk.note_full(exc)
+                self.refuse("insufficient_storage")
+                return Accepted(Outcome.NO_SPACE)
+            log.exception("could not queue a message from %s", client)
+            self.refuse("spool_error")
+            return Accepted(Outcome.FAILED)
+        self.metrics.accepted_messages.labels(listener).inc()
+        self.metrics.accepted_bytes.inc(len(msg.body))
+        self.metrics.accept_seconds.observe(time.perf_counter() - started)
+        return Accepted(Outcome.QUEUED, info)
