@@ -171,7 +171,8 @@ class MtaDaemon:
         assert self.scheduler is not None
         tls = server_tls_context(sub.tls_cert, sub.tls_key)
         handler = SubmissionHandler(cfg, self.scheduler.accept, self.metrics, self.clock, signer=self.signer,
-                                    unsubscribe_tokens=self.unsubscribe_tokens, disk=self.disk)
+                                    unsubscribe_tokens=self.unsubscribe_tokens, disk=self.disk,
+                                    tracking_tokens=self.engagement.tokens)
         check = self._check_password if self.auth is not None else None
         trusted = trust_check(sub.trusted_networks)
         reserved = min(sub.reserved_connections, sub.max_connections // 2)
@@ -198,7 +199,7 @@ class MtaDaemon:
     async def _start_api(self) -> None:
         assert self.spool is not None and self.scheduler is not None and self.event_index is not None
         self.api_keys = KeyStore(self.cfg.mta.spool_dir)
-        builder = MessageBuilder(self.cfg, self.signer, self.unsubscribe_tokens)
+        builder = MessageBuilder(self.cfg, self.signer, self.unsubscribe_tokens, self.engagement.tokens)
         injector = Injector(self.scheduler.accept, self.metrics, self.disk)
         ctx = ApiContext(self.cfg, builder, injector, self.spool, self.scheduler, self.api_keys, self.event_index,
                          self.clock, ApiMetrics(self.metrics.registry))

@@ -19,6 +19,7 @@ from mta.spool.diskspace import INSUFFICIENT_STORAGE, DiskGuard, declared_size
 from mta.submission.addresses import check_recipient, check_sender
 from mta.submission.auth import User
 from mta.submission.pipeline import Injector, MessageBuilder, Outcome, Submission
+from mta.tracking.tokens import TrackingTokens
 
 log = logging.getLogger("mta.submission")
 
@@ -26,7 +27,7 @@ class SubmissionHandler:
     def __init__(self, cfg: Config, accept: Callable[[NewMessage], Awaitable[MessageInfo]], metrics: Metrics,
                  clock: Callable[[], float] = time.time, listener: str = "submission",
                  signer: DkimSigner | None = None, unsubscribe_tokens: UnsubscribeTokens | None = None,
-                 disk: DiskGuard | None = None) -> None:
+                 disk: DiskGuard | None = None, tracking_tokens: TrackingTokens | None = None) -> None:
         self.cfg = cfg
         self.disk = disk
         self.accept = accept
@@ -34,7 +35,7 @@ class SubmissionHandler:
         self.clock = clock
         self.listener = listener
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in cfg.submission.trusted_networks]
-        self.builder = MessageBuilder(cfg, signer, unsubscribe_tokens)
+        self.builder = MessageBuilder(cfg, signer, unsubscribe_tokens, tracking_tokens)
         self.injector = Injector(accept, metrics, disk)
 
     # ------------------------------------------------------------------ relay policy

@@ -25,6 +25,8 @@ from mta.spool import SpoolClosed
 from mta.spool.diskspace import DiskGuard, is_disk_full
 from mta.spool.ids import new_queue_id
 from mta.submission import headers as hdr
+from mta.tracking.inject import opted_out, track_message
+from mta.tracking.tokens import TrackingTokens
 
 log = logging.getLogger("mta.submission")
 
@@ -49,6 +51,8 @@ class Submission:
     auth_user: str = ""
     smtputf8: bool = False
     send_at: float = 0.0         # not due before this time (a scheduled send); 0 = now
+    track: bool | None = None    # open/click tracking: None = as the stream or tenant says; False = off
+    variant: str = ""            # A/B variant name, carried in tracking tokens and events
 
 
 class Outcome(enum.Enum):
@@ -68,13 +72,17 @@ class MessageBuilder:
     """Pure but for the queue id and the DKIM key: turns a Submission into a NewMessage."""
 
     def __init__(self, cfg: Config, signer: DkimSigner | None = None,
-                 unsubscribe_tokens: UnsubscribeTokens | None = None) -> None:
+                 unsubscribe_tokens: UnsubscribeTokens | None = None,
+                 tracking_tokens: TrackingTokens | None = None) -> None:
         self.cfg = cfg
         self.signer = signer
         self.unsubscribe_tokens = unsubscribe_tokens
+        self.tracking_tokens = tracking_tokens
         self.stream_header = cfg.submission.stream_header
         self.campaign_header = cfg.submission.campaign_header
-        self.strip = INTERNAL_HEADERS | {h.lower().encode() for h in (self.stream_header, self.campaign_header) if h}
+        self.track_header = cfg.tracking.header if tracking_tokens is not None else ""
+        internal = (self.stream_header, self.campaign_header, self.track_header)
+        self.strip = INTERNAL_HEADERS | {h.lower().encode() for h in internal if h}
 
     def build(self, sub: Submission, now: float) -> NewMessage:
         cfg = self.cfg
@@ -83,6 +91,7 @@ class MessageBuilder:
         facts = hdr.read_facts(head, self.stream_header, self.campaign_header)
         stream = self.stream(sub, facts.stream)
         tenant = sub.tenant or (facts.tenant if sub.header_tenant else "")
+        track = self._tracks(sub, stream, tenant, head)
         head = hdr.remove_fields(head, self.strip)
         sending_domain = facts.from_domain or sub.sender.rpartition("@")[2].lower() or cfg.mta.hostname
         rcpts = sub.recipients
@@ -96,7 +105,14 @@ class MessageBuilder:
         if not facts.has_date:
             added += hdr.date_field(max(now, sub.send_at))
         head += self._unsubscribe_fields(stream, rcpts, tenant, sending_domain, qid, head)
-        body = added + head + rest
+        content = head + rest
+        if track and self.tracking_tokens is not None:
+            # Before signing: the signature must cover the rewritten links and the pixel.
+            t = self.cfg.tracking
+            content = track_message(content, self.tracking_tokens, base_url=t.base_url, queue_id=qid,
+                                    recipient=rcpts[0], tenant=tenant, campaign=sub.campaign or facts.campaign,
+                                    variant=sub.variant, accepted_at=now, clicks=t.clicks, opens=t.opens).message
+        body = added + content
         if self.signer is not None:
             # Last, so the signature covers every header we added (RFC 8058 wants List-Unsubscribe
             # signed); once per message, never per delivery attempt.
@@ -109,6 +125,15 @@ class MessageBuilder:
                           sending_domain=sending_domain, header_message_id=message_id,
                           campaign=sub.campaign or facts.campaign, smtputf8=sub.smtputf8, client=sub.client_ip,
                           auth_user=sub.auth_user, not_before=sub.send_at if sub.send_at > now else 0.0)
+
+    def _tracks(self, sub: Submission, stream: str, tenant: str, head: bytes) -> bool:
+        """Tracked: a tracked stream or tenant, not turned off by the request or the message's
+        header, and one recipient (a token names who opened or clicked)."""
+        if self.tracking_tokens is None or sub.track is False or len(sub.recipients) != 1:
+            return False
+        if not self.cfg.tracking.tracks(stream, tenant) and sub.track is not True:
+            return False
+        return not opted_out(head, self.track_header)
 
     def stream(self, sub: Submission, header_stream: str) -> str:
         streams = self.cfg.streams

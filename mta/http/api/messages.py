@@ -57,7 +57,7 @@ def build_message(ctx: ApiContext, key: ApiKey, req: MessageRequest, client: str
     sub = Submission(sender=req.sender.address, recipients=req.recipients, content=content, client_ip=client,
                      helo=f"api:{key.name}", protocol="HTTP", tenant=key.tenant, stream=req.stream,
                      stream_fixed=bool(req.stream), campaign=req.campaign, auth_user=f"api:{key.name}",
-                     smtputf8=req.smtputf8, send_at=req.send_at)
+                     smtputf8=req.smtputf8, send_at=req.send_at, track=req.track)
     return ctx.builder.build(sub, ctx.clock())
 
 

@@ -21,7 +21,7 @@ RESERVED_HEADERS = {"from", "to", "cc", "bcc", "reply-to", "subject", "date", "m
                     "content-type", "content-transfer-encoding", "received", "dkim-signature", "return-path",
                     "x-tenant", "list-unsubscribe", "list-unsubscribe-post", "sender"}
 MESSAGE_FIELDS = {"from", "to", "cc", "bcc", "reply_to", "subject", "text", "html", "headers", "attachments",
-                  "stream", "tags", "campaign", "send_at", "template", "substitutions"}
+                  "stream", "tags", "campaign", "send_at", "template", "substitutions", "track"}
 MAX_TAGS = 20
 MAX_TAG = 128
 
@@ -60,6 +60,7 @@ class MessageRequest:
     send_at: float = 0.0
     template: dict[str, str] | None = None
     substitutions: dict[str, Any] = field(default_factory=dict)
+    track: bool | None = None           # open/click tracking: None = as configured; False = off; True = on
 
     @property
     def recipients(self) -> list[str]:
@@ -125,6 +126,10 @@ def parse_message(data: Any, now: float, limits: Limits, prefix: str = "") -> Me
     if subs and req.template is None:
         raise invalid(f + "substitutions", "substitutions need a template")
     req.substitutions = subs
+    track = data.get("track")
+    if track is not None and not isinstance(track, bool):
+        raise invalid(f + "track", "must be true or false")
+    req.track = track
     return req
 
 
