@@ -22,6 +22,7 @@ from policy.engine.rules import Verdict
 from policy.engine.state import ANY_ISP, CAMPAIGN, DOMAIN, FOREVER, IP, ISP, MAILBOX, SENDER, TENANT, PairKey, PairState
 from policy.store.base import HEALTH, PAIR, Store
 from warmup_base.policy_protocol.model import Grant, GrantRequest, Outcome
+from warmup_base.policy_protocol.wire import key_safe
 
 log = logging.getLogger("policyd")
 
@@ -432,6 +433,7 @@ def selector_key(source: str = "", domain: str = "", mailbox: str = "", isp: str
     alone = every sender). Tenants and campaigns are culprits: paused per ISP, no schedule."""
     if sum(bool(x) for x in (source, domain, mailbox, tenant, campaign)) > 1:
         raise ValueError("give one of --source, --domain, --mailbox, --tenant or --campaign")
+    source, domain, mailbox, tenant, campaign = map(key_safe, (source, domain, mailbox, tenant, campaign))
     if tenant:
         return PairKey(TENANT, tenant, isp or ANY_ISP)
     if campaign:

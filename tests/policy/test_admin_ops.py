@@ -60,3 +60,26 @@ def test_bad_admin_requests_are_bad_requests(line: bytes) -> None:
     with pytest.raises(ProtocolError) as info:
         decode_request(line)
     assert info.value.code == "bad_request" and info.value.msg_id == 1
+
+
+async def test_names_with_a_bar_do_not_break_keys(running: Running) -> None:
+    """`|` separates the parts of policyd's keys; a mailbox's local part may hold one."""
+    from dataclasses import replace
+
+    from warmup_base.policy_protocol.model import Outcome
+
+    client = PolicyClient(running.address)
+    ask = replace(request(5), tenant="ten|ant", mailbox="odd|one@example.test", campaign="spring|sale")
+    assert sum(lease.count for lease in await client.request([ask])) == 5
+    bounce = Outcome("gmail.com", ask.mx_hosts, "ip1", "example.test", "ten|ant", "marketing", "hard_bounce",
+                     "userunknown", 550, "5.1.1", 20, "odd|one@example.test", "spring|sale")
+    await client.feedback([bounce, delivered()])
+    assert await client.flush()
+    status = await client.admin(admin("status"))
+    assert status["pairs"] and all(p["name"].count("|") == 0 for p in status["pairs"])
+    for selector in ({"tenant": "ten|ant"}, {"mailbox": "odd|one@example.test"}, {"campaign": "spring|sale"}):
+        explained = await client.admin(admin("explain", **selector))
+        assert explained["pairs"] is not None
+        await client.admin(admin("history", **selector))
+    assert (await client.admin(admin("pause", tenant="ten|ant", force=True)))["changed"] == ["tenant|ten%7Cant|*"]
+    await client.close()

@@ -169,23 +169,33 @@ def _items(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return items
 
 
+def key_safe(name: str) -> str:
+    """A name as policyd keys it: `|` separates the parts of its keys ("kind|name|isp"), and a
+    mailbox's local part (or a tenant's or campaign's name) may hold one, so it becomes %7C."""
+    return name.replace("|", "%7C") if "|" in name else name
+
+
+def _name(d: dict[str, Any], name: str, where: str, default: str | None = None) -> str:
+    return key_safe(_str(d, name, where, default))
+
+
 def _ask(d: dict[str, Any], where: str) -> GrantRequest:
     return GrantRequest(site=_str(d, "site", where), mx_hosts=_strs(d, "mx_hosts", where),
-                        pool=_str(d, "pool", where, ""), sources=_strs(d, "sources", where),
-                        stream=_str(d, "stream", where, ""), sending_domain=_str(d, "sending_domain", where, ""),
-                        tenant=_str(d, "tenant", where, ""), wanted=_int(d, "wanted", where),
-                        mailbox=_str(d, "mailbox", where, ""), campaign=_str(d, "campaign", where, ""),
+                        pool=_str(d, "pool", where, ""), sources=tuple(map(key_safe, _strs(d, "sources", where))),
+                        stream=_str(d, "stream", where, ""), sending_domain=_name(d, "sending_domain", where, ""),
+                        tenant=_name(d, "tenant", where, ""), wanted=_int(d, "wanted", where),
+                        mailbox=_name(d, "mailbox", where, ""), campaign=_name(d, "campaign", where, ""),
                         backlog=_int(d, "backlog", where, 0), weights=_ints(d, "weights", where))
 
 
 def _outcome(d: dict[str, Any], where: str) -> Outcome:
     return Outcome(site=_str(d, "site", where, ""), mx_hosts=_strs(d, "mx_hosts", where),
-                   source=_str(d, "source", where), sending_domain=_str(d, "sending_domain", where, ""),
-                   tenant=_str(d, "tenant", where, ""), stream=_str(d, "stream", where, ""),
+                   source=_name(d, "source", where), sending_domain=_name(d, "sending_domain", where, ""),
+                   tenant=_name(d, "tenant", where, ""), stream=_str(d, "stream", where, ""),
                    outcome=_str(d, "outcome", where), reason=_str(d, "reason", where, ""),
                    code=_int(d, "code", where, 0, MAX_CODE), status=_str(d, "status", where, ""),
-                   count=_int(d, "count", where, 1), mailbox=_str(d, "mailbox", where, ""),
-                   campaign=_str(d, "campaign", where, ""))
+                   count=_int(d, "count", where, 1), mailbox=_name(d, "mailbox", where, ""),
+                   campaign=_name(d, "campaign", where, ""))
 
 
 # ---- server side
