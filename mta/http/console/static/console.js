@@ -58,6 +58,9 @@ function fill(tbody, rows, empty) {
 }
 
 // ---------------------------------------------------------------- navigation
+const LOGIN_ERRORS = {"failed": "That key was not accepted.",
+                      "not-operator": "That is a tenant key: the console needs an operator key."};
+
 function showLogin() {
   session = null;
   document.getElementById("login").hidden = false;
@@ -66,7 +69,9 @@ function showLogin() {
   document.querySelector(".who").hidden = true;
   if (timer) clearInterval(timer);
   timer = null;
-  say("Log in with an operator API key.");
+  const failed = LOGIN_ERRORS[new URLSearchParams(location.search).get("login")];
+  say(failed || "Log in with an operator API key.", Boolean(failed));
+  document.getElementById("key").focus();
 }
 
 function current() {
@@ -153,15 +158,11 @@ async function viewWarmup() {
 
 function drawCharts(data) {
   const box = document.getElementById("warmup-charts");
-  const figures = [];
-  for (const [source, days] of Object.entries(data.daily || {})) {
-    const schedule = (data.schedules || {})[data.ip_schedule] || [];
-    figures.push(chart(source, days, schedule));
-  }
+  const figures = Object.entries(data.daily || {}).map(([source, days]) => chart(source, days));
   box.replaceChildren(...(figures.length ? figures : [el("p", {class: "hint"}, "No deliveries recorded yet.")]));
 }
 
-function chart(source, days, schedule) {
+function chart(source, days) {
   const W = 300, H = 120, pad = 22;
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -170,7 +171,8 @@ function chart(source, days, schedule) {
   const last = days.length ? days[days.length - 1] : null;
   svg.setAttribute("aria-label", `${source}: ${days.length} days; last day ${last ? last.delivered : 0} delivered`);
   const n = Math.max(days.length, 1);
-  const expected = days.map((d, i) => schedule.length ? schedule[Math.min(d.day ?? i, schedule.length - 1)] : 0);
+  const expected = days.map(d => d.schedule || 0);      // the schedules' volume that day (server-side)
+  const planned = days.some(d => d.schedule != null);
   const top = Math.max(1, ...days.map(d => d.delivered), ...expected);
   const bw = (W - pad) / n;
   days.forEach((d, i) => {
@@ -183,7 +185,7 @@ function chart(source, days, schedule) {
     r.append(tip);
     svg.append(r);
   });
-  if (schedule.length && days.length) {
+  if (planned) {
     const line = document.createElementNS(ns, "polyline");
     line.setAttribute("class", "schedule");
     line.setAttribute("points", expected.map((v, i) => `${pad + (i + 0.5) * bw},${H - pad - (H - pad) * v / top}`)
