@@ -82,9 +82,13 @@ async def _policy(scheduler: Scheduler, action: str, body: dict[str, Any], opera
     day = body.get("day", 0) if action == "set_day" else 0
     if isinstance(day, bool) or not isinstance(day, int) or not 0 <= day <= 10_000:
         raise invalid("day", "day must be a whole number from 0 to 10000")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise invalid("force", "force must be true or false")
     recorded = f"console ({operator})" + (f": {reason}" if reason else "")
     try:
-        reply = await client.admin(AdminRequest(action, selector, duration=duration, day=day, reason=recorded))
+        reply = await client.admin(AdminRequest(action, selector, duration=duration, day=day, reason=recorded,
+                                                  force=force))
     except PolicyRefused as exc:
         raise ApiError(422, "invalid", f"policyd refused: {exc.detail}") from None
     except PolicyUnavailable as exc:
