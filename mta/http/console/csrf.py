@@ -3,7 +3,8 @@
 The cookie is SameSite=Strict already; on top of that every POST made with the cookie must carry
 the session's token (header X-CSRF-Token, or form field `csrf` for the log-out form), which a
 page on another origin cannot read. A POST whose Origin header names another origin is refused
-too. Bearer requests carry no ambient credential and need no token.
+too (one that names none, or "null", relies on the token). Bearer requests carry no ambient
+credential and need no token.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ def token_matches(expected: str, given: str) -> bool:
 
 
 def same_origin(request: web.Request) -> bool:
-    """False only when the browser says the request comes from another origin."""
+    """False only when the browser says the request comes from another origin. "null" says
+    nothing: our own pages send it (Referrer-Policy: no-referrer hides the origin of their POSTs),
+    so the token has to decide."""
     origin = request.headers.get("Origin")
-    if origin is None:          # not every browser sends it on a same-origin form POST
+    if origin is None or origin == "null":
         return True
     return origin == f"{request.scheme}://{request.host}"

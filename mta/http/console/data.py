@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from mta.http.console.stats import DeliverabilityStats
+from mta.model import WAITING
 from mta.spool.gauges import group_sites
 from mta.spool.store import SpoolStore
 from mta.spool.suppression import listing
@@ -124,12 +125,17 @@ class QueueView:
         store = self._store
         sites, _oldest = group_sites(store.site_backlog(), MAX_SITES)
         replies: dict[str, list[tuple[int, str]]] = {}
-        for site, code, text, n in store.db.execute(
-                "SELECT CASE WHEN last_site <> '' THEN last_site ELSE domain END, last_code, last_text, COUNT(*)"
-                " FROM recipients WHERE attempts > 0 AND last_text <> '' GROUP BY 1, 2, 3"):
-            replies.setdefault(site, []).append((n, f"{code} {text}".strip() if code else text))
-        return {"sites": sites, "replies": {s: [t for _n, t in sorted(r, reverse=True)[:REPLIES_PER_SITE]]
-                                           for s, r in replies.items()}}
+        next_attempt: dict[str, float] = {}
+        for site, code, text, n, due in store.db.execute(
+                "SELECT CASE WHEN last_site <> '' THEN last_site ELSE domain END, last_code, last_text, COUNT(*),"
+                " MIN(CASE WHEN state = ? THEN next_attempt END) FROM recipients GROUP BY 1, 2, 3", (WAITING,)):
+            if text:
+                replies.setdefault(site, []).append((n, text if not code or text.startswith(str(code))
+                                                     else f"{code} {text}"))
+            if due is not None and (site not in next_attempt or due < next_attempt[site]):
+                next_attempt[site] = due
+        return {"sites": sites, "next_attempt": next_attempt,
+                "replies": {s: [t for _n, t in sorted(r, reverse=True)[:REPLIES_PER_SITE]] for s, r in replies.items()}}
 
     async def snapshot(self) -> dict[str, Any]:
         async with self._lock:
@@ -173,7 +179,10 @@ async def queue(scheduler: Scheduler, view: QueueView) -> dict[str, Any]:
     for name, counts in snap["sites"].items():
         site = routed.get(name, name)
         row = rows.setdefault(site, {"site": site, "queued": 0, "deferred": 0, "held": 0, "oldest": 0.0,
-                                     "last_replies": []})
+                                     "last_replies": [], "next_attempt": None})
+        due = snap["next_attempt"].get(name)
+        if due is not None and (row["next_attempt"] is None or due < row["next_attempt"]):
+            row["next_attempt"] = due
         for state in ("queued", "deferred", "held"):
             row[state] += counts.recipients.get(state, 0)
         if counts.oldest and (not row["oldest"] or counts.oldest < row["oldest"]):
@@ -183,13 +192,19 @@ async def queue(scheduler: Scheduler, view: QueueView) -> dict[str, Any]:
                 row["last_replies"].append(reply)
     for site, info in memory.items():
         if info["in_memory"] and site not in rows:
-            rows[site] = {"site": site, "queued": 0, "deferred": 0, "held": 0, "oldest": 0.0, "last_replies": []}
+            rows[site] = {"site": site, "queued": 0, "deferred": 0, "held": 0, "oldest": 0.0, "last_replies": [],
+                          "next_attempt": None}
     out = []
     for site, row in rows.items():
         oldest = row.pop("oldest")
         info = memory.get(site, {})
+        waiting = info.get("waiting", "")
+        if not waiting and row["next_attempt"] is not None:      # on disk only: a retry or a scheduled send
+            waiting = ("due now" if row["next_attempt"] <= now else
+                       "on disk until its next attempt at " + time.strftime("%H:%M:%S",
+                                                                           time.localtime(row["next_attempt"])))
         out.append({**row, "oldest_age": max(0.0, now - oldest) if oldest else None,
-                    "waiting": info.get("waiting", ""), "in_memory": info.get("in_memory", 0),
+                    "waiting": waiting, "in_memory": info.get("in_memory", 0),
                     "connections": info.get("connections", 0)})
     out.sort(key=lambda r: (-(r["queued"] + r["deferred"] + r["held"]), r["site"]))
     return {"sites": out}

@@ -103,7 +103,7 @@ function stateCell(p, now) {
   let text = "warming", cls = "state-ok";
   if (p.operator_paused) { text = "paused by operator"; cls = "state-paused"; }
   else if (p.paused_until && p.paused_until > now) {
-    text = `paused (${p.pause_rule}) ${when(p.paused_until)}`; cls = "state-paused";
+    text = `paused (${p.pause_rule || "rule"}) until ${when(p.paused_until)}`; cls = "state-paused";
   } else if (p.backoff_until && p.backoff_until > now) {
     text = `throttled until ${when(p.backoff_until)}`; cls = "state-throttled";
   } else if (p.hold_until && p.hold_until > now) { text = `held until ${when(p.hold_until)}`; cls = "state-throttled"; }
@@ -143,8 +143,9 @@ async function viewWarmup() {
     summary.textContent = `policyd is not reachable at ${data.policyd.address || "(none configured)"}: ` +
       (data.policyd.error || "static limits apply");
   } else {
-    summary.textContent = `Calendar day ${data.calendar_day}; ${data.pairs.length} pairs` +
-      (data.shared ? "; limits shared by the cluster (Redis)" : "") + (data.in_window ? "" : "; outside the send window");
+    summary.textContent = `policyd at ${data.policyd.address}: ${data.pairs.length} pairs` +
+      (data.shared ? "; limits shared by the cluster (Redis): counts are cluster-wide" : "") +
+      (data.in_window ? "; in the sending window" : "; outside the sending window");
   }
   const kind = document.getElementById("warmup-kind").value;
   const rows = (data.pairs || []).filter(p => !kind || p.kind === kind).map(p => el("tr", {},
@@ -186,17 +187,32 @@ function chart(source, days) {
     svg.append(r);
   });
   if (planned) {
-    const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("class", "schedule");
-    line.setAttribute("points", expected.map((v, i) => `${pad + (i + 0.5) * bw},${H - pad - (H - pad) * v / top}`)
-      .join(" "));
-    svg.append(line);
+    days.forEach((d, i) => {
+      const y = H - pad - (H - pad) * expected[i] / top;
+      const mark = document.createElementNS(ns, "line");
+      Object.entries({x1: pad + i * bw, x2: pad + (i + 1) * bw, y1: y, y2: y, class: "schedule"})
+        .forEach(([k, v]) => mark.setAttribute(k, v));
+      svg.append(mark);
+    });
+  }
+  if (days.length) {
+    for (const [i, anchor] of [[0, "start"], [days.length - 1, "end"]]) {
+      const t = document.createElementNS(ns, "text");
+      t.setAttribute("x", anchor === "start" ? pad : W); t.setAttribute("y", H - 6);
+      t.setAttribute("text-anchor", anchor);
+      t.textContent = days[i].date;
+      svg.append(t);
+      if (days.length === 1) break;
+    }
   }
   const label = document.createElementNS(ns, "text");
   label.setAttribute("x", 2); label.setAttribute("y", 10);
   label.textContent = top.toLocaleString();
   svg.append(label);
-  return el("figure", {}, el("figcaption", {}, `${source} (bars: delivered per day; dashes: schedule)`), svg);
+  const today = last ? `${last.delivered.toLocaleString()} delivered on ${last.date}` +
+    (last.schedule != null ? `, schedule ${last.schedule.toLocaleString()}` : "") : "";
+  return el("figure", {}, el("figcaption", {}, source), el("p", {class: "hint"}, today), svg,
+            el("p", {class: "legend"}, "bars: delivered per day; dashes: the schedule's volume"));
 }
 
 // ---------------------------------------------------------------- decisions
@@ -204,8 +220,12 @@ async function viewDecisions() {
   const form = new FormData(document.getElementById("decisions-filter"));
   const q = new URLSearchParams([...form].filter(([, v]) => v));
   const data = await api(`api/decisions?${q}`);
+  const target = key => {
+    const [kind, name, isp] = String(key).split("|");
+    return `${kind} ${name} at ${isp && isp !== "*" ? isp : "every ISP"}`;
+  };
   const rows = data.actions.slice().reverse().map(a => el("tr", {},
-    el("td", {}, when(a.at)), el("td", {}, a.key), el("td", {}, a.rule), el("td", {}, a.action),
+    el("td", {}, when(a.at)), el("td", {}, target(a.key)), el("td", {}, a.rule), el("td", {}, a.action),
     el("td", {}, a.reason), el("td", {}, a.reply || ""), el("td", {}, a.expires ? when(a.expires) : "")));
   fill(document.querySelector("#decisions-table tbody"), rows, "No decisions recorded.");
 }
