@@ -2,7 +2,8 @@
 chromedriver, against the running daemon and a real policyd. Logs in with a key, sees the warm-up
 table fill from policyd, pauses a pair through the confirmation dialog and sees policyd's own
 status change, visits every tab and lifts a suppression. Screenshots go to tests/artifacts/console/
-(git-ignored; CI keeps them). Skipped only when chromium is not installed, never in CI.
+(git-ignored; CI keeps them). Skipped only when chromium is not installed, never in CI (`CI` or
+`REQUIRE_BROWSER` set: .ci/run sets the latter).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def _need_browser() -> None:
         missing.append("selenium (pip install .[test])")
     if missing:
         reason = f"browser tests need {', '.join(missing)}: ./scripts/test installs them"
-        if os.environ.get("CI"):
-            pytest.fail(reason)          # CI installs them: a missing browser there is a broken set-up
+        if os.environ.get("CI") or os.environ.get("REQUIRE_BROWSER"):
+            pytest.fail(reason)          # CI installs them (.ci/run): a missing browser there is a broken set-up
         pytest.skip(reason)
 
 
