@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,15 +68,19 @@ class Console:
         replay (on a thread), what comes later by the subscription (held back until the replay is in)."""
         events = self.ctx.scheduler.events
         events.flush()
+        path = events.path
+        try:
+            end = os.path.getsize(path) if path else 0
+        except OSError:
+            end = 0
         self._early = []
         events.subscribe(self._on_event)
-        path = events.path
         past = DeliverabilityStats()
 
         def replay() -> None:
             if path:
                 past.replay_file(path + ".1")
-                past.replay_file(path)
+                past.replay_file(path, end=end)      # what came later is counted by the subscription
 
         async def run() -> None:
             try:
