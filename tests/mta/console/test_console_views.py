@@ -275,3 +275,26 @@ async def test_mail_waiting_in_memory_for_a_paused_pair_says_why_and_can_be_held
     status, body, _h = await api.call("POST", "/console/api/action", "op", json={"action": "release", "site": site})
     assert status == 200 and body["recipients"] == 2
     await google.await_for(2)
+
+
+async def test_with_policyd_down_the_console_says_so_and_actions_are_503(start_api, world, dns_server,
+                                                                         policyd_factory):
+    isp_domains(world, dns_server)
+    policyd = policyd_factory()
+    api = await start_api(policy={"address": policyd.address}, egress=ONE_SOURCE)
+    _s, view, _h = await api.call("GET", "/console/api/warmup", "op")
+    assert view["policyd"]["connected"] is True
+    policyd.kill()
+
+    async def down() -> dict[str, Any] | None:
+        _s, view, _h = await api.call("GET", "/console/api/warmup", "op")
+        return view if not view["policyd"]["connected"] else None
+
+    view = await until(down)
+    assert view is not None and policyd.address in view["policyd"]["error"] and view["pairs"] == []
+    status, body, _h = await api.call("POST", "/console/api/action", "op",
+                                      json={"action": "pause", "source": "ip1", "isp": "google"})
+    assert status == 503 and policyd.address in body["error"]["message"]
+    status, body, _h = await api.call("GET", "/console/api/decisions", "op")
+    assert status == 503
+    assert audits(api) == []
