@@ -235,7 +235,8 @@ async function viewQueue() {
   const data = await api("api/queue");
   const rows = data.sites.map(s => el("tr", {},
     el("td", {}, s.site), el("td", {class: "num"}, s.queued), el("td", {class: "num"}, s.deferred),
-    el("td", {class: "num"}, s.held), el("td", {}, age(s.oldest_age)), el("td", {}, s.waiting || ""),
+    el("td", {class: "num"}, s.held), el("td", {}, age(s.oldest_age)),
+    el("td", {}, (s.waiting || "") + (s.in_memory ? ` (${s.in_memory} in memory, ${s.connections} connections)` : "")),
     el("td", {}, (s.last_replies || []).join(" | ")),
     el("td", {},
        el("button", {type: "button", onclick: () => act("flush", {site: s.site}, `Retry everything for ${s.site} now?`)},
