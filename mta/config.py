@@ -197,6 +197,7 @@ class ApiSection:
     event_retention: Duration = Duration(7 * 86400)   # how long /v1/events and message status keep events
     idempotency_ttl: Duration = Duration(86400)       # how long an Idempotency-Key's first answer is kept
     max_schedule_ahead: Duration = Duration(30 * 86400)  # the furthest send_at accepted
+    console_session: Duration = Duration(12 * 3600)   # how long a console log-in lasts
 
 
 @dataclass
@@ -338,7 +339,7 @@ def validate(cfg: Config) -> None:
         parse_hostport(cfg.metrics.listen, "metrics.listen")
     if cfg.api.listen:
         parse_hostport(cfg.api.listen, "api.listen")
-    for key in ("max_body", "event_retention", "idempotency_ttl", "max_schedule_ahead"):
+    for key in ("max_body", "event_retention", "idempotency_ttl", "max_schedule_ahead", "console_session"):
         if getattr(cfg.api, key) <= 0:
             raise ConfigError(f"api.{key}: must be positive, got {getattr(cfg.api, key)}")
     if cfg.metrics.queue_interval <= 0:

@@ -113,7 +113,7 @@ async def status(service: PolicyService, selector: Selector) -> dict[str, Any]:
     schedules = {name: list(sched.days) for name, sched in service.policy.settings.schedules.items()}
     return {"time": now, "calendar_day": service.policy.calendar.day_index(now),
             "in_window": service.policy.calendar.in_window(now), "pairs": [r.to_dict() for r in rows],
-            "schedules": schedules}
+            "schedules": schedules, "shared": service.store.shared}
 
 
 async def history(service: PolicyService, selector: Selector, limit: int) -> list[dict[str, Any]]:

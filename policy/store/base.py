@@ -27,6 +27,8 @@ class StoreError(RuntimeError):
 
 
 class Store(abc.ABC):
+    shared = False      # True when several policyd processes share this state (a cluster)
+
     @abc.abstractmethod
     async def take(self, plans: Sequence[TakePlan], now: float) -> list[TakeResult]:
         """Runs each plan as one atomic take (see engine.bucket.take), in order."""

@@ -48,6 +48,8 @@ def _dumps(record: Record) -> str:
 
 
 class RedisStore(Store):
+    shared = True
+
     def __init__(self, url: str, prefix: str = "policyd:", history_limit: int = 100000) -> None:
         self.url = url
         self.prefix = prefix

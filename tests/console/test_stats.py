@@ -56,3 +56,12 @@ def test_replay_of_the_event_log_tail(tmp_path) -> None:
     assert stats.series("isp", 1, T0 + 60)["gmail"][0]["delivered"] == 4
     tail = DeliverabilityStats()
     assert tail.replay_file(str(path), tail_bytes=len(lines[-1]) + len(lines[-2]) + 150) <= 1
+
+
+def test_replay_stops_where_the_subscription_took_over(tmp_path) -> None:
+    path = tmp_path / "events.jsonl"
+    first = "\n".join(ev("delivered", T0 + i).to_json() for i in range(3)) + "\n"
+    path.write_text(first + ev("delivered", T0 + 10).to_json() + "\n")      # written after the cut
+    stats = DeliverabilityStats()
+    assert stats.replay_file(str(path), end=len(first.encode())) == 3
+    assert stats.series("isp", 1, T0 + 60)["gmail"][0]["delivered"] == 3

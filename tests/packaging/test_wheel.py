@@ -10,6 +10,7 @@ Dependencies come from PyPI through pip's cache; the first run on a machine take
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import smtplib
@@ -84,9 +85,23 @@ def _scrape(port: int) -> tuple[str, str]:
         return resp.headers["Content-Type"], resp.read().decode()
 
 
+def _check_console(installed: Path, cwd: Path, port: int) -> None:
+    """The web console's page and assets come from the installed package, and its warm-up view
+    reaches policyd with an operator key made by the installed CLI."""
+    base = f"http://127.0.0.1:{port}/console/"
+    for asset, needle in (("", 'id="login"'), ("console.js", "textContent"), ("console.css", "--accent")):
+        with urllib.request.urlopen(base + asset, timeout=10) as resp:
+            assert needle in resp.read().decode(), asset
+    key = _run([str(installed / "mta"), "api-key", "create", "--config", "mta.toml", "--tenant", "ops", "--operator",
+                "--name", "ops"], cwd).strip().splitlines()[-1]
+    request = urllib.request.Request(base + "api/warmup", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert json.loads(resp.read())["policyd"]["connected"] is True
+
+
 def test_installed_daemons_deliver_a_message(installed: Path, tmp_path: Path) -> None:
-    policy_port, policy_metrics, submit_port, inbound_port, mta_metrics = (
-        free_port(["127.0.0.1"]) for _ in range(5))
+    policy_port, policy_metrics, submit_port, inbound_port, mta_metrics, api_port = (
+        free_port(["127.0.0.1"]) for _ in range(6))
     mx_port = free_port(["127.0.1.1"])
     (tmp_path / "policy.toml").write_text(dumps({
         "policyd": {"listen": f"127.0.0.1:{policy_port}", "state": f"sqlite:///{tmp_path}/state/policy.db"},
@@ -110,6 +125,7 @@ def test_installed_daemons_deliver_a_message(installed: Path, tmp_path: Path) ->
                        "pools": {"default": {"sources": ["ip1"]}}},
             "policy": {"address": f"127.0.0.1:{policy_port}"},
             "metrics": {"listen": f"127.0.0.1:{mta_metrics}"},
+            "api": {"listen": f"127.0.0.1:{api_port}"},
         }))
         try:
             for cmd, port in ((["policyd", "serve", "--config", "policy.toml"], policy_port),
@@ -130,6 +146,7 @@ def test_installed_daemons_deliver_a_message(installed: Path, tmp_path: Path) ->
             for port in (mta_metrics, policy_metrics):
                 _content_type, text = _scrape(port)
                 assert "# TYPE" in text
+            _check_console(installed, tmp_path, api_port)
         finally:
             for proc in reversed(procs):
                 proc.terminate()

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.policy.conftest import Running
+from policy import operations
+from policy.engine import Policy
+from policy.service import PolicyService
+from tests.policy.conftest import Clock, Running, make_settings
 from tests.policy.test_client import delivered, request
-from warmup_base.policy_protocol.client import PolicyClient, PolicyUnavailable
+from warmup_base.policy_protocol.client import PolicyClient, PolicyRefused, PolicyUnavailable
 from warmup_base.policy_protocol.wire import AdminRequest, ProtocolError, decode_request
 
 
@@ -83,3 +86,22 @@ async def test_names_with_a_bar_do_not_break_keys(running: Running) -> None:
         await client.admin(admin("history", **selector))
     assert (await client.admin(admin("pause", tenant="ten|ant", force=True)))["changed"] == ["tenant|ten%7Cant|*"]
     await client.close()
+
+
+async def test_status_says_whether_the_limits_are_shared_by_a_cluster(backend, store) -> None:
+    service = PolicyService(Policy(make_settings()), store, Clock(), cache_seconds=0.0)
+    status = await operations.status(service, operations.Selector())
+    assert status["shared"] is (backend.name == "redis")
+
+
+async def test_a_refusal_is_told_apart_from_an_outage(running: Running) -> None:
+    client = PolicyClient(running.address)
+    with pytest.raises(PolicyRefused) as info:
+        await client.admin(admin("pause", isp="gmial"))
+    assert info.value.code == "bad_request" and "unknown isp gmial" in info.value.detail
+    await client.close()
+    gone = PolicyClient("127.0.0.1:1")
+    with pytest.raises(PolicyUnavailable) as outage:
+        await gone.admin(admin("status"))
+    assert not isinstance(outage.value, PolicyRefused)
+    await gone.close()

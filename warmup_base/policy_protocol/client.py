@@ -46,6 +46,15 @@ class PolicyUnavailable(ConnectionError):
     """policyd cannot be reached now, or answered that it cannot serve."""
 
 
+class PolicyRefused(PolicyUnavailable):
+    """policyd answered with an error (`code`: bad_request for an admin command it refuses)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"policyd: {code}: {message}")
+        self.code = code
+        self.detail = message
+
+
 class _Connection:
     """One stream to policyd; replies are matched to requests by id, so calls may overlap.
 
@@ -302,7 +311,7 @@ class PolicyClient:
             await conn.close()    # a hung daemon: the supervisor starts afresh
             raise PolicyUnavailable(f"policyd at {self.address} did not answer in {self.request_timeout}s") from None
         if not reply.ok:
-            raise PolicyUnavailable(f"policyd: {reply.error_code}: {reply.error_message}")
+            raise PolicyRefused(reply.error_code, reply.error_message)
         self._came_back()
         return reply
 

@@ -18,6 +18,7 @@ from mta.http.api import idempotency as idem
 from mta.http.api.context import CTX, ApiContext
 from mta.http.api.errors import make_error_middleware
 from mta.http.api.openapi import document
+from mta.http.console import routes as console
 from warmup_base.listen import parse_hostport
 
 log = logging.getLogger("mta.api")
@@ -71,6 +72,7 @@ def make_app(ctx: ApiContext) -> web.Application:
     app.router.add_get("/v1/suppressions", feeds.get_suppressions)
     app.router.add_post("/v1/suppressions", feeds.post_suppression)
     app.router.add_delete("/v1/suppressions", feeds.delete_suppression)
+    console.install(app, ctx)
     return app
 
 

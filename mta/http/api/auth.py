@@ -95,10 +95,14 @@ class KeyStore:
 
     def check(self, key: str) -> ApiKey | None:
         """The key's record if `key` is a live key (revocations by the CLI take effect at once)."""
+        # Looked up by hash: the time taken says nothing about the key.
+        return self.check_hash(hash_key(key))
+
+    def check_hash(self, key_hash: str) -> ApiKey | None:
+        """As `check`, for a key known by its hash (a console session keeps only that)."""
         with self._lock:
             self._refresh()
-            # Looked up by hash: the time taken says nothing about the key.
-            return self._by_hash.get(hash_key(key))
+            return self._by_hash.get(key_hash)
 
 
     def _refresh(self) -> None:

@@ -98,15 +98,16 @@ class DeliverabilityStats:
                 continue            # a torn last line, a line from another version
         return n
 
-    def replay_file(self, path: str, tail_bytes: int = 64 * 1024 * 1024) -> int:
-        """The last `tail_bytes` of the event log (recent history; older lines are outside the window)."""
+    def replay_file(self, path: str, tail_bytes: int = 64 * 1024 * 1024, end: int | None = None) -> int:
+        """The last `tail_bytes` of the event log before byte `end` (default: its end now): recent
+        history; older lines are outside the window."""
         try:
             with open(path, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
+                size = f.seek(0, os.SEEK_END) if end is None else end
                 f.seek(max(0, size - tail_bytes))
                 if size > tail_bytes:
                     f.readline()            # a partial first line
-                data = f.read()
+                data = f.read(max(0, size - f.tell()))
         except OSError:
             return 0
         return self.replay(data.decode("utf-8", "replace").splitlines())

@@ -58,6 +58,9 @@ function fill(tbody, rows, empty) {
 }
 
 // ---------------------------------------------------------------- navigation
+const LOGIN_ERRORS = {"failed": "That key was not accepted.",
+                      "not-operator": "That is a tenant key: the console needs an operator key."};
+
 function showLogin() {
   session = null;
   document.getElementById("login").hidden = false;
@@ -66,7 +69,9 @@ function showLogin() {
   document.querySelector(".who").hidden = true;
   if (timer) clearInterval(timer);
   timer = null;
-  say("Log in with an operator API key.");
+  const failed = LOGIN_ERRORS[new URLSearchParams(location.search).get("login")];
+  say(failed || "Log in with an operator API key.", Boolean(failed));
+  document.getElementById("key").focus();
 }
 
 function current() {
@@ -98,7 +103,7 @@ function stateCell(p, now) {
   let text = "warming", cls = "state-ok";
   if (p.operator_paused) { text = "paused by operator"; cls = "state-paused"; }
   else if (p.paused_until && p.paused_until > now) {
-    text = `paused (${p.pause_rule}) ${when(p.paused_until)}`; cls = "state-paused";
+    text = `paused (${p.pause_rule || "rule"}) until ${when(p.paused_until)}`; cls = "state-paused";
   } else if (p.backoff_until && p.backoff_until > now) {
     text = `throttled until ${when(p.backoff_until)}`; cls = "state-throttled";
   } else if (p.hold_until && p.hold_until > now) { text = `held until ${when(p.hold_until)}`; cls = "state-throttled"; }
@@ -138,8 +143,9 @@ async function viewWarmup() {
     summary.textContent = `policyd is not reachable at ${data.policyd.address || "(none configured)"}: ` +
       (data.policyd.error || "static limits apply");
   } else {
-    summary.textContent = `Calendar day ${data.calendar_day}; ${data.pairs.length} pairs` +
-      (data.shared ? "; limits shared by the cluster (Redis)" : "") + (data.in_window ? "" : "; outside the send window");
+    summary.textContent = `policyd at ${data.policyd.address}: ${data.pairs.length} pairs` +
+      (data.shared ? "; limits shared by the cluster (Redis): counts are cluster-wide" : "") +
+      (data.in_window ? "; in the sending window" : "; outside the sending window");
   }
   const kind = document.getElementById("warmup-kind").value;
   const rows = (data.pairs || []).filter(p => !kind || p.kind === kind).map(p => el("tr", {},
@@ -153,15 +159,11 @@ async function viewWarmup() {
 
 function drawCharts(data) {
   const box = document.getElementById("warmup-charts");
-  const figures = [];
-  for (const [source, days] of Object.entries(data.daily || {})) {
-    const schedule = (data.schedules || {})[data.ip_schedule] || [];
-    figures.push(chart(source, days, schedule));
-  }
+  const figures = Object.entries(data.daily || {}).map(([source, days]) => chart(source, days));
   box.replaceChildren(...(figures.length ? figures : [el("p", {class: "hint"}, "No deliveries recorded yet.")]));
 }
 
-function chart(source, days, schedule) {
+function chart(source, days) {
   const W = 300, H = 120, pad = 22;
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -170,7 +172,8 @@ function chart(source, days, schedule) {
   const last = days.length ? days[days.length - 1] : null;
   svg.setAttribute("aria-label", `${source}: ${days.length} days; last day ${last ? last.delivered : 0} delivered`);
   const n = Math.max(days.length, 1);
-  const expected = days.map((d, i) => schedule.length ? schedule[Math.min(d.day ?? i, schedule.length - 1)] : 0);
+  const expected = days.map(d => d.schedule || 0);      // the schedules' volume that day (server-side)
+  const planned = days.some(d => d.schedule != null);
   const top = Math.max(1, ...days.map(d => d.delivered), ...expected);
   const bw = (W - pad) / n;
   days.forEach((d, i) => {
@@ -183,18 +186,33 @@ function chart(source, days, schedule) {
     r.append(tip);
     svg.append(r);
   });
-  if (schedule.length && days.length) {
-    const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("class", "schedule");
-    line.setAttribute("points", expected.map((v, i) => `${pad + (i + 0.5) * bw},${H - pad - (H - pad) * v / top}`)
-      .join(" "));
-    svg.append(line);
+  if (planned) {
+    days.forEach((d, i) => {
+      const y = H - pad - (H - pad) * expected[i] / top;
+      const mark = document.createElementNS(ns, "line");
+      Object.entries({x1: pad + i * bw, x2: pad + (i + 1) * bw, y1: y, y2: y, class: "schedule"})
+        .forEach(([k, v]) => mark.setAttribute(k, v));
+      svg.append(mark);
+    });
+  }
+  if (days.length) {
+    for (const [i, anchor] of [[0, "start"], [days.length - 1, "end"]]) {
+      const t = document.createElementNS(ns, "text");
+      t.setAttribute("x", anchor === "start" ? pad : W); t.setAttribute("y", H - 6);
+      t.setAttribute("text-anchor", anchor);
+      t.textContent = days[i].date;
+      svg.append(t);
+      if (days.length === 1) break;
+    }
   }
   const label = document.createElementNS(ns, "text");
   label.setAttribute("x", 2); label.setAttribute("y", 10);
   label.textContent = top.toLocaleString();
   svg.append(label);
-  return el("figure", {}, el("figcaption", {}, `${source} (bars: delivered per day; dashes: schedule)`), svg);
+  const today = last ? `${last.delivered.toLocaleString()} delivered on ${last.date}` +
+    (last.schedule != null ? `, schedule ${last.schedule.toLocaleString()}` : "") : "";
+  return el("figure", {}, el("figcaption", {}, source), el("p", {class: "hint"}, today), svg,
+            el("p", {class: "legend"}, "bars: delivered per day; dashes: the schedule's volume"));
 }
 
 // ---------------------------------------------------------------- decisions
@@ -202,8 +220,12 @@ async function viewDecisions() {
   const form = new FormData(document.getElementById("decisions-filter"));
   const q = new URLSearchParams([...form].filter(([, v]) => v));
   const data = await api(`api/decisions?${q}`);
+  const target = key => {
+    const [kind, name, isp] = String(key).split("|");
+    return `${kind} ${name} at ${isp && isp !== "*" ? isp : "every ISP"}`;
+  };
   const rows = data.actions.slice().reverse().map(a => el("tr", {},
-    el("td", {}, when(a.at)), el("td", {}, a.key), el("td", {}, a.rule), el("td", {}, a.action),
+    el("td", {}, when(a.at)), el("td", {}, target(a.key)), el("td", {}, a.rule), el("td", {}, a.action),
     el("td", {}, a.reason), el("td", {}, a.reply || ""), el("td", {}, a.expires ? when(a.expires) : "")));
   fill(document.querySelector("#decisions-table tbody"), rows, "No decisions recorded.");
 }
@@ -213,7 +235,8 @@ async function viewQueue() {
   const data = await api("api/queue");
   const rows = data.sites.map(s => el("tr", {},
     el("td", {}, s.site), el("td", {class: "num"}, s.queued), el("td", {class: "num"}, s.deferred),
-    el("td", {class: "num"}, s.held), el("td", {}, age(s.oldest_age)), el("td", {}, s.waiting || ""),
+    el("td", {class: "num"}, s.held), el("td", {}, age(s.oldest_age)),
+    el("td", {}, (s.waiting || "") + (s.in_memory ? ` (${s.in_memory} in memory, ${s.connections} connections)` : "")),
     el("td", {}, (s.last_replies || []).join(" | ")),
     el("td", {},
        el("button", {type: "button", onclick: () => act("flush", {site: s.site}, `Retry everything for ${s.site} now?`)},
