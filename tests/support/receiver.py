@@ -47,6 +47,7 @@ class Script:
     data: Callable[[Received], str | None] | None = None    # -> reply or None=250
     greeting: str | None = None                            # e.g. "421 4.7.0 busy": answer this and hang up
     close_after_messages: int = 0                          # drop the connection after this many (0 = never)
+    pipelining: bool = True                                # offer PIPELINING (RFC 2920), as most MX hosts do
 
 
 class _Handler:
@@ -56,6 +57,8 @@ class _Handler:
     async def handle_EHLO(self, server: SMTP, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
+        if self.owner.script.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]) -> str:
