@@ -15,6 +15,7 @@ import asyncio
 import binascii
 import ipaddress
 import logging
+import re
 from base64 import b64decode
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -263,6 +264,11 @@ class MtaSMTP(SMTP):
         return reply
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = plain_path(arg)
+        if plain is not None:
+            if self.local_part_limit and len(plain[0].rpartition("@")[0]) > self.local_part_limit:
+                return None, None
+            return plain
         # The stdlib's address parser raises more than HeaderParseError on broken input
         # (IndexError for "<", AttributeError on some defects): a syntax error, whatever it raised.
         try:
@@ -445,6 +451,23 @@ class MtaSMTP(SMTP):
                 self.on_refused("auth_failed")
             return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
         return AuthResult(success=True, auth_data=user)
+
+
+# The path nearly every client sends: <dot-atom@domain> (or the null path <>), then parameters
+# (with no "(": the stdlib would read a comment there).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(rf"<((?:{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)?)>(?:[ \t]+([^(]*))?", re.S)
+
+
+def plain_path(arg: str) -> tuple[str, str] | None:
+    """(address, parameters) of a MAIL/RCPT argument in the plain form, read as aiosmtpd's
+    `_getaddr` reads it ("<>" for the null path); None for any other form, which goes to the
+    stdlib's RFC 5322 parser. That parser builds a token tree and a class per call: about 50 us
+    of every MAIL and RCPT, for a result that is the text between the brackets."""
+    m = _PLAIN_PATH.fullmatch(arg)
+    if m is None:
+        return None
+    return m.group(1) or "<>", m.group(2) or ""
 
 
 def _with_enhanced_code(status: str) -> str:
