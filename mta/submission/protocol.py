@@ -392,20 +392,24 @@ class MtaSMTP(SMTP):
             raise DataRefused("552 5.3.4 Message size exceeds fixed maximum message size", "too_big")
         data = bytes(buf[:idx + 2])           # ends with the last line's CRLF
         del buf
-        crlf = data.count(b"\r\n")
-        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        # One split serves both checks. splitlines() ends a line at CRLF, a lone CR or a lone LF,
+        # so the line count equals the count of LFs and of CRs only if every line ends in CRLF.
+        lines = data.splitlines()
+        if not len(lines) == data.count(b"\n") == data.count(b"\r"):
             raise DataRefused("554 5.6.0 Message refused: bare CR or LF in message data (RFC 5321 2.3.8)",
                               "bare_newline")
         # Undo dot-stuffing (RFC 5321 4.5.2); the leading virtual CRLF covers the first line.
-        if b"\r\n.." in data:
-            data = data.replace(b"\r\n..", b"\r\n.")
-        data = data[2:]
-        if limit and len(data) > limit:
+        unstuffed = data.replace(b"\r\n..", b"\r\n.")
+        content = unstuffed[2:]
+        if limit and len(content) > limit:
             raise DataRefused("552 5.3.4 Message size exceeds fixed maximum message size", "too_big")
-        if len(data) > self.max_line_length and max(map(len, data.split(b"\r\n"))) > self.max_line_length:
-            raise DataRefused(f"500 5.5.2 Line too long (limit {self.max_line_length} octets, RFC 5321 4.5.3.1.6)",
+        longest = self.max_line_length
+        if len(content) > longest and max(map(len, lines)) > longest and (
+                # a stuffed line is one longer than the line: measure again if any was stuffed
+                len(unstuffed) == len(data) or max(map(len, content.splitlines())) > longest):
+            raise DataRefused(f"500 5.5.2 Line too long (limit {longest} octets, RFC 5321 4.5.3.1.6)",
                               "line_too_long")
-        return data
+        return content
 
     # ------------------------------------------------------------------ AUTH
     async def auth_PLAIN(self, _server: Any, args: list[str]) -> AuthResult:
