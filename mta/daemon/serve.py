@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mta.compliance.dkim import worker as dkim_worker
 from mta.compliance.dkim.signer import DkimSigner
 from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
 from mta.config import Config, ConfigError, load_config
@@ -69,6 +70,8 @@ class MtaDaemon:
         self.bounces: BounceProcessor | None = None
         # Keys are loaded here so a broken key file stops the start with a message naming it.
         self.signer = DkimSigner(cfg.dkim.keys, clock=clock) if cfg.dkim.keys else None
+        self.sign_worker = (dkim_worker.SigningWorker(self.signer, clock)
+                            if self.signer is not None and dkim_worker.wanted() else None)
         self.unsubscribe_tokens: UnsubscribeTokens | None = None
         self.spool_gauges: SpoolGauges | None = None
         self._bounce_task: asyncio.Task[None] | None = None
@@ -138,7 +141,8 @@ class MtaDaemon:
         assert self.scheduler is not None
         tls = server_tls_context(sub.tls_cert, sub.tls_key)
         handler = SubmissionHandler(cfg, self.scheduler.accept, self.metrics, self.clock, signer=self.signer,
-                                    unsubscribe_tokens=self.unsubscribe_tokens, disk=self.disk)
+                                    unsubscribe_tokens=self.unsubscribe_tokens, disk=self.disk,
+                                    sign_worker=self.sign_worker)
         check = self._check_password if self.auth is not None else None
         trusted = trust_check(sub.trusted_networks)
         reserved = min(sub.reserved_connections, sub.max_connections // 2)
@@ -221,6 +225,8 @@ class MtaDaemon:
             await self.spool_gauges.stop()
         if self.spool is not None:
             await self.spool.close()
+        if self.sign_worker is not None:
+            await self.sign_worker.close()
         self.events.close()
         self._stopped.set()
 

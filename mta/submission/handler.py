@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mta.compliance.dkim.signer import DkimSigner
+from mta.compliance.dkim.worker import SigningWorker
 from mta.compliance.unsubscribe import (
     UnsubscribeTokens,
     has_list_unsubscribe,
@@ -36,7 +37,7 @@ class SubmissionHandler:
     def __init__(self, cfg: Config, accept: Callable[[NewMessage], Awaitable[MessageInfo]], metrics: Metrics,
                  clock: Callable[[], float] = time.time, listener: str = "submission",
                  signer: DkimSigner | None = None, unsubscribe_tokens: UnsubscribeTokens | None = None,
-                 disk: DiskGuard | None = None) -> None:
+                 disk: DiskGuard | None = None, sign_worker: SigningWorker | None = None) -> None:
         self.cfg = cfg
         self.disk = disk
         self.accept = accept
@@ -44,6 +45,7 @@ class SubmissionHandler:
         self.clock = clock
         self.listener = listener
         self.signer = signer
+        self.sign_worker = sign_worker      # signs in another process, instead of build()
         self.unsubscribe_tokens = unsubscribe_tokens
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in cfg.submission.trusted_networks]
         self.stream_header = cfg.submission.stream_header
@@ -120,6 +122,8 @@ class SubmissionHandler:
             return INSUFFICIENT_STORAGE
         msg = self.build(session, envelope, now)
         try:
+            if self.sign_worker is not None:
+                msg.body = await self.sign_worker.sign(msg.body, msg.sending_domain) + msg.body
             info = await self.accept(msg)
         except SpoolClosed:
             return "421 4.3.2 Service shutting down, try again later"
@@ -168,7 +172,7 @@ class SubmissionHandler:
             added += hdr.date_field(now)
         head += self._unsubscribe_fields(stream, rcpts, tenant, sending_domain, qid, head)
         body = added + head + rest
-        if self.signer is not None:
+        if self.signer is not None and self.sign_worker is None:
             # Last, so the signature covers every header we added (RFC 8058 wants List-Unsubscribe
             # signed); once per message, never per delivery attempt.
             body = self.signer.sign(body, facts.from_domain or sending_domain) + body
