@@ -27,7 +27,7 @@ async def test_an_attempt_note_is_durable_before_data_may_go(tmp_path) -> None:
     assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == {7, 8}
     journal.delivered([7])
     journal.settle(token, [7, 8])                # the spool has both outcomes now
-    await asyncio.sleep(0)
+    await journal.flushed()
     notes = DeliveryJournal(str(tmp_path)).recorded()
     assert notes.in_doubt == set() and notes.delivered == set()
     token, synced = journal.attempting([8])      # deferred, then attempted again: in doubt again
@@ -54,7 +54,7 @@ async def test_segments_take_turns_and_are_wiped_once_every_attempt_is_settled(t
     assert len(DeliveryJournal(str(tmp_path)).recorded().in_doubt) == batches * per_batch + 1
     for t, ids in tokens:                        # every attempt of segment 0 settled: it is wiped
         journal.settle(t, ids)
-    await asyncio.sleep(0)
+    await journal.flushed()
     assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == {10**9}
     journal.close()
 
@@ -92,3 +92,20 @@ def test_a_jobs_attempt_is_taken_once() -> None:
     job = Job(info, "example.test", [Recipient(5, "u@example.test", "example.test")], journal_token=1)
     assert job.take_attempt() == (1, [5])
     assert job.take_attempt() == (-1, [5])      # back in its lane, ended later: nothing to settle again
+
+
+async def test_each_attempt_is_on_disk_when_its_future_is_done_while_batches_overlap(tmp_path) -> None:
+    # Notes made while a batch is being synced go in the next batch; no future may be done early.
+    journal = DeliveryJournal(str(tmp_path))
+    journal.open()
+
+    async def attempt(recipient_id: int) -> None:
+        for _ in range(recipient_id % 3):
+            await asyncio.sleep(0)              # spread the notes over loop iterations
+        _token, synced = journal.attempting([recipient_id])
+        await synced
+        assert recipient_id in DeliveryJournal(str(tmp_path)).recorded().in_doubt
+
+    await asyncio.gather(*(attempt(i) for i in range(1, 200)))
+    journal.close()
+    assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == set(range(1, 200))
