@@ -3,12 +3,9 @@
 A crash between a remote server's 250 and the durable record of it sends that message again. The
 spool records outcomes on its writer thread, behind other commits and the GIL (several
 milliseconds under load: at a thousand deliveries a second, several duplicates per crash). This
-journal closes most of that window: the notes of one loop iteration go into a preallocated file
-in one write and one fdatasync (the file never grows, so there is no metadata to sync, and it
-keeps working on a full disk). The write and the sync run on a thread of their own, one batch at
-a time (notes made meanwhile form the next batch): an fdatasync costs little CPU but one to two
-milliseconds of waiting, which the event loop used to spend blocked, about a fifth of its time
-under load. Three kinds of note:
+journal closes most of that window: the event loop itself writes the notes of one loop iteration
+into a preallocated file and fdatasyncs it (about a tenth of a millisecond; the file never grows,
+so there is no metadata to sync, and it keeps working on a full disk). Three kinds of note:
 
 - *attempt*: these recipients' DATA is about to be sent (written, and synced, before DATA);
 - *delivered*: the remote server took them;
@@ -29,13 +26,11 @@ marker, so a torn write is recognised and skipped, never misread.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import struct
 import zlib
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 log = logging.getLogger("mta.spool")
@@ -110,16 +105,6 @@ class _Segment:
             self.fd = -1
 
 
-@dataclass(frozen=True, slots=True)
-class _Write:
-    """One pwrite for the sync thread: notes, or zeros that wipe a segment."""
-
-    segment: _Segment
-    data: bytes
-    offset: int
-    notes: bool
-
-
 class DeliveryJournal:
     def __init__(self, spool_dir: str) -> None:
         self.spool_dir = spool_dir
@@ -127,10 +112,6 @@ class DeliveryJournal:
         self._active = 0
         self._pending = bytearray()
         self._synced: asyncio.Future[None] | None = None     # done when the pending notes are durable
-        self._wipes: list[_Write] = []      # wipes decided, to run before the next batch's notes
-        self._in_flight = False             # a batch is being written and synced
-        self._io: ThreadPoolExecutor | None = None
-        self._closed = False
         self._failing = False
         self._seq = 0
         self.skipped = 0          # notes not written (segment full or write failed)
@@ -160,26 +141,9 @@ class DeliveryJournal:
             os.close(fd)
 
     def close(self) -> None:
-        """Writes and syncs what is left (blocking: at shutdown), then closes the files."""
-        self._closed = True                   # no more batches from callbacks still queued
-        if self._io is not None:
-            self._io.shutdown(wait=True)      # the batch in flight, if any
-            self._io = None
-        batch, waiter = self._take_batch()
-        self._run_batch(batch)
-        for future in (waiter, self._synced):
-            if future is not None and not future.done():
-                future.set_result(None)
+        self.flush()
         for segment in self._segments:
             segment.close()
-
-    async def flushed(self) -> None:
-        """Returns once every note made so far is written and synced."""
-        while self._pending or self._wipes or self._in_flight:
-            if self._synced is None:
-                self._synced = asyncio.get_running_loop().create_future()
-                asyncio.get_running_loop().call_soon(self.flush)
-            await self._synced
 
     # ------------------------------------------------------------------ running
     def attempting(self, recipient_ids: Iterable[int]) -> tuple[int, asyncio.Future[None]]:
@@ -232,68 +196,24 @@ class DeliveryJournal:
         return self._active
 
     def flush(self) -> None:
-        """Hands the pending notes (and wipes) to the sync thread as one batch, unless a batch is
-        in flight: then they go when it is done. Runs at the end of the loop iteration that made
-        the notes."""
-        if self._in_flight or self._closed:
-            return
-        batch, waiter = self._take_batch()
-        if not batch:
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-            return
-        if self._io is None:
-            self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-sync")
-        self._in_flight = True
-        done = asyncio.get_running_loop().run_in_executor(self._io, self._run_batch, batch)
-        done.add_done_callback(functools.partial(self._batch_done, waiter))
-
-    def _take_batch(self) -> tuple[list[_Write], asyncio.Future[None] | None]:
-        batch, self._wipes = self._wipes, []
+        synced, self._synced = self._synced, None
         if self._pending:
             segment = self._segments[self._active]
-            batch.append(_Write(segment, bytes(self._pending), segment.used, True))
-            segment.used += len(self._pending)
-            self._pending = bytearray()
-            self._maybe_swap()          # a wipe it decides goes with the next batch, after these notes
-        waiter, self._synced = self._synced, None
-        return batch, waiter
-
-    def _batch_done(self, waiter: asyncio.Future[None] | None, _done: asyncio.Future[None]) -> None:
-        self._in_flight = False
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if self._pending or self._wipes:
-            self.flush()
-
-    def _run_batch(self, batch: list[_Write]) -> None:
-        """On the sync thread: every write of the batch in order, then one fdatasync per file."""
-        written: list[_Write] = []
-        for w in batch:
+            data, self._pending = bytes(self._pending), bytearray()
             try:
-                os.pwrite(w.segment.fd, w.data, w.offset)
-                written.append(w)
+                os.pwrite(segment.fd, data, segment.used)
+                os.fdatasync(segment.fd)
             except OSError as exc:
-                self._write_failed(w, exc)
-        for fd in dict.fromkeys(w.segment.fd for w in written):
-            try:
-                os.fdatasync(fd)
-            except OSError as exc:
-                for w in written:
-                    if w.segment.fd == fd:
-                        self._write_failed(w, exc)
-                written = [w for w in written if w.segment.fd != fd]
-        if any(w.notes for w in written):
-            self._failing = False
-
-    def _write_failed(self, w: _Write, exc: OSError) -> None:
-        if not w.notes:
-            log.warning("could not wipe delivery journal segment %s: %s", w.segment.path, exc)
-            return
-        if not self._failing:
-            log.warning("delivery journal write failed (outcomes are still recorded in the spool): %s", exc)
-        self._failing = True
-        self.skipped += len(w.data) // _NOTE.size
+                if not self._failing:
+                    log.warning("delivery journal write failed (outcomes are still recorded in the spool): %s", exc)
+                self._failing = True
+                self.skipped += len(data) // _NOTE.size
+            else:
+                self._failing = False
+            segment.used += len(data)
+            self._maybe_swap()
+        if synced is not None and not synced.done():
+            synced.set_result(None)
 
     def _maybe_swap(self) -> None:
         active = self._segments[self._active]
@@ -306,13 +226,7 @@ class DeliveryJournal:
             self._wipe(active)
 
     def _wipe(self, segment: _Segment) -> None:
-        """Zeroes the segment's notes on the sync thread, in order with the notes written there;
-        its space counts as free from now (later notes to it are queued after the zeros)."""
-        if segment.used:
-            self._wipes.append(_Write(segment, _ZEROS[:segment.used], 0, False))
-            if self._synced is None:
-                loop = asyncio.get_running_loop()
-                self._synced = loop.create_future()
-                loop.call_soon(self.flush)
-        segment.used = 0
-        segment.draining = False
+        try:
+            segment.wipe()
+        except OSError as exc:
+            log.warning("could not wipe delivery journal segment %s: %s", segment.path, exc)
