@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mta.compliance.dkim import worker as dkim_worker
 from mta.compliance.dkim.signer import DkimSigner
 from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
 from mta.config import Config, ConfigError, load_config
@@ -77,6 +78,8 @@ class MtaDaemon:
         self.bounces: BounceProcessor | None = None
         # Keys are loaded here so a broken key file stops the start with a message naming it.
         self.signer = DkimSigner(cfg.dkim.keys, clock=clock) if cfg.dkim.keys else None
+        self.sign_worker = (dkim_worker.SigningWorker(self.signer, clock)
+                            if self.signer is not None and dkim_worker.wanted() else None)
         self.unsubscribe_tokens: UnsubscribeTokens | None = None
         self.engagement = EngagementService(cfg, self.events, self.metrics, clock)
         self.spool_gauges: SpoolGauges | None = None
@@ -172,7 +175,8 @@ class MtaDaemon:
         tls = server_tls_context(sub.tls_cert, sub.tls_key)
         handler = SubmissionHandler(cfg, self.scheduler.accept, self.metrics, self.clock, signer=self.signer,
                                     unsubscribe_tokens=self.unsubscribe_tokens, disk=self.disk,
-                                    tracking_tokens=self.engagement.tokens)
+                                    tracking_tokens=self.engagement.tokens,
+                                    sign_worker=self.sign_worker)
         check = self._check_password if self.auth is not None else None
         trusted = trust_check(sub.trusted_networks)
         reserved = min(sub.reserved_connections, sub.max_connections // 2)
@@ -199,8 +203,9 @@ class MtaDaemon:
     async def _start_api(self) -> None:
         assert self.spool is not None and self.scheduler is not None and self.event_index is not None
         self.api_keys = KeyStore(self.cfg.mta.spool_dir)
-        builder = MessageBuilder(self.cfg, self.signer, self.unsubscribe_tokens, self.engagement.tokens)
-        injector = Injector(self.scheduler.accept, self.metrics, self.disk)
+        builder = MessageBuilder(self.cfg, self.signer, self.unsubscribe_tokens, self.engagement.tokens,
+                                 defer_signing=self.sign_worker is not None)
+        injector = Injector(self.scheduler.accept, self.metrics, self.disk, self.sign_worker)
         ctx = ApiContext(self.cfg, builder, injector, self.spool, self.scheduler, self.api_keys, self.event_index,
                          self.clock, ApiMetrics(self.metrics.registry))
         self.api = ApiServer(ctx)
@@ -272,6 +277,8 @@ class MtaDaemon:
             await self.event_stream.stop()
         if self.spool is not None:
             await self.spool.close()
+        if self.sign_worker is not None:
+            await self.sign_worker.close()
         self.events.close()
         if self.api is not None:
             await self.api.close()

@@ -15,9 +15,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import aiosmtplib
-from aiosmtplib import SMTPResponse
 
 from mta.delivery.dnsroute import MxHost, Route, ordered_hosts
+from mta.delivery.transaction import Replies, command, transact
 from mta.model import Job, Recipient
 
 log = logging.getLogger("mta.delivery")
@@ -147,15 +147,15 @@ class Connection:
                    before_data: Awaitable[object] | None = None) -> list[RecipientResult]:
         """One transaction. Sets `usable` False when the connection must not be used again.
 
-        `before_data` is awaited after the recipients are accepted and before DATA: the spool's
-        durable mark that this attempt started, so that a crash after the remote 250 is counted
-        as a possible duplicate (its commit runs while MAIL and RCPT travel)."""
+        `before_data` is awaited after the server's 354 and before the message goes: the
+        journal's durable note that this attempt started, so that a crash after the remote 250
+        is counted as a possible duplicate (its sync runs while MAIL, RCPT and DATA travel)."""
         smtp = self.smtp
         rcpts = job.recipients
         timeout = self.settings.command_timeout
         fresh = self.transactions == 0
         self.transactions += 1
-        replied = False
+        replies = Replies()
         try:
             if self._needs_rset:
                 self._needs_rset = False
@@ -172,48 +172,14 @@ class Connection:
                                             "mail") for r in rcpts]
                 options.append("SMTPUTF8")
             encoding = "utf-8" if utf8 else "ascii"
-            try:
-                await smtp.mail(sender, options=options, encoding=encoding, timeout=timeout)
-                replied = True
-            except aiosmtplib.SMTPSenderRefused as exc:
-                replied = True
-                self._after_refusal(exc.code)
-                return [self._result(r, exc.code, exc.message, "mail") for r in rcpts]
-            results: dict[int, RecipientResult] = {}
-            accepted: list[Recipient] = []
-            for r in rcpts:
-                try:
-                    await smtp.rcpt(r.address, encoding=encoding, timeout=timeout)
-                    accepted.append(r)
-                except aiosmtplib.SMTPRecipientRefused as exc:
-                    results[r.id] = self._result(r, exc.code, exc.message, "rcpt")
-                    if exc.code == 421:
-                        self.usable = False
-                        break
-            if not self.usable:
-                for r in rcpts:
-                    results.setdefault(r.id, self._result(r, 421, "Service closing transmission channel", "rcpt"))
-                return [results[r.id] for r in rcpts]
-            if not accepted:
-                self._needs_rset = True
-                return [results[r.id] for r in rcpts]
-            if before_data is not None:
-                try:
-                    await before_data
-                except Exception as exc:    # the attempt goes ahead; only the crash count could miss it
-                    log.warning("could not mark an attempt in the spool: %s", exc)
-            try:
-                response: SMTPResponse = await smtp.data(body, timeout=max(timeout, 600.0))
-                for r in accepted:
-                    results[r.id] = self._result(r, response.code, response.message, "data")
-            except aiosmtplib.SMTPDataError as exc:
-                self._after_refusal(exc.code)
-                for r in accepted:
-                    results[r.id] = self._result(r, exc.code, exc.message, "data")
-            return [results[r.id] for r in rcpts]
+            mail = command(b"MAIL FROM:", sender, options, encoding)
+            rcpt_lines = [command(b"RCPT TO:", r.address, (), encoding) for r in rcpts]
+            await transact(smtp, replies, mail=mail, rcpts=rcpt_lines, body=body, before_body=before_data,
+                           timeout=timeout, data_timeout=max(timeout, 600.0))
+            return self._results(rcpts, replies)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
             self.usable = False
-            if fresh or replied or not isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+            if fresh or replies.any or not isinstance(exc, aiosmtplib.SMTPServerDisconnected):
                 text = f"lost connection with {self.mx.name}[{self.address}]: {exc}"
                 return [RecipientResult(r, 0, "4.4.2", text, "data") for r in rcpts]
             raise StaleConnection(str(exc)) from exc
@@ -221,6 +187,32 @@ class Connection:
             # An unexpected reply to RSET or similar: treat the connection as spent.
             self.usable = False
             return [self._result(r, exc.code, exc.message, "mail") for r in rcpts]
+
+    def _results(self, rcpts: list[Recipient], replies: Replies) -> list[RecipientResult]:
+        """Each recipient's result from what the server answered."""
+        if replies.spent:
+            self.usable = False
+        mail = replies.mail
+        assert mail is not None
+        if mail.code != 250:
+            self._after_refusal(mail.code)
+            return [self._result(r, mail.code, mail.message, "mail") for r in rcpts]
+        closing = any(reply.code == 421 for reply in replies.rcpts)
+        results: list[RecipientResult | None] = []
+        for r, reply in zip(rcpts, replies.rcpts, strict=False):
+            results.append(None if reply.code in (250, 251) else self._result(r, reply.code, reply.message, "rcpt"))
+        if closing:      # the server hung up during RCPT: whoever it had not refused gets its 421
+            results += [None] * (len(rcpts) - len(results))
+            return [res or self._result(r, 421, "Service closing transmission channel", "rcpt")
+                    for r, res in zip(rcpts, results, strict=True)]
+        if all(res is not None for res in results):
+            self._needs_rset = True
+            return results      # type: ignore[return-value]
+        last = replies.final if replies.final is not None else replies.data
+        assert last is not None
+        if last.code != 250:
+            self._after_refusal(last.code)
+        return [res or self._result(r, last.code, last.message, "data") for r, res in zip(rcpts, results, strict=True)]
 
     def _after_refusal(self, code: int) -> None:
         if code == 421:
@@ -290,6 +282,9 @@ async def _open(host: MxHost, address: str, source: Source, settings: ClientSett
         if allow_tls and settings.starttls and smtp.supports_extension("starttls") and not NO_TLS.skip(host.name):
             try:
                 await smtp.starttls(timeout=settings.command_timeout)
+                # RFC 3207 4.2: what EHLO said before TLS is void; ask again now, before the first
+                # transaction decides on SIZE, 8BITMIME and SMTPUTF8 from it.
+                await smtp.ehlo(timeout=settings.command_timeout)
                 tls = True
             except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
                 log.info("STARTTLS with %s failed (%s); retrying in plain text", where, exc)

@@ -244,6 +244,26 @@ class Spool:
                     self._loop.call_soon_threadsafe(_resolve, waiting)
 
     def _run_group(self, group: list[_Op]) -> list[tuple[bool, Any]]:
+        """Runs the group in one transaction. First without a savepoint per operation: every SQL
+        statement here gives up the GIL and must win it back from a busy event loop, and
+        savepoints were two of the three statements of a small operation. Should any operation
+        raise, nothing of that try is kept and the group runs again, each operation under its
+        own savepoint, so that one bad operation does not sink the others (operations only touch
+        the database, so running them again is safe)."""
+        store = self.store
+        results: list[tuple[bool, Any]] = []
+        try:
+            store.begin()
+            for op in group:
+                results.append((True, op.fn(store)))
+            store.commit()
+            return results
+        except Exception:
+            with contextlib.suppress(sqlite3.Error):
+                store.rollback()
+        return self._run_group_isolated(group)
+
+    def _run_group_isolated(self, group: list[_Op]) -> list[tuple[bool, Any]]:
         store = self.store
         results: list[tuple[bool, Any]] = []
         try:

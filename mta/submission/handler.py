@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mta.compliance.dkim.signer import DkimSigner
+from mta.compliance.dkim.worker import SigningWorker
 from mta.compliance.unsubscribe import UnsubscribeTokens
 from mta.config import Config
 from mta.metrics import Metrics
@@ -27,7 +28,8 @@ class SubmissionHandler:
     def __init__(self, cfg: Config, accept: Callable[[NewMessage], Awaitable[MessageInfo]], metrics: Metrics,
                  clock: Callable[[], float] = time.time, listener: str = "submission",
                  signer: DkimSigner | None = None, unsubscribe_tokens: UnsubscribeTokens | None = None,
-                 disk: DiskGuard | None = None, tracking_tokens: TrackingTokens | None = None) -> None:
+                 disk: DiskGuard | None = None, tracking_tokens: TrackingTokens | None = None,
+                 sign_worker: SigningWorker | None = None) -> None:
         self.cfg = cfg
         self.disk = disk
         self.accept = accept
@@ -35,8 +37,9 @@ class SubmissionHandler:
         self.clock = clock
         self.listener = listener
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in cfg.submission.trusted_networks]
-        self.builder = MessageBuilder(cfg, signer, unsubscribe_tokens, tracking_tokens)
-        self.injector = Injector(accept, metrics, disk)
+        self.builder = MessageBuilder(cfg, signer, unsubscribe_tokens, tracking_tokens,
+                                      defer_signing=sign_worker is not None)
+        self.injector = Injector(accept, metrics, disk, sign_worker)
 
     # ------------------------------------------------------------------ relay policy
     def _client_ip(self, session: Any) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mta.compliance.dkim.signer import DkimSigner
+from mta.compliance.dkim.worker import SigningWorker
 from mta.compliance.unsubscribe import (
     UnsubscribeTokens,
     has_list_unsubscribe,
@@ -73,9 +74,11 @@ class MessageBuilder:
 
     def __init__(self, cfg: Config, signer: DkimSigner | None = None,
                  unsubscribe_tokens: UnsubscribeTokens | None = None,
-                 tracking_tokens: TrackingTokens | None = None) -> None:
+                 tracking_tokens: TrackingTokens | None = None, defer_signing: bool = False) -> None:
         self.cfg = cfg
         self.signer = signer
+        # With a signing worker (another process) the Injector signs, awaiting it before the answer.
+        self.defer_signing = defer_signing
         self.unsubscribe_tokens = unsubscribe_tokens
         self.tracking_tokens = tracking_tokens
         self.stream_header = cfg.submission.stream_header
@@ -113,7 +116,7 @@ class MessageBuilder:
                                     recipient=rcpts[0], tenant=tenant, campaign=sub.campaign or facts.campaign,
                                     variant=sub.variant, accepted_at=now, clicks=t.clicks, opens=t.opens).message
         body = added + content
-        if self.signer is not None:
+        if self.signer is not None and not self.defer_signing:
             # Last, so the signature covers every header we added (RFC 8058 wants List-Unsubscribe
             # signed); once per message, never per delivery attempt.
             body = self.signer.sign(body, facts.from_domain or sending_domain) + body
@@ -161,10 +164,11 @@ class Injector:
     """The durable write every front end ends with: the answer comes only after the fsync."""
 
     def __init__(self, accept: Callable[..., Awaitable[MessageInfo]], metrics: Metrics,
-                 disk: DiskGuard | None = None) -> None:
+                 disk: DiskGuard | None = None, sign_worker: SigningWorker | None = None) -> None:
         self.accept = accept
         self.metrics = metrics
         self.disk = disk
+        self.sign_worker = sign_worker      # DKIM on the second core (MessageBuilder(defer_signing=True))
 
     def room_for(self, size: int) -> bool:
         return self.disk is None or self.disk.room_for(size)
@@ -176,6 +180,9 @@ class Injector:
                      started: float | None = None) -> Accepted:
         started = time.perf_counter() if started is None else started
         try:
+            if self.sign_worker is not None:
+                # Last, as in MessageBuilder.build: the signature covers every header added there.
+                msg.body = await self.sign_worker.sign(msg.body, msg.sending_domain) + msg.body
             info = await (self.accept(msg, also) if also is not None else self.accept(msg))
         except SpoolClosed:
             return Accepted(Outcome.SHUTTING_DOWN)

@@ -116,3 +116,20 @@ def test_a_jobs_attempt_is_taken_once() -> None:
     job = Job(info, "example.test", [Recipient(5, "u@example.test", "example.test")], journal_token=1)
     assert job.take_attempt() == (1, [5])
     assert job.take_attempt() == (-1, [5])      # back in its lane, ended later: nothing to settle again
+
+
+async def test_each_attempt_is_on_disk_when_its_future_is_done(tmp_path) -> None:
+    # Attempt notes made over many loop iterations: no future may be done before its note is durable.
+    journal = DeliveryJournal(str(tmp_path))
+    journal.open()
+
+    async def attempt(recipient_id: int) -> None:
+        for _ in range(recipient_id % 3):
+            await asyncio.sleep(0)              # spread the notes over loop iterations
+        _token, synced = journal.attempting([recipient_id])
+        await synced
+        assert recipient_id in DeliveryJournal(str(tmp_path)).recorded().in_doubt
+
+    await asyncio.gather(*(attempt(i) for i in range(1, 200)))
+    journal.close()
+    assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == set(range(1, 200))

@@ -117,6 +117,19 @@ async def test_line_too_long_refused(start_mta):
     assert queued_messages(mta.spool_dir) == 0
 
 
+async def test_line_length_counts_the_line_not_its_dot_stuffing(start_mta):
+    mta = await start_mta(submission={"max_line_length": 100})
+    c = await in_data(mta)
+    c.send(message(body=".." + "y" * 99 + "\r\n").encode() + b".\r\n")     # 100 octets once unstuffed
+    assert (await c.reply()).startswith("250")
+    await c.cmd("MAIL FROM:<a@sender.example>")
+    await c.cmd("RCPT TO:<u@example.test>")
+    await c.cmd("DATA")
+    c.send(message(body=".." + "y" * 100 + "\r\n").encode() + b".\r\n")
+    assert (await c.reply()).startswith("500 5.5.2")
+    assert queued_messages(mta.spool_dir) == 1
+
+
 @pytest.mark.parametrize("payload", [
     b"Subject: a\r\n\r\nline one\nline two\r\n.\r\n",                       # bare LF inside a line
     b"Subject: a\r\n\r\nline one\rline two\r\n.\r\n",                       # bare CR

@@ -52,6 +52,7 @@ class Script:
     greeting: str | None = None                            # e.g. "421 4.7.0 busy": answer this and hang up
     ehlo: str | None = None                                # e.g. "554 5.7.1 not you": the answer to EHLO
     close_after_messages: int = 0                          # drop the connection after this many (0 = never)
+    pipelining: bool = True                                # offer PIPELINING (RFC 2920), as most MX hosts do
 
 
 class _Handler:
@@ -63,6 +64,8 @@ class _Handler:
         session.host_name = hostname
         if self.owner.script.ehlo:
             return [self.owner.script.ehlo]
+        if self.owner.script.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]) -> str:

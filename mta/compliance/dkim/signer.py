@@ -70,6 +70,7 @@ class DkimSigner:
         self._configs = list(configs)
         self._by_domain: dict[str, tuple[DkimKey, ...]] = {}
         self._reload_lock = threading.Lock()
+        self.generation = 0         # counts reloads (a signing worker holding copies starts anew)
         report = self._load(self._configs, previous={})
         for warning in report.warnings:
             log.warning("%s", warning)
@@ -88,6 +89,7 @@ class DkimSigner:
                 self._configs = list(configs)
             previous = {(k.domain, k.selector): k for keys in self._by_domain.values() for k in keys}
             report = self._load(self._configs, previous)
+            self.generation += 1
         for warning in report.warnings:
             log.warning("%s", warning)
         for error in report.errors:
@@ -130,10 +132,15 @@ class DkimSigner:
     def domains(self) -> list[str]:
         return sorted(self._by_domain)
 
+    @property
+    def configs(self) -> list[DkimKeyConfig]:
+        return list(self._configs)
+
     # -- signing ----------------------------------------------------------------------------------
 
-    def sign(self, message: bytes, domain: str) -> bytes:
-        """DKIM-Signature field(s) to prepend to `message` (CRLF line ends); b"" if `domain` has no key."""
+    def sign(self, message: bytes, domain: str, timestamp: int | None = None) -> bytes:
+        """DKIM-Signature field(s) to prepend to `message` (CRLF line ends); b"" if `domain` has no key.
+        `timestamp` (t=) defaults to the clock's now."""
         keys = self.keys_for(domain)
         if not keys:
             return b""
@@ -142,7 +149,8 @@ class DkimSigner:
         fields = parse_header_fields(header_block)
         names = _header_list(fields)
         signed_headers = _canonical_signed_headers(fields, names)
-        timestamp = int(self._clock())
+        if timestamp is None:
+            timestamp = int(self._clock())
         return b"".join(_signature_field(key, names, body_hash, signed_headers, timestamp) for key in keys)
 
 

@@ -1,0 +1,266 @@
+"""One mail transaction (MAIL, RCPT..., DATA, the message) over a session that aiosmtplib opened.
+
+Why not aiosmtplib's `mail`, `rcpt` and `data`: `data` rewrites line endings and dot-stuffs the
+whole message with regular expressions on every attempt (a fifth of the event loop's time under
+load), although a spooled body is CRLF-only already (bare CR and LF are refused at submission);
+and its protocol takes one reply per command and drops bytes that arrive while it expects none,
+so it cannot pipeline (RFC 2920). Here a body is checked for bare CR/LF and dot-stuffed with one
+`bytes.replace`; MAIL, every RCPT and DATA go in one write when the server offers PIPELINING; and
+a `ReplyReader` takes the connection's incoming bytes while a transaction runs. aiosmtplib keeps
+the rest of the session: connect, EHLO, STARTTLS, RSET, QUIT.
+
+What the replies mean for the queue is not decided here: `Replies` holds what the server said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+
+MAX_REPLY_BYTES = 65536         # a reply longer than this (all its lines) is a broken server
+_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class Replies:
+    """What the server answered so far; filled as replies arrive, so that after a lost connection
+    the caller still knows whether any reply came (a stale connection has none)."""
+
+    mail: SMTPResponse | None = None
+    rcpts: list[SMTPResponse] = field(default_factory=list)    # in recipient order
+    data: SMTPResponse | None = None        # the reply to DATA (354 to go on)
+    final: SMTPResponse | None = None       # the reply after the message
+    spent: bool = False                     # the server closes (421) or misbehaved: do not reuse
+
+    @property
+    def any(self) -> bool:
+        return self.mail is not None
+
+    def accepted(self) -> list[int]:
+        """Indexes of the recipients the server took."""
+        if self.mail is None or self.mail.code != 250:
+            return []
+        return [i for i, r in enumerate(self.rcpts) if r.code in (250, 251)]
+
+
+def wire_body(body: bytes) -> bytes:
+    """`body` as it goes after a 354: CRLF line endings, dot-stuffed (RFC 5321 4.5.2), ending with
+    the CRLF . CRLF terminator. Bodies from the spool are CRLF-only already, so the usual cost is
+    three counts and one replace; any other body is normalised first (a bare LF must never
+    reach a server that could read "\\n.\\n" as the end of the data)."""
+    crlf = body.count(b"\r\n")
+    if body.count(b"\n") != crlf or body.count(b"\r") != crlf:
+        body = _LINE_ENDINGS.sub(b"\r\n", body)
+    if body.startswith(b"."):
+        body = b"." + body
+    body = body.replace(b"\r\n.", b"\r\n..")
+    if body and not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
+
+
+def command(verb: bytes, address: str, options: Sequence[str], encoding: str) -> bytes:
+    """One MAIL FROM / RCPT TO line. Addresses come from the spool (checked at submission), but a
+    control character must never be able to start a second command."""
+    if _CONTROL.search(address) or any(_CONTROL.search(o) for o in options):
+        raise ValueError("Command arg contains a prohibited control character")
+    parts = [verb + b"<" + address.encode(encoding) + b">"]
+    parts += [o.encode("ascii") for o in options]
+    return b" ".join(parts) + b"\r\n"
+
+
+def take_reply(buf: bytearray) -> SMTPResponse | None:
+    """Removes the first complete reply (all its lines) from `buf` and returns it; None if `buf`
+    does not hold a whole reply yet. Malformed replies raise SMTPResponseException."""
+    start = 0
+    texts: list[bytes] = []
+    while True:
+        end = buf.find(b"\n", start)
+        if end < 0:
+            if len(buf) > MAX_REPLY_BYTES:
+                raise aiosmtplib.SMTPResponseException(-1, "Response too long")
+            return None
+        line = bytes(buf[start:end])
+        start = end + 1
+        head = line[:3]
+        if len(head) != 3 or not head.isdigit():
+            text = line.decode("utf-8", "replace").strip()
+            raise aiosmtplib.SMTPResponseException(-1, f"Malformed SMTP response line: {text}")
+        texts.append(line[4:].strip(b" \t\r"))
+        if line[3:4] != b"-":
+            break
+    del buf[:start]
+    return SMTPResponse(int(head), b"\n".join(texts).decode("utf-8", "surrogateescape"))
+
+
+class ReplyReader(asyncio.Protocol):
+    """Sits between an aiosmtplib connection's transport and aiosmtplib's own protocol: while a
+    transaction runs (`active`) it keeps every byte the server sends and hands out replies one by
+    one; otherwise it passes everything on, so aiosmtplib's RSET and QUIT work as before."""
+
+    def __init__(self, transport: asyncio.Transport, inner: asyncio.Protocol) -> None:
+        self.transport = transport
+        self.inner = inner
+        self.active = False
+        self._buf = bytearray()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: Exception | None = None
+
+    @classmethod
+    def of(cls, smtp: aiosmtplib.SMTP) -> ReplyReader:
+        """The reader of `smtp`'s connection, put in place on first use (after STARTTLS, which
+        replaces the transport)."""
+        transport = smtp.transport
+        if transport is None or transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        current = transport.get_protocol()
+        if isinstance(current, ReplyReader):
+            return current
+        reader = cls(transport, current)                # type: ignore[arg-type]
+        transport.set_protocol(reader)
+        return reader
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+    def data_received(self, data: bytes) -> None:
+        if not self.active:
+            self.inner.data_received(data)
+            return
+        self._buf += data
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self._fail(aiosmtplib.SMTPServerDisconnected("Unexpected EOF received"))
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(aiosmtplib.SMTPServerDisconnected(f"Connection lost: {exc}" if exc else "Connection lost"))
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    # ------------------------------------------------------------------ transaction side
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if self.transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        self.transport.write(data)
+
+    async def read(self, timeout: float) -> SMTPResponse:
+        """The next reply, waiting at most `timeout` seconds for it."""
+        while True:
+            reply = take_reply(self._buf)
+            if reply is not None:
+                return reply
+            if self._error is not None:
+                raise self._error
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout, self._time_out, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _time_out(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_exception(aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"))
+
+    def _fail(self, error: Exception) -> None:
+        if self._error is None:
+            self._error = error
+        self._wake()
+
+
+async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpts: Sequence[bytes], body: bytes,
+                   before_body: Awaitable[object] | None, timeout: float, data_timeout: float) -> None:
+    """Runs one transaction, filling `replies` as the server answers. `mail` and `rcpts` are
+    command lines (see `command`). `before_body` is awaited after the server's 354 and before
+    the message goes: nothing the server could accept leaves before it is done.
+
+    Raises what aiosmtplib raises for a lost connection or a timeout (and closes `smtp` then, as
+    its replies can no longer be told apart); with PIPELINING offered, MAIL, the RCPTs and DATA
+    are sent in one write and their replies read in order afterwards (RFC 2920)."""
+    reader = ReplyReader.of(smtp)
+    reader.active = True
+    try:
+        if smtp.supports_extension("pipelining"):
+            await _pipelined(reader, replies, mail, rcpts, timeout)
+        else:
+            await _lockstep(reader, replies, mail, rcpts, timeout)
+        if replies.spent or replies.data is None or replies.data.code != 354:
+            return
+        if not replies.accepted():
+            # A server that says 354 with no recipient taken is broken: end the (empty) data
+            # and use the connection no more.
+            replies.spent = True
+            reader.write(b".\r\n")
+            replies.final = await reader.read(timeout)
+            return
+        if before_body is not None:
+            await before_body
+        reader.write(wire_body(body))
+        replies.final = await reader.read(data_timeout)
+        if replies.final.code == 421:
+            replies.spent = True
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPResponseException):
+        smtp.close()
+        raise
+    finally:
+        reader.active = False
+
+
+async def _pipelined(reader: ReplyReader, replies: Replies, mail: bytes, rcpts: Sequence[bytes],
+                     timeout: float) -> None:
+    reader.write(b"".join((mail, *rcpts, b"DATA\r\n")))
+    replies.mail = await reader.read(timeout)
+    if replies.mail.code == 421:
+        replies.spent = True
+        return
+    for _ in rcpts:
+        reply = await reader.read(timeout)
+        replies.rcpts.append(reply)
+        if reply.code == 421:
+            replies.spent = True
+            return
+    replies.data = await reader.read(timeout)
+    if replies.data.code == 421:
+        replies.spent = True
+
+
+async def _lockstep(reader: ReplyReader, replies: Replies, mail: bytes, rcpts: Sequence[bytes],
+                    timeout: float) -> None:
+    reader.write(mail)
+    replies.mail = await reader.read(timeout)
+    if replies.mail.code != 250:
+        replies.spent = replies.mail.code == 421
+        return
+    for rcpt in rcpts:
+        reader.write(rcpt)
+        reply = await reader.read(timeout)
+        replies.rcpts.append(reply)
+        if reply.code == 421:
+            replies.spent = True
+            return
+    if not replies.accepted():
+        return
+    reader.write(b"DATA\r\n")
+    replies.data = await reader.read(timeout)
+    if replies.data.code == 421:
+        replies.spent = True
