@@ -52,7 +52,8 @@ class SuppressionGate:
             self.events.emit(Event("dropped", msg.queue_id, r.address, msg.sender, now, msg.created,
                                    reason=entry.reason, text=f"suppressed: {entry.reason} ({scope})",
                                    stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
-                                   message_id=msg.header_message_id, campaign=msg.campaign))
+                                   message_id=msg.header_message_id, campaign=msg.campaign,
+                                   variant=msg.variant))
         ids = list(gone)
         self.spool.post(lambda s: s.finish(ids))
         return len(job.recipients)

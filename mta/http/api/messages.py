@@ -17,6 +17,7 @@ from aiohttp import web
 
 from mta.events import iso_time
 from mta.http.api import idempotency as idem
+from mta.http.api import variants as ab
 from mta.http.api.auth import ApiKey
 from mta.http.api.compose import compose, rendered_plain
 from mta.http.api.context import CTX, ApiContext
@@ -26,6 +27,7 @@ from mta.http.api.request import MessageRequest, parse_message
 from mta.http.api.status import recipient_states
 from mta.http.api.templates import render
 from mta.model import NewMessage
+from mta.submission.headers import campaign_name
 from mta.submission.pipeline import Outcome, Submission
 
 MAX_BATCH = 1000
@@ -46,7 +48,8 @@ def _client(request: web.Request) -> str:
     return peer[0] if isinstance(peer, tuple) else "127.0.0.1"
 
 
-def build_message(ctx: ApiContext, key: ApiKey, req: MessageRequest, client: str, field: str = "") -> NewMessage:
+def build_message(ctx: ApiContext, key: ApiKey, req: MessageRequest, client: str, field: str = "",
+                  variant: str = "") -> NewMessage:
     """Template, MIME, then the shared acceptance pipeline's NewMessage (raises ApiError)."""
     rendered = render(req.template, req.substitutions, field + "template") if req.template else rendered_plain(req)
     content = compose(req, rendered)
@@ -57,7 +60,8 @@ def build_message(ctx: ApiContext, key: ApiKey, req: MessageRequest, client: str
     sub = Submission(sender=req.sender.address, recipients=req.recipients, content=content, client_ip=client,
                      helo=f"api:{key.name}", protocol="HTTP", tenant=key.tenant, stream=req.stream,
                      stream_fixed=bool(req.stream), campaign=req.campaign, auth_user=f"api:{key.name}",
-                     smtputf8=req.smtputf8, send_at=req.send_at, track=req.track)
+                     smtputf8=req.smtputf8, send_at=req.send_at, track=req.track,
+                     variant=variant)
     return ctx.builder.build(sub, ctx.clock())
 
 
@@ -158,7 +162,8 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 def _batch_requests(data: Any, ctx: ApiContext) -> list[tuple[str, Any]]:
-    """(field prefix, message JSON) of each message of a batch, in order."""
+    """(field prefix, message JSON) of each message of a batch, in order; with A/B variants
+    (see `variants`), a third item: the recipient's variant name."""
     if not isinstance(data, dict):
         raise invalid("", "a batch is a JSON object with messages, or a template with recipients")
     if "messages" in data:
@@ -169,10 +174,12 @@ def _batch_requests(data: Any, ctx: ApiContext) -> list[tuple[str, Any]]:
             raise invalid("messages", f"a list of 1 to {MAX_BATCH} messages")
         return [(f"messages[{i}].", m) for i, m in enumerate(items)]
     recipients = data.get("recipients")
-    if "template" not in data or not isinstance(recipients, list) or not 0 < len(recipients) <= \
-            MAX_TEMPLATE_RECIPIENTS:
+    if ("template" not in data and "variants" not in data) or not isinstance(recipients, list) or \
+            not 0 < len(recipients) <= MAX_TEMPLATE_RECIPIENTS:
         raise invalid("recipients", f"a template batch needs a template and 1 to {MAX_TEMPLATE_RECIPIENTS} recipients")
-    base = {k: v for k, v in data.items() if k != "recipients"}
+    if set(data) & ab.BATCH_FIELDS and "variants" not in data:
+        raise invalid("split", "split and winner_after go with variants")
+    base = {k: v for k, v in data.items() if k != "recipients" and k not in ab.BATCH_FIELDS}
     if any(k in base for k in ("to", "cc", "bcc")):
         raise invalid("to", "a template batch names its recipients in recipients[]")
     common = base.get("substitutions", {})
@@ -190,6 +197,28 @@ def _batch_requests(data: Any, ctx: ApiContext) -> list[tuple[str, Any]]:
             out.append((where + ".", invalid(where + ".substitutions", "must be an object")))
             continue
         out.append((where + ".", {**base, "to": r["to"], "substitutions": {**common, **subs}}))
+    if "variants" in data:
+        return _with_variants(data, base, out)
+    return out
+
+
+def _with_variants(data: dict[str, Any], base: dict[str, Any], items: list[tuple[str, Any]]) -> list[Any]:
+    """Each recipient's item with its variant's template fields, and the variant's name."""
+    if "winner_after" in data:
+        raise invalid("winner_after", "not supported: send the test batch, read GET /v1/campaigns/{id}, "
+                                      "then send the rest with the winning variant")
+    variants = ab.parse_variants(data)
+    if not isinstance(base.get("template", {}), dict):
+        raise invalid("template", "a template is an object with subject, text and/or html")
+    addresses = [item.get("to") if isinstance(item, dict) and isinstance(item.get("to"), str) else ""
+                 for _p, item in items]
+    chosen = ab.assign(base["campaign"], addresses, variants)
+    out: list[Any] = []
+    for (prefix, item), v in zip(items, chosen, strict=True):
+        variant = variants[v]
+        if isinstance(item, dict):
+            item = {**item, "template": {**base.get("template", {}), **variant.template}}
+        out.append((prefix, item, variant.name))
     return out
 
 
@@ -202,18 +231,30 @@ async def post_batch(request: web.Request) -> web.Response:
         replay = await ident.replay()
         if replay is not None:
             return replay
-        items = _batch_requests(await read_json(request), ctx)
+        data = await read_json(request)
+        campaign = ""
+        if isinstance(data, dict) and "variants" in data:
+            # An A/B batch is a campaign: its id names the report (GET /v1/campaigns/{id}).
+            if data.get("campaign") is None:
+                data["campaign"] = ab.new_campaign_id()
+            if not isinstance(data["campaign"], str) or not campaign_name(data["campaign"]):
+                raise invalid("campaign", "a campaign id is a non-empty one-line string")
+            data["campaign"] = campaign = campaign_name(data["campaign"])
+        items = _batch_requests(data, ctx)
         client = _client(request)
         results: list[dict[str, Any]] = [{} for _ in items]
         prepared: list[tuple[int, NewMessage, list[str]]] = []
+        variant_of: dict[int, str] = {}
         started = time.monotonic()
-        for i, (prefix, item) in enumerate(items):
+        for i, (prefix, item, *variant) in enumerate(items):
             try:
                 if isinstance(item, ApiError):
                     raise item
                 req = parse_message(item, ctx.clock(), ctx.limits, prefix if "messages" in prefix else "")
-                prepared.append((i, build_message(ctx, key, req, client, prefix if "messages" in prefix else ""),
-                                 req.tags))
+                prepared.append((i, build_message(ctx, key, req, client, prefix if "messages" in prefix else "",
+                                                  variant[0] if variant else ""), req.tags))
+                if variant:
+                    variant_of[i] = variant[0]
             except ApiError as err:
                 if "recipients[" in prefix and not err.field.startswith(prefix):
                     err.field = prefix + err.field      # a template batch: which recipient it was
@@ -232,7 +273,12 @@ async def post_batch(request: web.Request) -> web.Response:
                     raise outcome
                 else:
                     results[i] = {"index": i, "status": 202, **outcome}
-        response = {"results": results, "accepted": sum(1 for r in results if r.get("status") == 202)}
+                    if i in variant_of:
+                        results[i]["variant"] = variant_of[i]
+        response: dict[str, Any] = {"results": results,
+                                    "accepted": sum(1 for r in results if r.get("status") == 202)}
+        if campaign:
+            response["campaign"] = campaign
         write = ident.writer(200, response)
         if write is not None:
             await ctx.spool.call(write)
