@@ -19,6 +19,7 @@ from mta.daemon.control import ControlServer
 from mta.daemon.engagement import EngagementService
 from mta.daemon.fdlimit import raise_open_files
 from mta.delivery.dnsroute import MxResolver, ResolverConfig
+from mta.erasure.service import DaemonEraser
 from mta.events import Event, EventLog
 from mta.eventstream.redis_stream import RedisEventStream
 from mta.http.api.app import ApiServer
@@ -73,6 +74,7 @@ class MtaDaemon:
         self.spool: Spool | None = None
         self.scheduler: Scheduler | None = None
         self.control: ControlServer | None = None
+        self.eraser = DaemonEraser(self)       # `mta erase` and POST /v1/erasure, one at a time
         self.auth: Authenticator | None = None
         self.bounces: BounceProcessor | None = None
         # Keys are loaded here so a broken key file stops the start with a message naming it.
@@ -203,6 +205,7 @@ class MtaDaemon:
         injector = Injector(self.scheduler.accept, self.metrics, self.disk)
         ctx = ApiContext(self.cfg, builder, injector, self.spool, self.scheduler, self.api_keys, self.event_index,
                          self.clock, ApiMetrics(self.metrics.registry))
+        ctx.erase = self.eraser.erase
         self.api = ApiServer(ctx)
         await self.api.start()
 

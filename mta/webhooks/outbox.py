@@ -60,6 +60,7 @@ class OutboxStore:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")      # a committed row survives a power cut
+        self.db.execute("PRAGMA secure_delete=FAST")    # see mta.erasure.stores
         self.db.executescript(_SCHEMA)
 
     def insert(self, rows: Iterable[tuple[str, float, str]]) -> None:
@@ -129,6 +130,10 @@ class Outbox:
 
     async def open(self) -> None:
         self._store = await self._run(OutboxStore, self.path)
+
+    @property
+    def ready(self) -> bool:
+        return self._store is not None
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         store = self._store

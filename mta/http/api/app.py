@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from mta.http.api import campaigns, feeds, messages
+from mta.http.api import campaigns, erasure, feeds, messages
 from mta.http.api import idempotency as idem
 from mta.http.api.context import CTX, ApiContext
 from mta.http.api.errors import make_error_middleware
@@ -72,6 +72,7 @@ def make_app(ctx: ApiContext) -> web.Application:
     app.router.add_post("/v1/suppressions", feeds.post_suppression)
     app.router.add_delete("/v1/suppressions", feeds.delete_suppression)
     app.router.add_get("/v1/campaigns/{id}", campaigns.get_campaign)
+    app.router.add_post("/v1/erasure", erasure.post_erasure)
     return app
 
 

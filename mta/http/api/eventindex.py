@@ -100,6 +100,7 @@ class EventIndex:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 30000")
+        db.execute("PRAGMA secure_delete = FAST")      # see mta.erasure.stores
         return db
 
     # ------------------------------------------------------------------ writing
