@@ -49,7 +49,7 @@ class ErasureReport:
     skipped: list[str] = field(default_factory=list)        # files not searched (unknown compression)
 
     def add_spool(self, s: SpoolErasure) -> None:
-        self.removed.update(queued_recipients=s.recipients, queued_messages=len(s.messages),
+        self.removed.update(queued_recipients=s.recipients, queued_messages=len(s.messages), held_recipients=s.held,
                             deliveries=s.deliveries, idempotency_records=s.idempotency)
         self.suppressions_hashed = s.suppressions
         self.in_flight = s.in_flight

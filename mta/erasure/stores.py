@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mta.erasure.match import AddressMatcher
+from mta.http.api.holdback import erase_address as erase_holdback
 from mta.model import ATTEMPTING, CLAIMED
 from mta.spool.store import SpoolStore
 from mta.spool.suppression import hash_entries
@@ -84,6 +85,7 @@ class SpoolErasure:
     deliveries: int = 0
     idempotency: int = 0
     suppressions: int = 0               # entries now kept hashed
+    held: int = 0                       # recipients of A/B batches held back for the winner
     scrubbed_pages: int = 0
 
 
@@ -107,6 +109,7 @@ def erase_spool(store: SpoolStore, matcher: AddressMatcher) -> SpoolErasure:
         out.deliveries = db.execute("DELETE FROM deliveries WHERE lower(recipient) = ?", (address,)).rowcount
         out.idempotency = _erase_matching(db, "api_idempotency", "rowid", "response", matcher)
         out.suppressions = hash_entries(db, address)
+        out.held = erase_holdback(db, address)
     out.scrubbed_pages = scrub_free_pages(db)
     return out
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from mta.events import iso_time
+from mta.http.api import holdback as hb
 from mta.http.api.context import CTX
 from mta.http.api.errors import ApiError
 
@@ -46,8 +48,14 @@ async def get_campaign(request: web.Request) -> web.Response:
     if not campaign or len(campaign) > 100:
         raise ApiError(404, "not_found", "no such campaign", "id")
     await ctx.index.barrier()
-    rows = await asyncio.get_running_loop().run_in_executor(
-        None, ctx.index.campaign_counts, campaign, None if key.operator else key.tenant)
-    if not rows:
+    tenant = None if key.operator else key.tenant
+    rows = await asyncio.get_running_loop().run_in_executor(None, ctx.index.campaign_counts, campaign, tenant)
+    held = await ctx.spool.read(lambda s: hb.find(s.db, campaign, tenant))
+    if not rows and held is None:
         raise ApiError(404, "not_found", "no such campaign (unknown, another tenant's, or past retention)", "id")
-    return web.json_response(report(campaign, rows))
+    answer = report(campaign, rows)
+    if held is not None:
+        answer["winner_after"] = {"release_at": iso_time(held.release_at), "metric": held.metric,
+                                  "winner": held.winner or None,
+                                  "held": len(held.request["recipients"]) - held.next_index}
+    return web.json_response(answer)

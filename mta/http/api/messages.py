@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from mta.events import iso_time
+from mta.http.api import holdback as hb
 from mta.http.api import idempotency as idem
 from mta.http.api import variants as ab
 from mta.http.api.auth import ApiKey
@@ -204,18 +205,27 @@ def _batch_requests(data: Any, ctx: ApiContext) -> list[tuple[str, Any]]:
 
 def _with_variants(data: dict[str, Any], base: dict[str, Any], items: list[tuple[str, Any]]) -> list[Any]:
     """Each recipient's item with its variant's template fields, and the variant's name."""
-    if "winner_after" in data:
-        raise invalid("winner_after", "not supported: send the test batch, read GET /v1/campaigns/{id}, "
-                                      "then send the rest with the winning variant")
     variants = ab.parse_variants(data)
     if not isinstance(base.get("template", {}), dict):
         raise invalid("template", "a template is an object with subject, text and/or html")
     addresses = [item.get("to") if isinstance(item, dict) and isinstance(item.get("to"), str) else ""
                  for _p, item in items]
-    chosen = ab.assign(base["campaign"], addresses, variants)
+    campaign = base["campaign"]
+    testing = set(range(len(items)))
+    if "winner_after" in data:
+        testing = hb.test_group(campaign, addresses, hb.parse_winner_after(data["winner_after"], 30 * 86400).test_share,
+                                len(variants))
+    tested = [i for i in range(len(items)) if i in testing]
+    chosen = dict(zip(tested, ab.assign(campaign, [addresses[i] for i in tested], variants), strict=True))
     out: list[Any] = []
-    for (prefix, item), v in zip(items, chosen, strict=True):
-        variant = variants[v]
+    for i, (prefix, item) in enumerate(items):
+        if i not in testing:
+            if isinstance(item, dict):
+                item = hb.Held({"to": item["to"], "substitutions": item.get("substitutions", {})},
+                               [{**item, "template": {**base.get("template", {}), **v.template}} for v in variants])
+            out.append((prefix, item, ""))
+            continue
+        variant = variants[chosen[i]]
         if isinstance(item, dict):
             item = {**item, "template": {**base.get("template", {}), **variant.template}}
         out.append((prefix, item, variant.name))
@@ -233,6 +243,7 @@ async def post_batch(request: web.Request) -> web.Response:
             return replay
         data = await read_json(request)
         campaign = ""
+        winner_after: hb.WinnerAfter | None = None
         if isinstance(data, dict) and "variants" in data:
             # An A/B batch is a campaign: its id names the report (GET /v1/campaigns/{id}).
             if data.get("campaign") is None:
@@ -240,16 +251,26 @@ async def post_batch(request: web.Request) -> web.Response:
             if not isinstance(data["campaign"], str) or not campaign_name(data["campaign"]):
                 raise invalid("campaign", "a campaign id is a non-empty one-line string")
             data["campaign"] = campaign = campaign_name(data["campaign"])
+            if "winner_after" in data:
+                winner_after = hb.parse_winner_after(data["winner_after"], float(ctx.cfg.api.max_schedule_ahead))
         items = _batch_requests(data, ctx)
         client = _client(request)
         results: list[dict[str, Any]] = [{} for _ in items]
         prepared: list[tuple[int, NewMessage, list[str]]] = []
         variant_of: dict[int, str] = {}
+        held: list[tuple[int, dict[str, Any]]] = []
         started = time.monotonic()
         for i, (prefix, item, *variant) in enumerate(items):
             try:
                 if isinstance(item, ApiError):
                     raise item
+                if isinstance(item, hb.Held):
+                    for one in item.per_variant:        # each variant must render for this recipient
+                        req = parse_message(one, ctx.clock(), ctx.limits)
+                        if req.template:
+                            render(req.template, req.substitutions, "template")
+                    held.append((i, item.entry))
+                    continue
                 req = parse_message(item, ctx.clock(), ctx.limits, prefix if "messages" in prefix else "")
                 prepared.append((i, build_message(ctx, key, req, client, prefix if "messages" in prefix else "",
                                                   variant[0] if variant else ""), req.tags))
@@ -262,6 +283,12 @@ async def post_batch(request: web.Request) -> web.Response:
             if time.monotonic() - started > 0.02:
                 await asyncio.sleep(0)                 # rendering 10,000 messages must not stall the loop
                 started = time.monotonic()
+        if held and winner_after is not None:
+            # Durable before any of the batch is queued: a refusal here leaves nothing half sent.
+            release_at = max(ctx.clock(), _send_at(data, ctx)) + winner_after.after
+            await _hold(ctx, key, client, data, campaign, winner_after, release_at, [e for _i, e in held])
+            for i, _e in held:
+                results[i] = {"index": i, "status": 202, "held_until": iso_time(release_at)}
         for start in range(0, len(prepared), INJECT_CHUNK):
             chunk = prepared[start:start + INJECT_CHUNK]
             outcomes = await asyncio.gather(*(inject(ctx, m, client, tags) for _i, m, tags in chunk),
@@ -276,13 +303,35 @@ async def post_batch(request: web.Request) -> web.Response:
                     if i in variant_of:
                         results[i]["variant"] = variant_of[i]
         response: dict[str, Any] = {"results": results,
-                                    "accepted": sum(1 for r in results if r.get("status") == 202)}
+                                    "accepted": sum(1 for r in results if r.get("status") == 202 and "id" in r)}
         if campaign:
             response["campaign"] = campaign
+        if held:
+            response["held"] = len(held)
         write = ident.writer(200, response)
         if write is not None:
             await ctx.spool.call(write)
     return web.json_response(response, status=200)
+
+
+def _send_at(data: dict[str, Any], ctx: ApiContext) -> float:
+    from mta.http.api.request import parse_send_at
+    value = data.get("send_at")
+    return parse_send_at(value, ctx.clock(), float(ctx.cfg.api.max_schedule_ahead), "send_at") if value else 0.0
+
+
+async def _hold(ctx: ApiContext, key: ApiKey, client: str, data: dict[str, Any], campaign: str,
+                rule: hb.WinnerAfter, release_at: float, entries: list[dict[str, Any]]) -> None:
+    """The held-back share, durable before the answer (see holdback)."""
+    base = {k: v for k, v in data.items() if k not in ("recipients", "substitutions") and k not in ab.BATCH_FIELDS}
+    variants = [{"name": v.name, "template": v.template} for v in ab.parse_variants(data)]
+    row = hb.Holdback(key.tenant, campaign, key.id, key.name, client, release_at, rule.metric,
+                      {"base": base, "variants": variants, "recipients": entries})
+
+    await ctx.spool.call(lambda s: hb.ensure_table(s.db))
+    if await ctx.spool.read(lambda s: hb.find(s.db, campaign, key.tenant)) is not None:
+        raise ApiError(409, "campaign_exists", f"campaign {campaign!r} already holds back recipients", "campaign")
+    await ctx.spool.call(lambda s: hb.save(s.db, row))
 
 
 def _queue_id(request: web.Request) -> str:
