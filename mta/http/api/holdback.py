@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hashlib
 import json
 import logging
@@ -173,13 +174,24 @@ def erase_address(db: sqlite3.Connection, address: str) -> int:
     removed = 0
     for h in _rows(db, "instr(lower(request), ?) > 0", (address,)):
         entries = h.request["recipients"]
-        keep = [e for e in entries if str(e.get("to", "")).strip().lower() != address]
+        keep = [e for e in entries if address not in _addresses(e.get("to"))]
         gone_before = sum(1 for i, e in enumerate(entries[:h.next_index]) if e not in keep)
         removed += len(entries) - len(keep)
         h.request["recipients"] = keep
         db.execute("UPDATE campaign_holdback SET request = ?, next_index = ? WHERE tenant = ? AND campaign = ?",
                    (json.dumps(h.request), h.next_index - gone_before, h.tenant, h.campaign))
     return removed
+
+
+def _addresses(to: Any) -> set[str]:
+    """The addresses of a recipient entry's `to` (a string, a mailbox object, or a list of them)."""
+    if isinstance(to, list):
+        return set().union(*(_addresses(t) for t in to)) if to else set()
+    if isinstance(to, dict):
+        to = to.get("email", "")
+    if not isinstance(to, str):
+        return set()
+    return {(email.utils.parseaddr(to)[1] or to).strip().lower()}
 
 
 # ---------------------------------------------------------------------- release

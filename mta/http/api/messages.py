@@ -199,11 +199,12 @@ def _batch_requests(data: Any, ctx: ApiContext) -> list[tuple[str, Any]]:
             continue
         out.append((where + ".", {**base, "to": r["to"], "substitutions": {**common, **subs}}))
     if "variants" in data:
-        return _with_variants(data, base, out)
+        return _with_variants(data, base, out, float(ctx.cfg.api.max_schedule_ahead))
     return out
 
 
-def _with_variants(data: dict[str, Any], base: dict[str, Any], items: list[tuple[str, Any]]) -> list[Any]:
+def _with_variants(data: dict[str, Any], base: dict[str, Any], items: list[tuple[str, Any]],
+                   max_ahead: float) -> list[Any]:
     """Each recipient's item with its variant's template fields, and the variant's name."""
     variants = ab.parse_variants(data)
     if not isinstance(base.get("template", {}), dict):
@@ -213,8 +214,8 @@ def _with_variants(data: dict[str, Any], base: dict[str, Any], items: list[tuple
     campaign = base["campaign"]
     testing = set(range(len(items)))
     if "winner_after" in data:
-        testing = hb.test_group(campaign, addresses, hb.parse_winner_after(data["winner_after"], 30 * 86400).test_share,
-                                len(variants))
+        rule = hb.parse_winner_after(data["winner_after"], max_ahead)
+        testing = hb.test_group(campaign, addresses, rule.test_share, len(variants))
     tested = [i for i in range(len(items)) if i in testing]
     chosen = dict(zip(tested, ab.assign(campaign, [addresses[i] for i in tested], variants), strict=True))
     out: list[Any] = []
