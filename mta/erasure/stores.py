@@ -3,8 +3,8 @@ delivery log, API idempotency answers that list the address, the suppression lis
 event index and the webhook outbox.
 
 SQLite keeps deleted bytes until their page is reused: in the free space of a page, on the free
-list, and in old WAL frames. So the stores run with `secure_delete = FAST` (deleted cells are
-zeroed inside their page, at no extra I/O), the erasure's own deletes with `secure_delete = ON`,
+list, and in old WAL frames. So the stores run with secure_delete at least FAST (see
+mta.spool.securedelete), the erasure's own deletes with `secure_delete = ON`,
 then `scrub_free_pages` overwrites every page on the free list with zeros (it fills them with a
 zero blob and frees it: I/O in proportion to the free space, inside the caller's transaction, so
 the spool's writer thread can do it), and `truncate_wal` empties the WAL after the commit.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from mta.erasure.match import AddressMatcher
 from mta.http.api.holdback import erase_address as erase_holdback
 from mta.model import ATTEMPTING, CLAIMED
+from mta.spool.securedelete import MODES, mode
 from mta.spool.store import SpoolStore
 from mta.spool.suppression import hash_entries
 
@@ -28,12 +29,12 @@ SCRUB_CHUNK = 64 << 20      # bytes per zero blob (SQLite's default limit is 1e9
 
 @contextlib.contextmanager
 def secure_delete(db: sqlite3.Connection) -> Iterator[None]:
-    before = db.execute("PRAGMA secure_delete").fetchone()[0]
+    before = mode(db)
     db.execute("PRAGMA secure_delete = ON")
     try:
         yield
     finally:
-        db.execute(f"PRAGMA secure_delete = {int(before) if before in (0, 1) else 'FAST'}")
+        db.execute(f"PRAGMA secure_delete = {MODES[before]}")
 
 
 def scrub_free_pages(db: sqlite3.Connection) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING, Deferral, MessageInfo, NewMessage, Recipient
+from mta.spool.securedelete import at_least_fast
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -171,9 +172,7 @@ class SpoolStore:
         # Bodies are written once and read at most a few times: a modest page cache suffices.
         self.db.execute("PRAGMA cache_size = -16384")
         self.db.execute("PRAGMA busy_timeout = 30000")
-        # Deleted rows are zeroed inside their page (no extra I/O), so an erasure (mta.erasure) can
-        # make sure an address is gone from the file.
-        self.db.execute("PRAGMA secure_delete = FAST")
+        at_least_fast(self.db)      # deleted rows zeroed, so an erasure can make sure an address is gone
         self.db.executescript(SCHEMA)
         self._migrate()
         self._columns()

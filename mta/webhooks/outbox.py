@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from mta.spool.securedelete import at_least_fast
+
 __all__ = ["Batch", "Outbox", "OutboxStore"]
 
 T = TypeVar("T")
@@ -60,7 +62,7 @@ class OutboxStore:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")      # a committed row survives a power cut
-        self.db.execute("PRAGMA secure_delete=FAST")    # see mta.erasure.stores
+        at_least_fast(self.db)                          # see mta.spool.securedelete
         self.db.executescript(_SCHEMA)
 
     def insert(self, rows: Iterable[tuple[str, float, str]]) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mta.events import Event
+from mta.spool.securedelete import at_least_fast
 
 log = logging.getLogger("mta.api")
 
@@ -100,7 +101,7 @@ class EventIndex:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 30000")
-        db.execute("PRAGMA secure_delete = FAST")      # see mta.erasure.stores
+        at_least_fast(db)       # see mta.spool.securedelete
         return db
 
     # ------------------------------------------------------------------ writing
