@@ -17,9 +17,9 @@ from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
 from mta.config import Config, ConfigError, load_config
 from mta.daemon.control import ControlServer
 from mta.daemon.engagement import EngagementService
+from mta.daemon.erasure import DaemonEraser
 from mta.daemon.fdlimit import raise_open_files
 from mta.delivery.dnsroute import MxResolver, ResolverConfig
-from mta.erasure.service import DaemonEraser
 from mta.events import Event, EventLog
 from mta.eventstream.redis_stream import RedisEventStream
 from mta.http.api.app import ApiServer
