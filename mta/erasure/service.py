@@ -11,8 +11,8 @@ after the erasure are logged as usual.
 
 from __future__ import annotations
 
-import logging
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,6 @@ from mta.erasure.stores import (
     truncate_wal,
 )
 from mta.spool.store import SpoolStore
-
-log = logging.getLogger("mta.erasure")
 
 EVENT_INDEX = ("events.db", "events", "seq", "data", "recipient")
 WEBHOOK_OUTBOX = ("webhooks.db", "outbox", "id", "event", "")
@@ -76,7 +74,6 @@ def note_wal(report: ErasureReport, path: str, emptied: bool) -> None:
 
 
 def scrub_file(path: str) -> bool:
-    import sqlite3
     db = sqlite3.connect(path, timeout=60, isolation_level=None)
     try:
         db.execute("PRAGMA busy_timeout = 60000")
