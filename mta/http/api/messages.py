@@ -24,7 +24,7 @@ from mta.http.api.compose import compose, rendered_plain
 from mta.http.api.context import CTX, ApiContext
 from mta.http.api.errors import ApiError, invalid
 from mta.http.api.eventindex import MessageMeta
-from mta.http.api.request import MessageRequest, parse_message
+from mta.http.api.request import MessageRequest, parse_message, parse_send_at
 from mta.http.api.status import recipient_states
 from mta.http.api.templates import render
 from mta.model import NewMessage
@@ -316,7 +316,6 @@ async def post_batch(request: web.Request) -> web.Response:
 
 
 def _send_at(data: dict[str, Any], ctx: ApiContext) -> float:
-    from mta.http.api.request import parse_send_at
     value = data.get("send_at")
     return parse_send_at(value, ctx.clock(), float(ctx.cfg.api.max_schedule_ahead), "send_at") if value else 0.0
 
@@ -328,7 +327,6 @@ async def _hold(ctx: ApiContext, key: ApiKey, client: str, data: dict[str, Any],
     variants = [{"name": v.name, "template": v.template} for v in ab.parse_variants(data)]
     row = hb.Holdback(key.tenant, campaign, key.id, key.name, client, release_at, rule.metric,
                       {"base": base, "variants": variants, "recipients": entries})
-
     await ctx.spool.call(lambda s: hb.ensure_table(s.db))
     if await ctx.spool.read(lambda s: hb.find(s.db, campaign, key.tenant)) is not None:
         raise ApiError(409, "campaign_exists", f"campaign {campaign!r} already holds back recipients", "campaign")
