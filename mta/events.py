@@ -73,6 +73,7 @@ class EventLog:
         self._buffer: list[str] = []
         self._subscribers: list[Callable[[Event], None]] = []
         self._failing = False
+        self._held = False          # hold(): the file is being rewritten; events wait in the buffer
         self._file = self._open()
 
     def _open(self):  # type: ignore[no-untyped-def]
@@ -92,7 +93,7 @@ class EventLog:
                 fn(event)
             except Exception:
                 log.exception("event subscriber failed")
-        if self._file is not None:
+        if self._file is not None or self._held:
             self._buffer.append(event.to_json())
             if len(self._buffer) >= 2000:
                 self.flush()
@@ -113,6 +114,25 @@ class EventLog:
                 log.error("cannot write event log %s: %s (events are dropped until it can be written)",
                           self.path, exc)
         self._buffer.clear()
+
+    def hold(self) -> None:
+        """Flushes and closes the file so another writer may replace it (erasure rewrites it);
+        events emitted meanwhile wait in the buffer until release()."""
+        self.flush()
+        self._close_file()
+        self._file = None
+        self._held = bool(self.path)
+
+    def release(self) -> None:
+        self._held = False
+        self._file = self._open()
+        self.flush()
+
+    def drop_buffered(self, unwanted: Callable[[str], bool]) -> int:
+        """Removes buffered lines (not yet written) for which `unwanted` is true; returns how many."""
+        kept = [line for line in self._buffer if not unwanted(line)]
+        dropped, self._buffer = len(self._buffer) - len(kept), kept
+        return dropped
 
     def reopen(self) -> None:
         self.flush()

@@ -30,6 +30,7 @@ class MessageInfo:
     smtputf8: bool = False
     warned: bool = False       # a "delayed" DSN was sent already
     campaign: str = ""         # the campaign (tag) from the submission header, "" if none
+    variant: str = ""          # the A/B variant of its campaign, "" if none
 
 
 @dataclass(slots=True)
@@ -90,6 +91,7 @@ class NewMessage:
     # domains whose recipients go straight to the daemon's memory (state CLAIMED)
     claimed_domains: set[str] = field(default_factory=set)
     not_before: float = 0.0    # a scheduled send: no attempt before this time (0 = now)
+    variant: str = ""          # the A/B variant of its campaign, "" if none
 
 
 @dataclass(slots=True)

@@ -8,8 +8,8 @@ import os
 import time
 
 from mta.config import Config
+from mta.engagement.open import open_engagement_store
 from mta.engagement.score import ENGAGED, INACTIVE, EngagementRules, send_rank
-from mta.engagement.store import EngagementStore
 
 _CLASS = {ENGAGED: "engaged", INACTIVE: "inactive"}
 
@@ -28,12 +28,12 @@ def _when(t: float) -> str:
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
     path = cfg.engagement_path
-    if not os.path.exists(path):
+    if not cfg.engagement.redis and not os.path.exists(path):
         print(f"mta: no engagement store at {path} (is [tracking] enabled?)")
         return 1
     e = cfg.engagement
     rules = EngagementRules(half_life=float(e.half_life), inactive_after=float(e.inactive_after))
-    store = EngagementStore(path, rules)
+    store = open_engagement_store(cfg)
     try:
         now = time.time()
         record = store.get(args.address, now)

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mta.cli import apikey as apikeycli
     from mta.cli import checkdns as checkdns_cli
     from mta.cli import engagement as engagementcli
+    from mta.cli import erase as erasecli
     from mta.cli import queue as queuecli
     from mta.cli import suppression as suppressioncli
     from mta.compliance.dkim import keygen
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_parser(sub)
     checkdns_cli.add_parser(sub)
     engagementcli.add_parser(sub)
+    erasecli.add_parser(sub)
     u = sub.add_parser("user", help="manage submission users")
     us = u.add_subparsers(dest="user_cmd", required=True)
     a = us.add_parser("add", help="add or replace a user in a users file (password read from stdin or prompt)")
@@ -116,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         from mta.cli import engagement as engagementcli
 
         return engagementcli.run(cfg, args)
+    if args.cmd == "erase":
+        from mta.cli import erase as erasecli
+
+        return erasecli.run(cfg, args)
     if args.cmd == "api-key":
         from mta.cli import apikey as apikeycli
 

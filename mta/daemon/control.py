@@ -82,6 +82,12 @@ class ControlServer:
                 for r in rcpts:
                     sched.events.emit(Event("dropped", qid, r, sender, reason="admin", text="deleted by operator"))
             return {"ok": True, "deleted": [r[1] for r in removed]}
+        if cmd == "erase":
+            try:
+                report = await self.daemon.eraser.erase(str(request["address"]))
+            except ValueError as exc:
+                return {"ok": False, "error": str(exc)}
+            return {"ok": True, "report": report.to_json()}
         if cmd == "stats":
             return {"ok": True, "memory": sched.stats()}
         if cmd == "why":

@@ -8,9 +8,9 @@ import logging
 from collections.abc import Callable
 
 from mta.config import Config
+from mta.engagement.open import EngagementStoreLike, open_engagement_store
 from mta.engagement.recorder import EngagementRecorder
 from mta.engagement.score import EngagementRules, engaged_threshold
-from mta.engagement.store import EngagementStore
 from mta.events import Event, EventLog
 from mta.http.tracking import Activity, TrackingServer
 from mta.metrics import Metrics
@@ -32,7 +32,7 @@ class EngagementService:
         self.metrics = metrics
         self.clock = clock
         self.tokens: TrackingTokens | None = None
-        self.store: EngagementStore | None = None
+        self.store: EngagementStoreLike | None = None
         self.recorder: EngagementRecorder | None = None
         self.server: TrackingServer | None = None
 
@@ -48,7 +48,7 @@ class EngagementService:
         """Before the spool's writer starts: the store, attached to the spool so claims can rank."""
         if not self.enabled:
             return
-        self.store = EngagementStore(self.cfg.engagement_path, self.rules())
+        self.store = open_engagement_store(self.cfg)
         if self.cfg.engagement.order_streams:
             spool.attach_engagement(self.cfg.engagement_path)
 

@@ -18,6 +18,7 @@ from mta.compliance.unsubscribe import UnsubscribeInfo, UnsubscribeTokens
 from mta.config import Config, ConfigError, load_config
 from mta.daemon.control import ControlServer
 from mta.daemon.engagement import EngagementService
+from mta.daemon.erasure import DaemonEraser
 from mta.daemon.fdlimit import raise_open_files
 from mta.delivery.dnsroute import MxResolver, ResolverConfig
 from mta.events import Event, EventLog
@@ -74,6 +75,7 @@ class MtaDaemon:
         self.spool: Spool | None = None
         self.scheduler: Scheduler | None = None
         self.control: ControlServer | None = None
+        self.eraser = DaemonEraser(self)       # `mta erase` and POST /v1/erasure, one at a time
         self.auth: Authenticator | None = None
         self.bounces: BounceProcessor | None = None
         # Keys are loaded here so a broken key file stops the start with a message naming it.
@@ -208,6 +210,7 @@ class MtaDaemon:
         injector = Injector(self.scheduler.accept, self.metrics, self.disk, self.sign_worker)
         ctx = ApiContext(self.cfg, builder, injector, self.spool, self.scheduler, self.api_keys, self.event_index,
                          self.clock, ApiMetrics(self.metrics.registry))
+        ctx.erase = self.eraser.erase
         self.api = ApiServer(ctx)
         await self.api.start()
 

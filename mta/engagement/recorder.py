@@ -57,6 +57,13 @@ class EngagementRecorder:
         if len(self._pending) >= self.batch:
             self._wake.set()
 
+    def forget(self, address: str) -> None:
+        """Erasure: the address's activity not yet written, and its recent deliveries, go."""
+        key = address.strip().strip("<>").lower()
+        self._pending = [a for a in self._pending if a.recipient.lower() != key]
+        for k in [k for k in self._recent if k[1] == key]:
+            del self._recent[k]
+
     def delivered_at(self, queue_id: str, recipient: str) -> float | None:
         return self._recent.get((queue_id, recipient.lower()))
 

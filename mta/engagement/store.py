@@ -22,6 +22,7 @@ from mta.engagement.score import (
     anchored,
     from_anchored,
 )
+from mta.spool.securedelete import MODES, at_least_fast, mode
 
 __all__ = ["Activity", "EngagementStore"]
 
@@ -78,6 +79,7 @@ class EngagementStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")   # engagement is statistics, not mail
+            at_least_fast(self._db)                         # see mta.spool.securedelete
             self._db.executescript(_SCHEMA)
 
     def record(self, activities: Iterable[Activity]) -> int:
@@ -119,8 +121,14 @@ class EngagementStore:
         return found
 
     def erase(self, address: str) -> int:
+        """Removes the address's row, its bytes zeroed (secure_delete); see mta.erasure."""
         with self._lock:
-            return self._db.execute("DELETE FROM engagement WHERE recipient = ?", (_key(address),)).rowcount
+            before = mode(self._db)
+            self._db.execute("PRAGMA secure_delete=ON")
+            try:
+                return self._db.execute("DELETE FROM engagement WHERE recipient = ?", (_key(address),)).rowcount
+            finally:
+                self._db.execute(f"PRAGMA secure_delete={MODES[before]}")
 
     def close(self) -> None:
         with self._lock:

@@ -49,11 +49,13 @@ class Delivery:
     stream: str
     sender: str = ""
     campaign: str = ""
+    variant: str = ""
 
 
 def find_delivery(store: SpoolStore, queue_id: str, recipient: str, message_id: str) -> Delivery | None:
     """The delivery a report is about: by queue id (VERP), else Message-ID, else recipient."""
-    cols = "queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, sender, campaign"
+    cols = ("queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, sender, campaign,"
+            " variant")
     row = None
     if queue_id:
         row = store.db.execute(f"SELECT {cols} FROM deliveries WHERE queue_id = ? AND (? = '' OR recipient = ?)"
@@ -68,7 +70,7 @@ def find_delivery(store: SpoolStore, queue_id: str, recipient: str, message_id: 
     if row is None:
         return None
     return Delivery(row[0], row[1], row[2], row[3], row[4], tuple(h for h in row[5].split(",") if h), row[6],
-                    row[7], row[8], row[9], row[10])
+                    row[7], row[8], row[9], row[10], row[11])
 
 
 class BounceProcessor:
@@ -182,7 +184,8 @@ class BounceProcessor:
                                delivery.source if delivery else "", "", record.reply_code or 0, record.status,
                                text, record.reason, 0, delivery.stream if delivery else "", tenant,
                                delivery.sending_domain if delivery else "", record.message_id,
-                               campaign=delivery.campaign if delivery else ""))
+                               campaign=delivery.campaign if delivery else "",
+                               variant=delivery.variant if delivery else ""))
         if delivery is not None:
             kind = record.reply_kind or ("hard" if record.hard else "soft")
             outcome = "complaint" if complaint else feedback_class(kind)

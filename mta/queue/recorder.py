@@ -58,7 +58,7 @@ class OutcomeRecorder:
             q.events.emit(Event(o.event, msg.queue_id, r.address, msg.sender, now, msg.created, site,
                                 mx, source.name if source else "", source.address if source else "",
                                 o.code, o.status, o.text, o.cls.reason, attempt, msg.stream, msg.tenant,
-                                msg.sending_domain, msg.header_message_id, campaign=msg.campaign))
+                                msg.sending_domain, msg.header_message_id, campaign=msg.campaign, variant=msg.variant))
             if source is not None and o.code:
                 # mailbox and campaign always: policyd pauses a single sender or campaign with them
                 q.grants.report(Outcome(site, q.sites[site].route.host_names if site in q.sites else (),
@@ -93,7 +93,7 @@ class OutcomeRecorder:
             mx_hosts = ",".join(q.sites[site].route.host_names) if site in q.sites else ""
             delivered_rows = [(msg.queue_id, o.recipient.address.lower(), now, source.name, site, mx_hosts,
                                msg.sending_domain, msg.tenant, msg.stream, msg.header_message_id,
-                               msg.sender.lower(), msg.campaign)
+                               msg.sender.lower(), msg.campaign, msg.variant)
                               for o in outcomes if o.event == "delivered"]
         suppress = [s for s in (self._suppression_for(o, now) for o in failed) if s is not None]
         for entry in suppress:

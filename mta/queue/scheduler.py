@@ -212,18 +212,19 @@ class Scheduler:
             raise
         info = MessageInfo(mid, msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority,
                            msg.tenant, msg.pool, msg.sending_domain, msg.header_message_id, msg.smtputf8,
-                           campaign=msg.campaign)
+                           campaign=msg.campaign, variant=msg.variant)
         groups: dict[str, list[Recipient]] = {}
         for r in rcpts:
             groups.setdefault(r.domain, []).append(r)
             self.events.emit(Event("accepted", msg.queue_id, r.address, msg.sender, now, msg.created,
                                    stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
-                                   message_id=msg.header_message_id, campaign=msg.campaign))
+                                   message_id=msg.header_message_id, campaign=msg.campaign,
+                                   variant=msg.variant))
             if scheduled:
                 self.events.emit(Event("scheduled", msg.queue_id, r.address, msg.sender, now, msg.created,
                                        stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
                                        message_id=msg.header_message_id, campaign=msg.campaign,
-                                       text=f"not before {iso_time(msg.not_before)}"))
+                                       variant=msg.variant, text=f"not before {iso_time(msg.not_before)}"))
         if claimed:
             self.bodies.put(mid, msg.body, refs=len(claimed))
         for d, group in groups.items():
@@ -535,7 +536,7 @@ class Scheduler:
                 self.events.emit(Event("cancelled", msg.queue_id, r.address, msg.sender, now, msg.created,
                                        stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
                                        message_id=msg.header_message_id, campaign=msg.campaign,
-                                       reason="cancelled", text="cancelled through the API"))
+                                       variant=msg.variant, reason="cancelled", text="cancelled through the API"))
         self.release(job)
 
     async def load_body(self, job: Job) -> bytes | None:

@@ -26,6 +26,8 @@ class SuppressionGate:
         self.metrics = metrics
         self.clock = clock
         self.filter = SuppressionFilter()
+        # Recipient ids erased (mta.erasure) while their job was in memory: dropped without a trace.
+        self.erased: set[int] = set()
 
     async def sync(self) -> None:
         """Takes in the rows added to the table since the last call."""
@@ -33,6 +35,11 @@ class SuppressionGate:
 
     async def drop_suppressed(self, job: Job) -> int:
         """Removes suppressed recipients from the job (dropped, with an event); returns how many remain."""
+        if self.erased:
+            kept = [r for r in job.recipients if r.id not in self.erased]
+            if len(kept) != len(job.recipients):
+                self.erased.difference_update(r.id for r in job.recipients)
+                job.recipients = kept
         candidates = [r for r in job.recipients if self.filter.may_contain(r.address)]
         if not candidates:
             return len(job.recipients)
@@ -52,7 +59,8 @@ class SuppressionGate:
             self.events.emit(Event("dropped", msg.queue_id, r.address, msg.sender, now, msg.created,
                                    reason=entry.reason, text=f"suppressed: {entry.reason} ({scope})",
                                    stream=msg.stream, tenant=msg.tenant, sending_domain=msg.sending_domain,
-                                   message_id=msg.header_message_id, campaign=msg.campaign))
+                                   message_id=msg.header_message_id, campaign=msg.campaign,
+                                   variant=msg.variant))
         ids = list(gone)
         self.spool.post(lambda s: s.finish(ids))
         return len(job.recipients)

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING, Deferral, MessageInfo, NewMessage, Recipient
+from mta.spool.securedelete import at_least_fast
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -97,10 +98,12 @@ ADDED_COLUMNS = (
     ("messages", "campaign", "TEXT NOT NULL DEFAULT ''"),
     ("deliveries", "campaign", "TEXT NOT NULL DEFAULT ''"),
     ("messages", "send_at", "REAL NOT NULL DEFAULT 0"),
+    ("messages", "variant", "TEXT NOT NULL DEFAULT ''"),
+    ("deliveries", "variant", "TEXT NOT NULL DEFAULT ''"),
 )
 
 _MESSAGE_COLUMNS = ("m.id, m.queue_id, m.sender, m.created, m.size, m.stream, m.priority, m.tenant, m.pool, "
-                    "m.sending_domain, m.header_message_id, m.smtputf8, m.warned, {campaign}")
+                    "m.sending_domain, m.header_message_id, m.smtputf8, m.warned, {campaign}, {variant}")
 
 
 @dataclass(slots=True)
@@ -169,6 +172,7 @@ class SpoolStore:
         # Bodies are written once and read at most a few times: a modest page cache suffices.
         self.db.execute("PRAGMA cache_size = -16384")
         self.db.execute("PRAGMA busy_timeout = 30000")
+        at_least_fast(self.db)      # deleted rows zeroed, so an erasure can make sure an address is gone
         self.db.executescript(SCHEMA)
         self._migrate()
         self._columns()
@@ -199,8 +203,10 @@ class SpoolStore:
         missing = {(t, c) for t, c, _d in self._missing_columns()}
         self.has_campaign = ("messages", "campaign") not in missing
         self.has_send_at = ("messages", "send_at") not in missing
+        self.has_variant = ("messages", "variant") not in missing
         campaign = "m.campaign" if self.has_campaign else "''"
-        self.message_columns = _MESSAGE_COLUMNS.format(campaign=campaign)
+        variant = "m.variant" if self.has_variant else "''"
+        self.message_columns = _MESSAGE_COLUMNS.format(campaign=campaign, variant=variant)
 
     def close(self) -> None:
         self.db.close()
@@ -220,11 +226,11 @@ class SpoolStore:
     def insert(self, msg: NewMessage, now: float) -> tuple[int, list[Recipient]]:
         cur = self.db.execute(
             "INSERT INTO messages (queue_id, sender, created, size, stream, priority, tenant, pool,"
-            " sending_domain, header_message_id, smtputf8, client, auth_user, campaign, send_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " sending_domain, header_message_id, smtputf8, client, auth_user, campaign, send_at, variant)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority, msg.tenant,
              msg.pool, msg.sending_domain, msg.header_message_id, int(msg.smtputf8), msg.client,
-             msg.auth_user, msg.campaign, msg.not_before))
+             msg.auth_user, msg.campaign, msg.not_before, msg.variant))
         mid = cur.lastrowid
         assert mid is not None
         self.db.execute("INSERT INTO bodies (id, data) VALUES (?, ?)", (mid, msg.body))
@@ -276,10 +282,12 @@ class SpoolStore:
 
     def record_deliveries(self, rows: Sequence[tuple]) -> None:
         """(queue_id, recipient, time, source, site, mx_hosts, sending_domain, tenant, stream, message_id,
-        sender, campaign)."""
+        sender, campaign[, variant])."""
+        if rows and len(rows[0]) == 12:
+            rows = [(*r, "") for r in rows]
         self.db.executemany("INSERT INTO deliveries (queue_id, recipient, time, source, site, mx_hosts,"
-                            " sending_domain, tenant, stream, header_message_id, sender, campaign)"
-                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                            " sending_domain, tenant, stream, header_message_id, sender, campaign, variant)"
+                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def prune_deliveries(self, before: float, limit: int = 10000) -> int:
         return self.db.execute("DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries"
@@ -485,7 +493,7 @@ class SpoolStore:
 
 def _message_from_row(row: Sequence) -> MessageInfo:
     return MessageInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-                       row[10], bool(row[11]), bool(row[12]), row[13])
+                       row[10], bool(row[11]), bool(row[12]), row[13], row[14])
 
 
 def _fsync_dir(path: str) -> None:

@@ -8,6 +8,10 @@ Delivery checks every recipient. To keep that off the disk for the common case (
 suppressed), the daemon holds a set of 64-bit hashes of suppressed addresses and asks the
 database only on a hit; the set follows the table by polling new rows, so entries added by the
 CLI while the daemon runs are seen within seconds.
+
+An erased address (`mta erase`, GDPR) keeps its suppression, but only as a hash ("sha256:<hex>"
+of the normalised address): lookups try both forms, and the in-memory set is keyed by the same
+hash, so a hashed entry still stops mail to the address without the list naming it.
 """
 
 from __future__ import annotations
@@ -38,8 +42,29 @@ def normalize(address: str) -> str:
     return address.strip().strip("<>").lower()
 
 
+HASHED = "sha256:"
+
+
+def hashed_address(address: str) -> str:
+    """The form an erased address keeps in the list."""
+    return HASHED + hashlib.sha256(normalize(address).encode()).hexdigest()
+
+
 def address_hash(address: str) -> int:
-    return int.from_bytes(hashlib.blake2b(normalize(address).encode(), digest_size=8).digest(), "big")
+    """The in-memory filter's key: the first 64 bits of the address's SHA-256, so an entry stored
+    hashed (hashed_address) has the same key as the address it stands for."""
+    return int.from_bytes(hashlib.sha256(normalize(address).encode()).digest()[:8], "big")
+
+
+def stored_hash(stored: str) -> int:
+    """address_hash of the address a row stands for, whether it is stored plain or hashed."""
+    if stored.startswith(HASHED):
+        return int(stored[len(HASHED):len(HASHED) + 16], 16)
+    return address_hash(stored)
+
+
+def _forms(address: str) -> tuple[str, str]:
+    return normalize(address), hashed_address(address)
 
 
 def add(db: sqlite3.Connection, entry: Suppression) -> None:
@@ -61,16 +86,16 @@ def add(db: sqlite3.Connection, entry: Suppression) -> None:
 
 def remove(db: sqlite3.Connection, address: str, tenant: str | None = None) -> int:
     if tenant is None:
-        return db.execute("DELETE FROM suppressions WHERE address = ?", (normalize(address),)).rowcount
-    return db.execute("DELETE FROM suppressions WHERE tenant = ? AND address = ?",
-                      (tenant, normalize(address))).rowcount
+        return db.execute("DELETE FROM suppressions WHERE address IN (?, ?)", _forms(address)).rowcount
+    return db.execute("DELETE FROM suppressions WHERE tenant = ? AND address IN (?, ?)",
+                      (tenant, *_forms(address))).rowcount
 
 
 def lookup(db: sqlite3.Connection, address: str, tenant: str, now: float) -> Suppression | None:
     """The entry that stops `address` for `tenant` (its own or a global one), if any is in force."""
     row = db.execute("SELECT tenant, address, reason, created, expires, source, detail FROM suppressions"
-                     " WHERE address = ? AND tenant IN (?, '') AND (expires = 0 OR expires > ?)"
-                     " ORDER BY tenant = '' LIMIT 1", (normalize(address), tenant, now)).fetchone()
+                     " WHERE address IN (?, ?) AND tenant IN (?, '') AND (expires = 0 OR expires > ?)"
+                     " ORDER BY tenant = '' LIMIT 1", (*_forms(address), tenant, now)).fetchone()
     return Suppression(*row) if row else None
 
 
@@ -78,8 +103,8 @@ def listing(db: sqlite3.Connection, tenant: str | None = None, reason: str | Non
             limit: int = 0, address: str | None = None) -> list[Suppression]:
     where, params = [], []
     if address is not None:
-        where.append("address = ?")
-        params.append(normalize(address))
+        where.append("address IN (?, ?)")
+        params.extend(_forms(address))
     if tenant is not None:
         where.append("tenant = ?")
         params.append(tenant)
@@ -91,6 +116,19 @@ def listing(db: sqlite3.Connection, tenant: str | None = None, reason: str | Non
     if limit:
         sql += f" LIMIT {int(limit)}"
     return [Suppression(*r) for r in db.execute(sql, params)]
+
+
+def hash_entries(db: sqlite3.Connection, address: str) -> int:
+    """Erasure: the address's entries keep only its hash (and lose a detail that names it)."""
+    plain, hashed = _forms(address)
+    rows = db.execute("SELECT id, tenant, detail FROM suppressions WHERE address = ?", (plain,)).fetchall()
+    for rid, tenant, detail in rows:
+        if db.execute("SELECT 1 FROM suppressions WHERE tenant = ? AND address = ?", (tenant, hashed)).fetchone():
+            db.execute("DELETE FROM suppressions WHERE id = ?", (rid,))
+        else:
+            db.execute("UPDATE suppressions SET address = ?, detail = ? WHERE id = ?",
+                       (hashed, "" if plain in detail.lower() else detail, rid))
+    return len(rows)
 
 
 def prune(db: sqlite3.Connection, now: float) -> int:
@@ -158,6 +196,6 @@ class SuppressionFilter:
         rows = db.execute("SELECT id, address FROM suppressions WHERE id > ? ORDER BY id",
                           (self._last_id,)).fetchall()
         for rid, address in rows:
-            self._hashes.add(address_hash(address))
+            self._hashes.add(stored_hash(address))
             self._last_id = rid
         return len(rows)

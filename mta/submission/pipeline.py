@@ -127,7 +127,8 @@ class MessageBuilder:
                           stream=stream, priority=stream_cfg.priority, tenant=tenant, pool=stream_cfg.pool,
                           sending_domain=sending_domain, header_message_id=message_id,
                           campaign=sub.campaign or facts.campaign, smtputf8=sub.smtputf8, client=sub.client_ip,
-                          auth_user=sub.auth_user, not_before=sub.send_at if sub.send_at > now else 0.0)
+                          auth_user=sub.auth_user, not_before=sub.send_at if sub.send_at > now else 0.0,
+                          variant=sub.variant)
 
     def _tracks(self, sub: Submission, stream: str, tenant: str, head: bytes) -> bool:
         """Tracked: a tracked stream or tenant, not turned off by the request or the message's

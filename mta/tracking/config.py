@@ -52,6 +52,8 @@ class EngagementSection:
     half_life: Duration = Duration(30 * 86400)
     inactive_after: Duration = Duration(180 * 86400)
     order_streams: list[str] = field(default_factory=lambda: ["marketing"])   # engaged first when capped
+    redis: str = ""                     # "redis://host:6379/0": share the store between nodes (else SQLite)
+    redis_prefix: str = "mta:engagement:"
 
 
 def _local(host: str) -> bool:
@@ -101,3 +103,6 @@ def validate_engagement_section(e: EngagementSection, streams: set[str], prefix:
     for i, s in enumerate(e.order_streams):
         if s not in streams:
             raise ConfigError(f"{prefix}.order_streams[{i}]: no stream named {s!r}")
+    if e.redis and urlsplit(e.redis).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{prefix}.redis: expected redis://host:port/db, rediss://... or unix://..., "
+                          f"got {e.redis!r}")

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from mta.spool.securedelete import at_least_fast
+
 __all__ = ["Batch", "Outbox", "OutboxStore"]
 
 T = TypeVar("T")
@@ -60,6 +62,7 @@ class OutboxStore:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")      # a committed row survives a power cut
+        at_least_fast(self.db)                          # see mta.spool.securedelete
         self.db.executescript(_SCHEMA)
 
     def insert(self, rows: Iterable[tuple[str, float, str]]) -> None:
@@ -129,6 +132,10 @@ class Outbox:
 
     async def open(self) -> None:
         self._store = await self._run(OutboxStore, self.path)
+
+    @property
+    def ready(self) -> bool:
+        return self._store is not None
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         store = self._store

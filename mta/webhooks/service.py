@@ -107,6 +107,12 @@ class Webhooks:
                 await asyncio.sleep(1.0)
                 self._flush_wanted.set()
 
+    def forget(self, unwanted: Callable[[str], bool]) -> int:
+        """Erasure: events not yet in the outbox for which `unwanted` (their JSON) is true go."""
+        kept = [row for row in self._pending if not unwanted(row[2])]
+        dropped, self._pending = len(self._pending) - len(kept), kept
+        return dropped
+
     async def _write_pending(self) -> bool:
         rows, self._pending = self._pending, []
         if not rows:

@@ -4,18 +4,38 @@ unknown recipients next, long-inactive ones last; transactional mail keeps its p
 from __future__ import annotations
 
 import random
+import uuid
+
+import pytest
 
 from mta.engagement.score import DAY
 from mta.engagement.store import Activity
 from tests.mta.conftest import message
-from tests.support.receiver import Script
+from tests.support.receiver import Script, free_port
+from tests.support.redisserver import start_redis
 
 
-def tracking_config() -> dict:
-    return {"tracking": {"enabled": True, "base_url": "http://127.0.0.1:9/", "streams": ["marketing"]}}
+def tracking_config(redis: str = "") -> dict:
+    shared = {"engagement": {"redis": redis, "redis_prefix": f"t:{uuid.uuid4().hex}:"}} if redis else {}
+    return {"tracking": {"enabled": True, "base_url": "http://127.0.0.1:9/", "streams": ["marketing"]}, **shared}
 
 
-async def test_capped_site_sends_the_most_engaged_first(start_mta, world, dns_server) -> None:
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory):
+    port = free_port(["127.0.0.1"])
+    process = start_redis(port, tmp_path_factory.mktemp("redis"))
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def engagement_backend(request: pytest.FixtureRequest) -> str:
+    """"" for the SQLite store, else the URL of a real redis-server (the store shared by nodes)."""
+    return "" if request.param == "sqlite" else request.getfixturevalue("redis_url")
+
+
+async def test_capped_site_sends_the_most_engaged_first(start_mta, world, dns_server, engagement_backend) -> None:
     order: list[str] = []
     rx = world.domain("example.test", script=Script(data=lambda m: order.append(m.rcpt_tos[0])))
     dns_server.servfail("example.test")              # park everything on disk first
@@ -23,7 +43,7 @@ async def test_capped_site_sends_the_most_engaged_first(start_mta, world, dns_se
     # as when a warm-up grant lets a few messages out of a large backlog.
     mta = await start_mta(queue={"domain_window": 1, "retry_base": 3600},
                           delivery={"max_connections": 1, "messages_per_connection": 1000},
-                          egress={"pools": {"default": {"sources": ["ip1"]}}}, **tracking_config())
+                          egress={"pools": {"default": {"sources": ["ip1"]}}}, **tracking_config(engagement_backend))
     now = mta.clock()
     store = mta.daemon.engagement.store
     assert store is not None
@@ -54,9 +74,9 @@ async def test_capped_site_sends_the_most_engaged_first(start_mta, world, dns_se
     assert names[6] == "lapsed"                             # long inactive last
 
 
-async def test_deliveries_and_human_activity_reach_the_store(start_mta, world) -> None:
+async def test_deliveries_and_human_activity_reach_the_store(start_mta, world, engagement_backend) -> None:
     rx = world.domain("example.test")
-    mta = await start_mta(**tracking_config())
+    mta = await start_mta(**tracking_config(engagement_backend))
     await mta.send("news@sender.example", ["ann@example.test"], message(extra_headers="X-Stream: marketing\r\n"))
     await rx.await_for(1)
     await mta.wait_event(lambda e: e["event"] == "delivered")
@@ -64,6 +84,12 @@ async def test_deliveries_and_human_activity_reach_the_store(start_mta, world) -
     await recorder.flush()
     record = mta.daemon.engagement.store.get("ann@example.test", mta.clock())
     assert record is not None and record.last_delivered > 0 and record.score == 0
+    if engagement_backend:          # in Redis for the other nodes, and in the local mirror for the ranking
+        from mta.engagement.redis_store import RedisEngagementStore
+        shared = RedisEngagementStore(engagement_backend, prefix=mta.daemon.cfg.engagement.redis_prefix)
+        assert shared.get("ann@example.test", mta.clock()).last_delivered == record.last_delivered
+        shared.close()
+        assert mta.daemon.engagement.store.mirror.get("ann@example.test", mta.clock()) is not None
 
 
 def test_engagement_show_cli(tmp_path) -> None:

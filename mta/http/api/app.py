@@ -13,10 +13,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from mta.http.api import feeds, messages
+from mta.http.api import campaigns, erasure, feeds, messages
 from mta.http.api import idempotency as idem
 from mta.http.api.context import CTX, ApiContext
 from mta.http.api.errors import make_error_middleware
+from mta.http.api.holdback import HoldbackReleaser
+from mta.http.api.holdback import ensure_table as ensure_holdback_table
 from mta.http.api.openapi import document
 from mta.http.console import routes as console
 from warmup_base.listen import parse_hostport
@@ -73,6 +75,8 @@ def make_app(ctx: ApiContext) -> web.Application:
     app.router.add_post("/v1/suppressions", feeds.post_suppression)
     app.router.add_delete("/v1/suppressions", feeds.delete_suppression)
     console.install(app, ctx)
+    app.router.add_get("/v1/campaigns/{id}", campaigns.get_campaign)
+    app.router.add_post("/v1/erasure", erasure.post_erasure)
     return app
 
 
@@ -81,10 +85,12 @@ class ApiServer:
         self.ctx = ctx
         self.runner: web.AppRunner | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self.releaser = HoldbackReleaser(ctx)      # A/B winner_after: held-back shares, sent when due
 
     async def start(self) -> None:
         ctx = self.ctx
         await ctx.spool.call(lambda s: idem.ensure_table(s.db))
+        await ctx.spool.call(lambda s: ensure_holdback_table(s.db))
         ctx.index.start()
         host, port = parse_hostport(ctx.cfg.api.listen, "api.listen")
         self.runner = web.AppRunner(make_app(ctx), access_log=None, handle_signals=False, shutdown_timeout=5.0,
@@ -92,6 +98,7 @@ class ApiServer:
         await self.runner.setup()
         await web.TCPSite(self.runner, host, port, backlog=1024).start()
         self._housekeeping = asyncio.get_running_loop().create_task(self._prune_loop())
+        self.releaser.start()
         log.info("HTTP API on %s", ctx.cfg.api.listen)
 
     async def stop_listening(self) -> None:
@@ -101,6 +108,7 @@ class ApiServer:
             self.runner = None
 
     async def close(self) -> None:
+        await self.releaser.stop()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):

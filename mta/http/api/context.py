@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
@@ -42,6 +42,8 @@ class ApiContext:
     index: EventIndex
     clock: Callable[[], float]
     metrics: ApiMetrics
+    # the daemon's erasure (mta.erasure.service.DaemonEraser.erase): POST /v1/erasure
+    erase: Callable[[str], Awaitable[Any]] | None = None
     # Idempotency-Key -> (lock, [users]): see messages.Idempotency
     locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mta.events import Event
+from mta.spool.securedelete import at_least_fast
 
 log = logging.getLogger("mta.api")
 
@@ -49,6 +50,10 @@ CREATE TABLE IF NOT EXISTS api_messages (
 );
 CREATE INDEX IF NOT EXISTS api_messages_by_time ON api_messages(created);
 """
+
+# Columns added later (an older events.db gets them at open): the campaign report's keys.
+ADDED_COLUMNS = (("campaign", "TEXT NOT NULL DEFAULT ''"), ("variant", "TEXT NOT NULL DEFAULT ''"))
+CAMPAIGN_INDEX = "CREATE INDEX IF NOT EXISTS events_by_campaign ON events(campaign, tenant) WHERE campaign <> ''"
 
 BATCH = 2000
 
@@ -79,6 +84,11 @@ class EventIndex:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._db = self._connect()
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        for column, decl in ADDED_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE events ADD COLUMN {column} {decl}")
+        self._db.execute(CAMPAIGN_INDEX)
         self._read = self._connect()
         self._read_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -91,6 +101,7 @@ class EventIndex:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 30000")
+        at_least_fast(db)       # see mta.spool.securedelete
         return db
 
     # ------------------------------------------------------------------ writing
@@ -104,7 +115,7 @@ class EventIndex:
         and GIL switch each)."""
         self.backlog += 1
         self._pending.append((event.time, event.tenant, event.queue_id, event.recipient, event.event,
-                              event.to_json()))
+                              event.to_json(), event.campaign, event.variant))
         if len(self._pending) == 1:
             try:
                 asyncio.get_running_loop().call_soon(self._hand_over)
@@ -174,13 +185,13 @@ class EventIndex:
                                " VALUES (?,?,?,?,?)", (item.queue_id, item.tenant, item.created, item.send_at,
                                                        json.dumps(item.tags)))
                 else:
-                    when, tenant, qid, rcpt, name, data = item
+                    when, tenant, qid, rcpt, name, data, campaign, variant = item
                     if name == "accepted":
                         self._tenants[qid] = tenant
                     elif not tenant:
                         tenant = self._tenant_of(qid)
-                    db.execute("INSERT INTO events (time, tenant, queue_id, recipient, event, data)"
-                               " VALUES (?,?,?,?,?,?)", (when, tenant, qid, rcpt, name, data))
+                    db.execute("INSERT INTO events (time, tenant, queue_id, recipient, event, data, campaign, variant)"
+                               " VALUES (?,?,?,?,?,?,?,?)", (when, tenant, qid, rcpt, name, data, campaign, variant))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -226,6 +237,19 @@ class EventIndex:
                                       (queue_id,)).fetchall()
         meta = MessageMeta(row[0], row[1], row[2], json.loads(row[3])) if row else None
         return meta, [(seq, tenant, json.loads(data)) for seq, tenant, data in rows]
+
+    def campaign_counts(self, campaign: str, tenant: str | None) -> list[tuple[str, str, bool, int]]:
+        """(variant, event, machine, distinct recipients) of a campaign's events; `tenant` None =
+        every tenant's."""
+        sql = ("SELECT variant, event, coalesce(json_extract(data, '$.machine'), 0), "
+               "COUNT(DISTINCT queue_id || ' ' || lower(recipient)) FROM events WHERE campaign = ?")
+        args: list[Any] = [campaign]
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            args.append(tenant)
+        with self._read_lock:
+            rows = self._read.execute(sql + " GROUP BY 1, 2, 3", args).fetchall()
+        return [(v, e, bool(m), int(n)) for v, e, m, n in rows]
 
     def last_seq(self) -> int:
         with self._read_lock:

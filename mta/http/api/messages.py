@@ -16,16 +16,19 @@ from typing import Any
 from aiohttp import web
 
 from mta.events import iso_time
+from mta.http.api import holdback as hb
 from mta.http.api import idempotency as idem
+from mta.http.api import variants as ab
 from mta.http.api.auth import ApiKey
 from mta.http.api.compose import compose, rendered_plain
 from mta.http.api.context import CTX, ApiContext
 from mta.http.api.errors import ApiError, invalid
 from mta.http.api.eventindex import MessageMeta
-from mta.http.api.request import MessageRequest, parse_message
+from mta.http.api.request import MessageRequest, parse_message, parse_send_at
 from mta.http.api.status import recipient_states
 from mta.http.api.templates import render
 from mta.model import NewMessage
+from mta.submission.headers import campaign_name
 from mta.submission.pipeline import Outcome, Submission
 
 MAX_BATCH = 1000
@@ -46,7 +49,8 @@ def _client(request: web.Request) -> str:
     return peer[0] if isinstance(peer, tuple) else "127.0.0.1"
 
 
-def build_message(ctx: ApiContext, key: ApiKey, req: MessageRequest, client: str, field: str = "") -> NewMessage:
+def build_message(ctx: ApiContext, key: ApiKey, req: MessageRequest, client: str, field: str = "",
+                  variant: str = "") -> NewMessage:
     """Template, MIME, then the shared acceptance pipeline's NewMessage (raises ApiError)."""
     rendered = render(req.template, req.substitutions, field + "template") if req.template else rendered_plain(req)
     content = compose(req, rendered)
@@ -57,7 +61,8 @@ def build_message(ctx: ApiContext, key: ApiKey, req: MessageRequest, client: str
     sub = Submission(sender=req.sender.address, recipients=req.recipients, content=content, client_ip=client,
                      helo=f"api:{key.name}", protocol="HTTP", tenant=key.tenant, stream=req.stream,
                      stream_fixed=bool(req.stream), campaign=req.campaign, auth_user=f"api:{key.name}",
-                     smtputf8=req.smtputf8, send_at=req.send_at, track=req.track)
+                     smtputf8=req.smtputf8, send_at=req.send_at, track=req.track,
+                     variant=variant)
     return ctx.builder.build(sub, ctx.clock())
 
 
@@ -158,7 +163,8 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 def _batch_requests(data: Any, ctx: ApiContext) -> list[tuple[str, Any]]:
-    """(field prefix, message JSON) of each message of a batch, in order."""
+    """(field prefix, message JSON) of each message of a batch, in order; with A/B variants
+    (see `variants`), a third item: the recipient's variant name."""
     if not isinstance(data, dict):
         raise invalid("", "a batch is a JSON object with messages, or a template with recipients")
     if "messages" in data:
@@ -169,10 +175,12 @@ def _batch_requests(data: Any, ctx: ApiContext) -> list[tuple[str, Any]]:
             raise invalid("messages", f"a list of 1 to {MAX_BATCH} messages")
         return [(f"messages[{i}].", m) for i, m in enumerate(items)]
     recipients = data.get("recipients")
-    if "template" not in data or not isinstance(recipients, list) or not 0 < len(recipients) <= \
-            MAX_TEMPLATE_RECIPIENTS:
+    if ("template" not in data and "variants" not in data) or not isinstance(recipients, list) or \
+            not 0 < len(recipients) <= MAX_TEMPLATE_RECIPIENTS:
         raise invalid("recipients", f"a template batch needs a template and 1 to {MAX_TEMPLATE_RECIPIENTS} recipients")
-    base = {k: v for k, v in data.items() if k != "recipients"}
+    if set(data) & ab.BATCH_FIELDS and "variants" not in data:
+        raise invalid("split", "split and winner_after go with variants")
+    base = {k: v for k, v in data.items() if k != "recipients" and k not in ab.BATCH_FIELDS}
     if any(k in base for k in ("to", "cc", "bcc")):
         raise invalid("to", "a template batch names its recipients in recipients[]")
     common = base.get("substitutions", {})
@@ -190,6 +198,38 @@ def _batch_requests(data: Any, ctx: ApiContext) -> list[tuple[str, Any]]:
             out.append((where + ".", invalid(where + ".substitutions", "must be an object")))
             continue
         out.append((where + ".", {**base, "to": r["to"], "substitutions": {**common, **subs}}))
+    if "variants" in data:
+        return _with_variants(data, base, out, float(ctx.cfg.api.max_schedule_ahead))
+    return out
+
+
+def _with_variants(data: dict[str, Any], base: dict[str, Any], items: list[tuple[str, Any]],
+                   max_ahead: float) -> list[Any]:
+    """Each recipient's item with its variant's template fields, and the variant's name."""
+    variants = ab.parse_variants(data)
+    if not isinstance(base.get("template", {}), dict):
+        raise invalid("template", "a template is an object with subject, text and/or html")
+    addresses = [item.get("to") if isinstance(item, dict) and isinstance(item.get("to"), str) else ""
+                 for _p, item in items]
+    campaign = base["campaign"]
+    testing = set(range(len(items)))
+    if "winner_after" in data:
+        rule = hb.parse_winner_after(data["winner_after"], max_ahead)
+        testing = hb.test_group(campaign, addresses, rule.test_share, len(variants))
+    tested = [i for i in range(len(items)) if i in testing]
+    chosen = dict(zip(tested, ab.assign(campaign, [addresses[i] for i in tested], variants), strict=True))
+    out: list[Any] = []
+    for i, (prefix, item) in enumerate(items):
+        if i not in testing:
+            if isinstance(item, dict):
+                item = hb.Held({"to": item["to"], "substitutions": item.get("substitutions", {})},
+                               [{**item, "template": {**base.get("template", {}), **v.template}} for v in variants])
+            out.append((prefix, item, ""))
+            continue
+        variant = variants[chosen[i]]
+        if isinstance(item, dict):
+            item = {**item, "template": {**base.get("template", {}), **variant.template}}
+        out.append((prefix, item, variant.name))
     return out
 
 
@@ -202,18 +242,41 @@ async def post_batch(request: web.Request) -> web.Response:
         replay = await ident.replay()
         if replay is not None:
             return replay
-        items = _batch_requests(await read_json(request), ctx)
+        data = await read_json(request)
+        campaign = ""
+        winner_after: hb.WinnerAfter | None = None
+        if isinstance(data, dict) and "variants" in data:
+            # An A/B batch is a campaign: its id names the report (GET /v1/campaigns/{id}).
+            if data.get("campaign") is None:
+                data["campaign"] = ab.new_campaign_id()
+            if not isinstance(data["campaign"], str) or not campaign_name(data["campaign"]):
+                raise invalid("campaign", "a campaign id is a non-empty one-line string")
+            data["campaign"] = campaign = campaign_name(data["campaign"])
+            if "winner_after" in data:
+                winner_after = hb.parse_winner_after(data["winner_after"], float(ctx.cfg.api.max_schedule_ahead))
+        items = _batch_requests(data, ctx)
         client = _client(request)
         results: list[dict[str, Any]] = [{} for _ in items]
         prepared: list[tuple[int, NewMessage, list[str]]] = []
+        variant_of: dict[int, str] = {}
+        held: list[tuple[int, dict[str, Any]]] = []
         started = time.monotonic()
-        for i, (prefix, item) in enumerate(items):
+        for i, (prefix, item, *variant) in enumerate(items):
             try:
                 if isinstance(item, ApiError):
                     raise item
+                if isinstance(item, hb.Held):
+                    for one in item.per_variant:        # each variant must render for this recipient
+                        req = parse_message(one, ctx.clock(), ctx.limits)
+                        if req.template:
+                            render(req.template, req.substitutions, "template")
+                    held.append((i, item.entry))
+                    continue
                 req = parse_message(item, ctx.clock(), ctx.limits, prefix if "messages" in prefix else "")
-                prepared.append((i, build_message(ctx, key, req, client, prefix if "messages" in prefix else ""),
-                                 req.tags))
+                prepared.append((i, build_message(ctx, key, req, client, prefix if "messages" in prefix else "",
+                                                  variant[0] if variant else ""), req.tags))
+                if variant:
+                    variant_of[i] = variant[0]
             except ApiError as err:
                 if "recipients[" in prefix and not err.field.startswith(prefix):
                     err.field = prefix + err.field      # a template batch: which recipient it was
@@ -221,6 +284,12 @@ async def post_batch(request: web.Request) -> web.Response:
             if time.monotonic() - started > 0.02:
                 await asyncio.sleep(0)                 # rendering 10,000 messages must not stall the loop
                 started = time.monotonic()
+        if held and winner_after is not None:
+            # Durable before any of the batch is queued: a refusal here leaves nothing half sent.
+            release_at = max(ctx.clock(), _send_at(data, ctx)) + winner_after.after
+            await _hold(ctx, key, client, data, campaign, winner_after, release_at, [e for _i, e in held])
+            for i, _e in held:
+                results[i] = {"index": i, "status": 202, "held_until": iso_time(release_at)}
         for start in range(0, len(prepared), INJECT_CHUNK):
             chunk = prepared[start:start + INJECT_CHUNK]
             outcomes = await asyncio.gather(*(inject(ctx, m, client, tags) for _i, m, tags in chunk),
@@ -232,11 +301,36 @@ async def post_batch(request: web.Request) -> web.Response:
                     raise outcome
                 else:
                     results[i] = {"index": i, "status": 202, **outcome}
-        response = {"results": results, "accepted": sum(1 for r in results if r.get("status") == 202)}
+                    if i in variant_of:
+                        results[i]["variant"] = variant_of[i]
+        response: dict[str, Any] = {"results": results,
+                                    "accepted": sum(1 for r in results if r.get("status") == 202 and "id" in r)}
+        if campaign:
+            response["campaign"] = campaign
+        if held:
+            response["held"] = len(held)
         write = ident.writer(200, response)
         if write is not None:
             await ctx.spool.call(write)
     return web.json_response(response, status=200)
+
+
+def _send_at(data: dict[str, Any], ctx: ApiContext) -> float:
+    value = data.get("send_at")
+    return parse_send_at(value, ctx.clock(), float(ctx.cfg.api.max_schedule_ahead), "send_at") if value else 0.0
+
+
+async def _hold(ctx: ApiContext, key: ApiKey, client: str, data: dict[str, Any], campaign: str,
+                rule: hb.WinnerAfter, release_at: float, entries: list[dict[str, Any]]) -> None:
+    """The held-back share, durable before the answer (see holdback)."""
+    base = {k: v for k, v in data.items() if k not in ("recipients", "substitutions") and k not in ab.BATCH_FIELDS}
+    variants = [{"name": v.name, "template": v.template} for v in ab.parse_variants(data)]
+    row = hb.Holdback(key.tenant, campaign, key.id, key.name, client, release_at, rule.metric,
+                      {"base": base, "variants": variants, "recipients": entries})
+    await ctx.spool.call(lambda s: hb.ensure_table(s.db))
+    if await ctx.spool.read(lambda s: hb.find(s.db, campaign, key.tenant)) is not None:
+        raise ApiError(409, "campaign_exists", f"campaign {campaign!r} already holds back recipients", "campaign")
+    await ctx.spool.call(lambda s: hb.save(s.db, row))
 
 
 def _queue_id(request: web.Request) -> str:
