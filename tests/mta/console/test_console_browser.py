@@ -181,7 +181,8 @@ def scenario(driver: Any, base: str, key: str, policyd: Any) -> None:
     assert not problems, problems          # no script errors, no Content-Security-Policy violations
 
 
-async def test_console_in_chromium(chrome, start_api, world, dns_server, policyd_factory):
+async def prepare(start_api: Any, world: Any, dns_server: Any, policyd_factory: Any) -> tuple[Any, Any]:
+    """A daemon with policyd, mail delivered to two ISPs, one site deferring, one suppression."""
     google, yahoo = isp_domains(world, dns_server)
     world.domain("slow.example", script=Script(rcpt=lambda a, n: "451 4.2.1 mailbox busy, try later"))
     policyd = policyd_factory(schedules={"test": {"days": [50, 100, 200, 400, 800]}},
@@ -199,11 +200,20 @@ async def test_console_in_chromium(chrome, start_api, world, dns_server, policyd
                                     json={"address": "blocked@gmail.example", "tenant": "",
                                           "detail": "complained twice"})
     assert status == 201
+    return api, policyd
+
+
+async def run_scenario(driver: Any, api: Any, policyd: Any) -> None:
     # The browser is synchronous: it runs on a thread while this loop serves it.
     try:
-        await asyncio.to_thread(scenario, chrome, api.base, api.keys["op"], policyd)
+        await asyncio.to_thread(scenario, driver, api.base, api.keys["op"], policyd)
     except BaseException:
-        chrome.save_screenshot(os.path.join(ARTIFACTS, "failure.png"))
-        print("browser log:", *chrome.get_log("browser"), sep="\n")
+        driver.save_screenshot(os.path.join(ARTIFACTS, "failure.png"))
+        print("browser log:", *driver.get_log("browser"), sep="\n")
         raise
     assert [e["reason"] for e in api.mta.events() if e["event"] == "operator_action"] == ["pause", "lift"]
+
+
+async def test_console_in_chromium(chrome, start_api, world, dns_server, policyd_factory):
+    api, policyd = await prepare(start_api, world, dns_server, policyd_factory)
+    await run_scenario(chrome, api, policyd)
