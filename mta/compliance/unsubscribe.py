@@ -45,6 +45,7 @@ __all__ = [
     "UnsubscribeInfo",
     "UnsubscribeTokens",
     "has_list_unsubscribe",
+    "is_local_host",
     "list_unsubscribe_headers",
     "mailto_address",
     "one_click_recipient",
@@ -246,7 +247,7 @@ def validate_unsubscribe_config(section: UnsubscribeConfig, prefix: str = "unsub
             raise ConfigError(f"{prefix}.https_base: expected a URL such as https://unsub.example.com, "
                               f"got {section.https_base!r}")
         # RFC 8058 3.1: the one-click URI must be HTTPS; plain http only for local trials.
-        if parts.scheme != "https" and not (parts.scheme == "http" and _is_local(parts.hostname)):
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_local_host(parts.hostname)):
             raise ConfigError(f"{prefix}.https_base: must be an https:// URL (RFC 8058), got {section.https_base!r}")
     if section.enabled and not section.https_base and not section.mailto_domain:
         # mailto_domain "" is filled from inbound.bounce_domain by the loader, so this is only a guard.
@@ -264,7 +265,8 @@ def validate_unsubscribe_config(section: UnsubscribeConfig, prefix: str = "unsub
             raise ConfigError(f"{prefix}.previous_secrets[{i}]: must not be empty")
 
 
-def _is_local(host: str) -> bool:
+def is_local_host(host: str) -> bool:
+    """localhost or a loopback address: where plain-http URLs are fine (local trials)."""
     if host == "localhost":
         return True
     try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from mta.compliance.unsubscribe import is_local_host
 from warmup_base.configload import ConfigError, Duration
 from warmup_base.listen import parse_hostport
 
@@ -56,15 +56,6 @@ class EngagementSection:
     redis_prefix: str = "mta:engagement:"
 
 
-def _local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def validate_tracking_section(t: TrackingSection, streams: set[str], prefix: str = "tracking") -> None:
     if t.enabled and not t.base_url:
         raise ConfigError(f"{prefix}.base_url: required when tracking is enabled (e.g. https://t.example.com)")
@@ -72,7 +63,7 @@ def validate_tracking_section(t: TrackingSection, streams: set[str], prefix: str
         parts = urlsplit(t.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise ConfigError(f"{prefix}.base_url: expected a URL such as https://t.example.com, got {t.base_url!r}")
-        if parts.scheme == "http" and not _local(parts.hostname):
+        if parts.scheme == "http" and not is_local_host(parts.hostname):
             # Mailbox providers and browsers flag plain-http links in mail; only local trials may use it.
             raise ConfigError(f"{prefix}.base_url: must be https:// (plain http only for localhost), "
                               f"got {t.base_url!r}")
