@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -139,7 +141,10 @@ async def http_batch(http: aiohttp.ClientSession, base: str, n: int, sessions: i
     return n / (time.perf_counter() - started)
 
 
-async def http_open_loop(http: aiohttp.ClientSession, base: str, rate: float, duration: float) -> dict[str, float]:
+async def http_open_loop(http: aiohttp.ClientSession, base: str, rate: float, duration: float,
+                         make_message: Callable[[int], dict[str, Any]] | None = None) -> dict[str, float]:
+    """POST /v1/messages at `rate` per second for `duration` seconds; request-to-202 quantiles."""
+    make_message = make_message or (lambda i: http_message(i, "open"))
     latencies: list[float] = []
     errors = 0
 
@@ -147,7 +152,7 @@ async def http_open_loop(http: aiohttp.ClientSession, base: str, rate: float, du
         nonlocal errors
         started = time.perf_counter()
         try:
-            async with http.post(base + "/v1/messages", json=http_message(i, "open")) as resp:
+            async with http.post(base + "/v1/messages", json=make_message(i)) as resp:
                 await resp.read()
                 if resp.status != 202:
                     errors += 1

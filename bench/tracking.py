@@ -35,7 +35,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
-from api_bench import CONFIG, drained, wait_port  # noqa: E402
+from api_bench import CONFIG, drained, http_open_loop, wait_port  # noqa: E402
 
 from mta.tracking.tokens import CLICK, TrackingTokens  # noqa: E402
 from tests.support.dnsserver import DnsTestServer  # noqa: E402
@@ -87,38 +87,11 @@ async def redirects(base: str, n: int, sessions: int) -> dict[str, float]:
 
 async def open_loop(http: aiohttp.ClientSession, base: str, rate: float, duration: float, links: int,
                     track: bool) -> dict[str, float]:
-    import statistics
-    latencies: list[float] = []
-    errors = 0
+    def message(i: int) -> dict[str, object]:
+        return {"from": "news@sender.bench.test", "to": f"user{i}@dest.bench.test", "subject": f"offer {i}",
+                "html": html(i, links), "stream": "marketing", "track": track}
 
-    async def one(i: int) -> None:
-        nonlocal errors
-        message = {"from": "news@sender.bench.test", "to": f"user{i}@dest.bench.test", "subject": f"offer {i}",
-                   "html": html(i, links), "stream": "marketing", "track": track}
-        started = time.perf_counter()
-        try:
-            async with http.post(base + "/v1/messages", json=message) as resp:
-                await resp.read()
-                if resp.status != 202:
-                    errors += 1
-                    return
-        except aiohttp.ClientError:
-            errors += 1
-            return
-        latencies.append(time.perf_counter() - started)
-
-    tasks = []
-    t0 = time.perf_counter()
-    total = int(rate * duration)
-    for i in range(total):
-        delay = t0 + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.get_running_loop().create_task(one(i)))
-    await asyncio.gather(*tasks)
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-    return {"sent": total, "errors": errors, "p50_ms": round(q[49] * 1000, 2), "p95_ms": round(q[94] * 1000, 2),
-            "p99_ms": round(q[98] * 1000, 2), "max_ms": round(max(latencies, default=0) * 1000, 2)}
+    return await http_open_loop(http, base, rate, duration, message)
 
 
 async def measure(args: argparse.Namespace, api_port: int, tracking_port: int, key: str, sink: str
