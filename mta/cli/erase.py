@@ -5,13 +5,11 @@ straight on the files. See mta.erasure.service for what is removed and what stay
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import sys
 
 from mta.config import Config
-from mta.daemon.control import request as control_request
+from mta.daemon.control import DaemonUnanswered, ask_running_daemon
 from mta.erasure.service import ErasureReport, erase_offline
 
 
@@ -32,17 +30,12 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     if "@" not in address:
         print(f"mta: not an address: {args.address!r}", file=sys.stderr)
         return 2
-    sock = os.path.join(cfg.mta.spool_dir, "control.sock")
-    if os.path.exists(sock):
-        try:
-            reply = asyncio.run(control_request(sock, {"cmd": "erase", "address": address}, timeout=600))
-        except (OSError, TimeoutError) as exc:
-            print(f"mta: daemon control socket {sock} did not answer ({exc}); is `mta serve` running?",
-                  file=sys.stderr)
-            return 1
-        if not reply.get("ok"):
-            print(f"mta: {reply.get('error')}", file=sys.stderr)
-            return 1
+    try:
+        reply = ask_running_daemon(cfg.mta.spool_dir, {"cmd": "erase", "address": address}, timeout=600)
+    except DaemonUnanswered as exc:
+        print(f"mta: {exc}", file=sys.stderr)
+        return 1
+    if reply is not None:
         report = _report_from(reply["report"])
     else:
         try:

@@ -8,17 +8,15 @@ runs, so its in-memory queues follow; otherwise they edit the spool directly.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from mta.config import Config
-from mta.daemon.control import request as control_request
+from mta.daemon.control import DaemonUnanswered, ask_running_daemon
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING
 from mta.spool.store import SpoolStore
 
@@ -212,14 +210,13 @@ def _show(store: SpoolStore, args: argparse.Namespace) -> int:
 
 def _ask_why(spool_dir: str, queue_ids: list[str]) -> dict[str, str]:
     """What the running daemon says these messages wait for ({} when no daemon runs)."""
-    sock = os.path.join(spool_dir, "control.sock")
-    if not queue_ids or not os.path.exists(sock):
+    if not queue_ids:
         return {}
     try:
-        reply = asyncio.run(control_request(sock, {"cmd": "why", "queue_ids": queue_ids}, timeout=10))
-    except (OSError, TimeoutError, ValueError):
+        reply = ask_running_daemon(spool_dir, {"cmd": "why", "queue_ids": queue_ids}, timeout=10)
+    except (DaemonUnanswered, ValueError):
         return {}
-    return reply.get("waiting", {}) if reply.get("ok") else {}
+    return (reply or {}).get("waiting", {})
 
 
 def history(events_path: str, queue_id: str) -> list[dict[str, Any]]:
@@ -293,19 +290,13 @@ def _change(cfg: Config, cmd: str, queue_ids: list[str]) -> int:
 
 
 def _apply(cfg: Config, cmd: str, queue_ids: list[str]) -> int:
-    sock = os.path.join(cfg.mta.spool_dir, "control.sock")
-    payload: dict[str, Any] = {"cmd": cmd, "queue_ids": queue_ids}
-    if os.path.exists(sock):
-        try:
-            reply = asyncio.run(control_request(sock, payload))
-        except (OSError, TimeoutError) as exc:
-            print(f"mta: daemon control socket {sock} did not answer ({exc}); is `mta serve` running?",
-                  file=sys.stderr)
-            return 1
-        if not reply.get("ok"):
-            print(f"mta: {reply.get('error')}", file=sys.stderr)
-            return 1
-        print(json.dumps({k: v for k, v in reply.items() if k != "ok"}))
+    try:
+        reply = ask_running_daemon(cfg.mta.spool_dir, {"cmd": cmd, "queue_ids": queue_ids})
+    except DaemonUnanswered as exc:
+        print(f"mta: {exc}", file=sys.stderr)
+        return 1
+    if reply is not None:
+        print(json.dumps(reply))
         return 0
     store = SpoolStore(cfg.mta.spool_dir)
     now = time.time()

@@ -104,3 +104,23 @@ async def request(path: str, payload: dict[str, Any], timeout: float = 60.0) -> 
         return json.loads(line)
     finally:
         writer.close()
+
+
+class DaemonUnanswered(Exception):
+    """A daemon's control socket exists but the daemon did not answer, or refused; says which."""
+
+
+def ask_running_daemon(spool_dir: str, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any] | None:
+    """The running daemon's reply to `payload` (without "ok"), or None when no daemon runs (no
+    control socket): the command line then works on the spool itself. Blocking (its own loop)."""
+    sock = os.path.join(spool_dir, "control.sock")
+    if not os.path.exists(sock):
+        return None
+    try:
+        reply = asyncio.run(request(sock, payload, timeout=timeout))
+    except (OSError, TimeoutError) as exc:
+        raise DaemonUnanswered(f"daemon control socket {sock} did not answer ({exc}); "
+                               "is `mta serve` running?") from None
+    if not reply.get("ok"):
+        raise DaemonUnanswered(str(reply.get("error")))
+    return {k: v for k, v in reply.items() if k != "ok"}
