@@ -3,8 +3,9 @@
     bounce-parse --json FILE...     one JSON object per recipient per line (shared/interfaces.md)
     bounce-parse FILE...            a readable table
 
-A file may be a single message or an mbox; ``-`` reads standard input.  A file with no bounce
-prints nothing.  The exit status is 0, or 1 when a file could not be read.
+A file may be a single message or an mbox; ``-`` reads standard input; a directory stands
+for every file under it (a Maildir, a corpus), in name order.  A file with no bounce prints
+nothing.  The exit status is 0, or 1 when a file could not be read.
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ def _read(path: str) -> bytes:
         return handle.read()
 
 
+def expand_paths(paths: list[str]) -> Iterator[str]:
+    """The given paths, with each directory replaced by the regular files under it, sorted."""
+    for path in paths:
+        if path != "-" and os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    yield os.path.join(root, name)
+        else:
+            yield path
+
+
 def _print_table_row(out: TextIO, path: str, record: BounceRecord) -> None:
     diagnostic = record.diagnostic if len(record.diagnostic) <= 70 else record.diagnostic[:67] + "..."
     out.write(
@@ -47,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="bounce-parse", description="Print the recipients reported by bounce, DSN and ARF messages."
     )
     parser.add_argument("--json", action="store_true", help="print JSON Lines, one object per recipient")
-    parser.add_argument("files", nargs="+", metavar="FILE", help="message or mbox files ('-' for stdin)")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="message or mbox files, or directories of them ('-' for stdin)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -63,7 +78,7 @@ def _run(paths: list[str], as_json: bool, out: TextIO) -> int:
     status = 0
     if not as_json:
         out.write("file\t" + "\t".join(_TABLE_COLUMNS) + "\n")
-    for path in paths:
+    for path in expand_paths(paths):
         try:
             raw = _read(path)
         except OSError as exc:

@@ -5,7 +5,8 @@ Per file, the recipients reported are matched with the labelled ones as multiset
 (case-insensitive, angle brackets stripped).  Recall = matched / labelled, precision = matched /
 reported; files in state ``unparsed`` are not counted, and anything reported for a ``no-bounce``
 file is a false positive.  Reason agreement and hard/soft agreement are over matched recipients.
-Speed is the whole corpus parsed once in this process, in files per second.
+Speed is the whole corpus parsed in this process, in files per second: the best of
+``--passes`` passes (the first also pays for compiling the patterns).
 
 ``--half even|odd`` scores one half of the corpus only, for a cross-check of rules developed on
 the other half.  Halves are made of the manifest's ``group``s (the LF, CRLF and CR copies of a
@@ -61,7 +62,7 @@ def half_of(manifest: list[dict], half: str) -> list[dict]:
     return [entry for entry in manifest if order[entry.get("group") or entry["file"]] % 2 == wanted]
 
 
-def score(corpus: Path, half: str = "") -> tuple[dict, list[dict]]:
+def score(corpus: Path, half: str = "", passes: int = 5) -> tuple[dict, list[dict]]:
     """The figures, and one row per disagreement (for --details); ``half`` scores one half only."""
     manifest = _read_jsonl(corpus / "manifest.jsonl")
     if half:
@@ -71,9 +72,11 @@ def score(corpus: Path, half: str = "") -> tuple[dict, list[dict]]:
         labels[label["file"]].append(label)
 
     contents = {entry["file"]: (corpus / "samples" / entry["file"]).read_bytes() for entry in manifest}
-    started = time.perf_counter()
-    parsed = {name: parse_file(raw) for name, raw in contents.items()}
-    elapsed = time.perf_counter() - started
+    elapsed = float("inf")
+    for _ in range(max(1, passes)):
+        started = time.perf_counter()
+        parsed = {name: parse_file(raw) for name, raw in contents.items()}
+        elapsed = min(elapsed, time.perf_counter() - started)
     results = {name: [record for result in found for record in result.records] for name, found in parsed.items()}
     parser_errors = sum(
         defect.startswith("parser error") for found in parsed.values() for result in found for defect in result.defects
@@ -147,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--details", action="store_true", help="also list every disagreement")
     parser.add_argument("--half", choices=("even", "odd"), default="", help="score one half of the groups only")
+    parser.add_argument("--passes", type=int, default=5, help="parse the corpus this many times; speed is the best")
     args = parser.parse_args(argv)
     if not (args.corpus / "manifest.jsonl").is_file():
         print(f"score_bounces: no corpus at {args.corpus}", file=sys.stderr)
         return 2
-    figures, problems = score(args.corpus, args.half)
+    figures, problems = score(args.corpus, args.half, args.passes)
     if args.json:
         print(json.dumps(figures if not args.details else {**figures, "problems": problems}))
         return 0

@@ -58,3 +58,14 @@ def test_table_output(corpus: Path, capsys):
     header, row = capsys.readouterr().out.splitlines()
     assert header.split("\t")[:3] == ["file", "kind", "recipient"]
     assert row.split("\t")[:5] == [path, "dsn", "userunknown@libsisimai.org", "userunknown", "hard"]
+
+
+def test_a_directory_stands_for_the_files_under_it_in_name_order(corpus: Path, capsys, tmp_path: Path):
+    samples = corpus / "samples" / "maildir" / "bsd"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "second.eml").write_bytes((samples / "lhost-postfix-33.eml").read_bytes())
+    (tmp_path / "a.eml").write_bytes((samples / "lhost-postfix-13.eml").read_bytes())
+    (tmp_path / "c.eml").write_bytes((samples / "arf-02.eml").read_bytes())
+    assert main(["--json", str(tmp_path)]) == 0
+    files = [Path(line["file"]).relative_to(tmp_path).as_posix() for line in _json_lines(capsys)]
+    assert files == ["a.eml", "a.eml", "c.eml", "b/second.eml"]
