@@ -55,6 +55,7 @@ class Job:
     # message's recipients on one site share one transaction (their memory accounting stays theirs).
     merged: list[Job] = field(default_factory=list)
     journal_token: int = -1    # the delivery journal segment of its attempt note (-1: none)
+    journaled_delivered: bool = False   # its delivered note went to the journal from the reply itself
 
     @property
     def priority(self) -> int:

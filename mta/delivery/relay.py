@@ -22,7 +22,7 @@ import aiosmtplib
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, RecipientResult, Source, reply_line
 from mta.delivery.dnsroute_core import MxHost, Route
 from mta.delivery.relayconf import Relay, RelayHost, RelaySection, load_relay
-from mta.model import Job
+from mta.model import Job, Recipient
 
 log = logging.getLogger("mta.relay")
 
@@ -54,8 +54,10 @@ class RelayConnection(Connection):
         self.on_failure = on_failure
 
     async def send(self, job: Job, body: bytes, sender: str,
-                   before_data: Awaitable[object] | None = None) -> list[RecipientResult]:
-        results = await super().send(job, body, sender, before_data)
+                   before_data: Awaitable[object] | None = None,
+                   on_delivered: Callable[[list[Recipient]], None] | None = None) -> list[RecipientResult]:
+        # A 2xx is never rewritten below, so what `on_delivered` hears stays true.
+        results = await super().send(job, body, sender, before_data, on_delivered)
         if not any(r.code in AUTH_REPLY_CODES for r in results):
             return results
         first = next(r for r in results if r.code in AUTH_REPLY_CODES)

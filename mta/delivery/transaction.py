@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -109,6 +109,10 @@ class ReplyReader(asyncio.Protocol):
         self.inner = inner
         self.active = False
         self._buf = bytearray()
+        # Called with the next reply from the transport's own callback, the moment it is whole,
+        # before any task runs (see `transact`'s `on_final_reply`); that reply is `read` next.
+        self.on_reply: Callable[[SMTPResponse], None] | None = None
+        self._early: SMTPResponse | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._error: Exception | None = None
 
@@ -132,7 +136,19 @@ class ReplyReader(asyncio.Protocol):
             self.inner.data_received(data)
             return
         self._buf += data
+        if self.on_reply is not None:
+            self._take_early()
         self._wake()
+
+    def _take_early(self) -> None:
+        try:
+            reply = take_reply(self._buf)
+        except aiosmtplib.SMTPResponseException:
+            return      # left in the buffer: `read` raises it
+        if reply is not None:
+            self._early, hook, self.on_reply = reply, self.on_reply, None
+            assert hook is not None
+            hook(reply)
 
     def eof_received(self) -> bool | None:
         self._fail(aiosmtplib.SMTPServerDisconnected("Unexpected EOF received"))
@@ -159,7 +175,9 @@ class ReplyReader(asyncio.Protocol):
     async def read(self, timeout: float) -> SMTPResponse:
         """The next reply, waiting at most `timeout` seconds for it."""
         while True:
-            reply = take_reply(self._buf)
+            reply, self._early = self._early, None
+            if reply is None:
+                reply = take_reply(self._buf)
             if reply is not None:
                 return reply
             if self._error is not None:
@@ -189,10 +207,16 @@ class ReplyReader(asyncio.Protocol):
 
 
 async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpts: Sequence[bytes], body: bytes,
-                   before_body: Awaitable[object] | None, timeout: float, data_timeout: float) -> None:
+                   before_body: Awaitable[object] | None, timeout: float, data_timeout: float,
+                   on_final_reply: Callable[[SMTPResponse, list[int]], None] | None = None) -> None:
     """Runs one transaction, filling `replies` as the server answers. `mail` and `rcpts` are
     command lines (see `command`). `before_body` is awaited after the server's 354 and before
     the message goes: nothing the server could accept leaves before it is done.
+
+    `on_final_reply(reply, accepted)` is called with the reply to the message and the indexes of
+    the recipients it applies to, from the connection's read callback itself: the caller can make
+    a 250 durable before the event loop turns to anything else (a crash between the server's 250
+    and our record of it sends the message twice).
 
     Raises what aiosmtplib raises for a lost connection or a timeout (and closes `smtp` then, as
     its replies can no longer be told apart); with PIPELINING offered, MAIL, the RCPTs and DATA
@@ -215,6 +239,9 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
             return
         if before_body is not None:
             await before_body
+        if on_final_reply is not None:
+            accepted = replies.accepted()
+            reader.on_reply = lambda reply: on_final_reply(reply, accepted)
         reader.write(wire_body(body))
         replies.final = await reader.read(data_timeout)
         if replies.final.code == 421:
@@ -224,6 +251,8 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
         raise
     finally:
         reader.active = False
+        reader.on_reply = None
+        reader._early = None
 
 
 async def _pipelined(reader: ReplyReader, replies: Replies, mail: bytes, rcpts: Sequence[bytes],

@@ -33,7 +33,10 @@ class OutcomeRecorder:
         q = self.q
         msg = job.message
         # First of all, the durable note of what the remote server took (see mta.spool.journal).
-        q.journal.delivered(o.recipient.id for o in outcomes if o.event == "delivered")
+        if job.journaled_delivered:     # noted as the reply arrived (Scheduler.deliver)
+            job.journaled_delivered = False
+        else:
+            q.journal.delivered(o.recipient.id for o in outcomes if o.event == "delivered")
         token, attempted = job.take_attempt()
 
         def settled(ok: bool) -> None:

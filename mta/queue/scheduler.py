@@ -510,7 +510,8 @@ class Scheduler:
             return
         self.in_flight += 1
         try:
-            results = await conn.send(job, body, self.return_path(job), before_data=marked)
+            results = await conn.send(job, body, self.return_path(job), before_data=marked,
+                                      on_delivered=lambda took: self._journal_delivered(job, took))
         except BaseException:
             self.journal.settle(*job.take_attempt())     # no reply: DATA was never sent
             raise
@@ -519,6 +520,10 @@ class Scheduler:
         plan = oc.plan(msg, results, self.clock(), self.retry, self.rng)
         await self._finish_job(job, plan.outcomes, site=site.key, source=conn.source,
                                mx=f"{conn.mx_name}[{conn.address}]")
+
+    def _journal_delivered(self, job: Job, took: list[Recipient]) -> None:
+        self.journal.delivered_now(r.id for r in took)
+        job.journaled_delivered = True
 
     async def _drop_cancelled(self, job: Job) -> None:
         """A job of a cancelled message: rows still on disk (an attempt was running when it was

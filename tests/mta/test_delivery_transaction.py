@@ -151,6 +151,38 @@ async def test_body_waits_for_the_attempt_note(port: int) -> None:
         await conn.close()
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_a_250_is_heard_from_the_read_callback_before_any_task_runs(port: int, pipelining: bool) -> None:
+    # The delivered note must not wait for the sending task to be woken: the hook runs in the
+    # transport's callback (no current task) with exactly the recipients the server took.
+    def rcpt(address: str, _n: int) -> str | None:
+        return "550 5.1.1 unknown" if address.startswith("bad") else None
+
+    heard: list[tuple[list[str], asyncio.Task | None]] = []
+    with Receiver(HOST, port, script=Script(rcpt=rcpt, pipelining=pipelining)) as rx:
+        conn = await _connect(port)
+        job = _job("a@example.test", "bad@example.test", "b@example.test")
+        results = await conn.send(job, b"Subject: x\r\n\r\nz\r\n", "s@sender.example",
+                                  on_delivered=lambda took: heard.append(([r.address for r in took],
+                                                                          asyncio.current_task())))
+        assert heard == [(["a@example.test", "b@example.test"], None)]
+        assert [r.code for r in results] == [250, 550, 250]
+        assert (await rx.await_for(1))[0].rcpt_tos == ["a@example.test", "b@example.test"]
+        await conn.close()
+
+
+@pytest.mark.parametrize("final", ["451 4.3.0 try later", "554 5.7.1 spam"])
+async def test_a_refused_message_is_never_heard_as_delivered(port: int, final: str) -> None:
+    heard: list[list[Recipient]] = []
+    with Receiver(HOST, port, script=Script(data=lambda _m: final)):
+        conn = await _connect(port)
+        results = await conn.send(_job("a@example.test"), b"Subject: x\r\n\r\nz\r\n", "s@sender.example",
+                                  on_delivered=heard.append)
+        assert [r.code for r in results] == [int(final[:3])]
+        assert heard == []
+        await conn.close()
+
+
 # --------------------------------------------------------------------------- a trickling server
 async def _trickle_server(port: int, replies_seen: list[bytes]) -> asyncio.AbstractServer:
     """A real SMTP peer that answers one byte at a time, and answers a pipelined group only once
