@@ -163,14 +163,6 @@ class DeliveryJournal:
         """Notes what the remote server took (durable by the end of this loop iteration)."""
         self._write(list(recipient_ids), DELIVERED)
 
-    def delivered_now(self, recipient_ids: Iterable[int]) -> None:
-        """Notes what the remote server took and syncs it before returning, with whatever else is
-        pending. Called from the connection's read callback as the 250 arrives: waiting for the
-        end of the loop iteration (and the tasks it wakes) kept the note off the disk for several
-        milliseconds under load, the window in which a crash sends a message twice."""
-        if self._write(list(recipient_ids), DELIVERED) >= 0:
-            self.flush()
-
     def settle(self, token: int, recipient_ids: Iterable[int]) -> None:
         """The spool holds the outcome of these attempted recipients now (or their attempt ended
         before DATA). The note need not be synced: were it lost, they would only be counted as

@@ -36,18 +36,6 @@ async def test_an_attempt_note_is_durable_before_data_may_go(tmp_path) -> None:
     journal.close()
 
 
-async def test_a_delivered_note_from_the_reply_is_on_disk_when_the_call_returns(tmp_path) -> None:
-    journal = DeliveryJournal(str(tmp_path))
-    journal.open()
-    token, synced = journal.attempting([7, 8])
-    journal.delivered_now([7])                  # no loop iteration in between: synced at once
-    assert synced.done()
-    notes = DeliveryJournal(str(tmp_path)).recorded()
-    assert notes.delivered == {7} and notes.in_doubt == {8}
-    journal.settle(token, [7, 8])
-    journal.close()
-
-
 async def test_segments_take_turns_and_are_wiped_once_every_attempt_is_settled(tmp_path) -> None:
     journal = DeliveryJournal(str(tmp_path))
     journal.open()
