@@ -19,8 +19,8 @@ from typing import Any
 
 from mta.config import Config
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
-from mta.delivery.dnsroute import MxResolver, Route, RouteError
-from mta.delivery.relay import Relay, Relays, failure_reporter
+from mta.delivery.dnsroute import MxResolver, Route
+from mta.delivery.relay import Relays, failure_reporter
 from mta.events import Event, EventLog, iso_time
 from mta.inbound.verp import encode as verp_encode
 from mta.metrics import Metrics
@@ -30,6 +30,7 @@ from mta.queue.bodycache import BodyCache
 from mta.queue.grants import GrantBroker
 from mta.queue.recorder import OutcomeRecorder
 from mta.queue.relaylimits import RelayLimiter
+from mta.queue.routing import Router
 from mta.queue.site import Site
 from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
@@ -95,6 +96,7 @@ class Scheduler:
         self.bodies = BodyCache(q.body_cache)
         self.domains: dict[str, DomainState] = {}
         self.sites: dict[str, Site] = {}
+        self.router = Router(self, resolver, self.relays, self.sites)
         self._due: list[tuple[float, str]] = []
         self._wake = asyncio.Event()
         self._seq = 0
@@ -229,7 +231,7 @@ class Scheduler:
             self.bodies.put(mid, msg.body, refs=len(claimed))
         for d, group in groups.items():
             if d in claimed:
-                self._route(self._job(info, d, group))
+                self.router._route(self._job(info, d, group))
             else:
                 self.note_on_disk(d, len(group))
                 self.mark_due(d, max(now, msg.not_before))
@@ -369,80 +371,9 @@ class Scheduler:
             if self.retry.expired(now, job.message.created):
                 await self._finish_job(job, oc.expired_outcomes(job.recipients), site="", source=None, mx="")
             else:
-                self._route(job)
+                self.router._route(job)
 
     # ------------------------------------------------------------------ routing
-    def _route(self, job: Job) -> None:
-        relay = self.relays.for_pool(job.message.pool)
-        if relay is not None:
-            self._route_to_relay(job, relay)
-            return
-        ds = self._domain(job.domain)
-        ds.pending.append(job)
-        if not ds.routing:
-            ds.routing = True
-            self.spawn(self._route_domain(ds))
-
-    async def _route_domain(self, ds: DomainState) -> None:
-        try:
-            while ds.pending and not self.stopping:
-                try:
-                    route = await self.resolver.resolve(ds.name)
-                except RouteError as err:
-                    jobs, ds.pending = ds.pending, []
-                    self.metrics.dns_failures.labels("permanent" if err.permanent else "temporary").inc()
-                    await self._route_failed(jobs, err)
-                    continue
-                jobs, ds.pending = ds.pending, []
-                site = self._site_for(route)
-                self._routed(ds, site.key)
-                now = self.clock()
-                if site.in_backoff(now):
-                    self.defer_site_jobs(site, jobs, None)
-                    continue
-                for job in jobs:
-                    site.enqueue(job)
-                site.pump()
-        finally:
-            ds.routing = False
-
-    async def _route_failed(self, jobs: list[Job], err: RouteError) -> None:
-        now = self.clock()
-        text = f"{err.status} {err.text}"
-        for job in jobs:
-            results = [oc.RecipientOutcome(r, "bounced" if err.permanent else "deferred", 0, err.status, text,
-                                           oc.Classification(err.reason, err.permanent and err.reason == "hostunknown",
-                                                             "hard" if err.permanent else "soft"))
-                       for r in job.recipients]
-            if not err.permanent:
-                expired = self.retry.expired(now, job.message.created)
-                for o in results:
-                    if expired:
-                        o.event = "expired"
-                    else:
-                        o.next_attempt = self.retry.next_attempt(now, job.message.created, o.recipient.attempts + 1,
-                                                                 self.rng)
-            await self._finish_job(job, results, site="", source=None, mx="")
-
-    def _route_to_relay(self, job: Job, relay: Relay) -> None:
-        site = self.sites.get(relay.site_key)
-        if site is None:
-            site = self.sites[relay.site_key] = Site(relay.site_key, Relays.route(relay), self, self.sources,
-                                                     self.clock)
-        if site.in_backoff(self.clock()):
-            self.defer_site_jobs(site, [job], None)
-            return
-        site.enqueue(job)
-        site.pump()
-
-    def _site_for(self, route: Route) -> Site:
-        site = self.sites.get(route.site_key)
-        if site is None:
-            site = self.sites[route.site_key] = Site(route.site_key, route, self, self.sources, self.clock)
-        else:
-            site.route = route
-        return site
-
     def pool_source_names(self, pool: str) -> tuple[str, ...]:
         return tuple(self.cfg.egress.pools[pool].sources) if pool in self.cfg.egress.pools else tuple(self.sources)
 
