@@ -1,4 +1,11 @@
-"""Routing: from a job's destination domain to the Site that delivers it."""
+"""Routing: from a job's destination domain to the Site that delivers it.
+
+A pool with a relay sends all its mail to the relay's one site, with no lookup. Otherwise the
+domain's MX hosts name the site (domains sharing an MX host set share a site, its connections and
+its back-off); one lookup per domain runs at a time, and jobs arriving meanwhile wait for its
+answer. A failed lookup bounces (permanent) or defers (temporary) the waiting jobs. The scheduler
+owns the sites and the jobs' accounting; the router only decides where each job queues.
+"""
 
 from __future__ import annotations
 
@@ -11,45 +18,58 @@ from mta.queue import outcomes as oc
 from mta.queue.site import Site
 
 if TYPE_CHECKING:
-    from mta.queue.scheduler import DomainState, Scheduler
+    from mta.queue.scheduler import Scheduler
 
 
 class Router:
+    """Decides the site for each job the scheduler hands over, and queues it there."""
+
     def __init__(self, owner: Scheduler, resolver: MxResolver, relays: Relays, sites: dict[str, Site]) -> None:
         self.owner = owner
         self.resolver = resolver
         self.relays = relays
-        self.sites = sites
+        self.sites = sites                  # the scheduler's: it serves, stops and forgets them
         self.sources = owner.sources
         self.clock = owner.clock
         self.metrics = owner.metrics
         self.retry = owner.retry
         self.rng = owner.rng
+        self._waiting: dict[str, list[Job]] = {}    # domain -> jobs waiting for its route
+        self._looking_up: set[str] = set()          # domains whose lookup task runs
 
-    def _route(self, job: Job) -> None:
+    def looking_up(self, domain: str) -> bool:
+        return domain in self._looking_up
+
+    def drain_waiting(self) -> list[Job]:
+        """The jobs still waiting for a route (at stop: they go back to the queue)."""
+        jobs = [job for waiting in self._waiting.values() for job in waiting]
+        self._waiting.clear()
+        return jobs
+
+    def route(self, job: Job) -> None:
+        """Queues `job` at its site, now or once its domain's route is known."""
         relay = self.relays.for_pool(job.message.pool)
         if relay is not None:
             self._route_to_relay(job, relay)
             return
-        ds = self.owner._domain(job.domain)
-        ds.pending.append(job)
-        if not ds.routing:
-            ds.routing = True
-            self.owner.spawn(self._route_domain(ds))
+        self._waiting.setdefault(job.domain, []).append(job)
+        if job.domain not in self._looking_up:
+            self._looking_up.add(job.domain)
+            self.owner.spawn(self._route_domain(job.domain))
 
-    async def _route_domain(self, ds: DomainState) -> None:
+    async def _route_domain(self, domain: str) -> None:
         try:
-            while ds.pending and not self.owner.stopping:
+            while self._waiting.get(domain) and not self.owner.stopping:
                 try:
-                    route = await self.resolver.resolve(ds.name)
+                    route = await self.resolver.resolve(domain)
                 except RouteError as err:
-                    jobs, ds.pending = ds.pending, []
+                    jobs = self._waiting.pop(domain, [])
                     self.metrics.dns_failures.labels("permanent" if err.permanent else "temporary").inc()
                     await self._route_failed(jobs, err)
                     continue
-                jobs, ds.pending = ds.pending, []
+                jobs = self._waiting.pop(domain, [])
                 site = self._site_for(route)
-                self.owner._routed(ds, site.key)
+                self.owner.note_routed(domain, site.key)
                 now = self.clock()
                 if site.in_backoff(now):
                     self.owner.defer_site_jobs(site, jobs, None)
@@ -58,7 +78,7 @@ class Router:
                     site.enqueue(job)
                 site.pump()
         finally:
-            ds.routing = False
+            self._looking_up.discard(domain)
 
     async def _route_failed(self, jobs: list[Job], err: RouteError) -> None:
         now = self.clock()
@@ -76,7 +96,7 @@ class Router:
                     else:
                         o.next_attempt = self.retry.next_attempt(now, job.message.created, o.recipient.attempts + 1,
                                                                  self.rng)
-            await self.owner._finish_job(job, results, site="", source=None, mx="")
+            await self.owner.recorder.finish(job, results, site="", source=None, mx="")
 
     def _route_to_relay(self, job: Job, relay: Relay) -> None:
         site = self.sites.get(relay.site_key)

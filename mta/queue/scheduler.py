@@ -4,7 +4,8 @@ from a delivery attempt's replies back to the spool.
 Memory stays bounded however large the backlog: per recipient domain at most `domain_window`
 jobs live in memory; the rest waits on disk and is claimed in batches (highest priority, oldest
 due first) as room frees up. Fresh mail for a domain with room goes straight to memory, marked
-CLAIMED in the same insert, so the hot path never reads back what it just wrote.
+CLAIMED in the same insert, so the hot path never reads back what it just wrote. Which site a job
+queues at (its relay, or its domain's MX hosts) is the router's decision (`mta.queue.routing`).
 """
 
 from __future__ import annotations
@@ -47,15 +48,13 @@ SITE_IDLE_GC = 300.0
 
 
 class DomainState:
-    __slots__ = ("claiming", "due", "in_memory", "name", "on_disk", "pending", "routing", "site")
+    __slots__ = ("claiming", "due", "in_memory", "name", "on_disk", "site")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.in_memory = 0          # jobs of this domain in memory (routing, queued, in flight)
+        self.in_memory = 0          # jobs of this domain in memory (being routed, queued, in flight)
         self.due: float | None = None   # earliest next attempt among its rows waiting on disk
         self.claiming = False
-        self.pending: list[Job] = []    # jobs waiting for the domain's route
-        self.routing = False
         # Recipients waiting on disk, counted as they come and go (exact at start-up and whenever
         # the domain's disk queue empties; an operator's hold or delete may leave it high until
         # then): the backlog a grant request reports to policyd, for its overflow pool.
@@ -69,7 +68,6 @@ class Scheduler:
                  rng: random.Random | None = None) -> None:
         self.cfg = cfg
         self.spool = spool
-        self.resolver = resolver
         # Pools with a [relays.NAME] deliver through it: one site per relay, no MX lookup.
         self.relays = Relays.from_config(cfg.relays, {name: p.relay for name, p in cfg.egress.pools.items()},
                                          failure_reporter(lambda *labels: metrics.relay_failures.labels(*labels).inc()))
@@ -158,10 +156,8 @@ class Scheduler:
         for site in self.sites.values():
             for job in site.drain_all():
                 leftover.extend(r.id for r in job.recipients)
-        for ds in self.domains.values():
-            for job in ds.pending:
-                leftover.extend(r.id for r in job.recipients)
-            ds.pending = []
+        for job in self.router.drain_waiting():
+            leftover.extend(r.id for r in job.recipients)
         if leftover:
             try:
                 await self.spool.call(lambda s: s.release(leftover))
@@ -231,7 +227,7 @@ class Scheduler:
             self.bodies.put(mid, msg.body, refs=len(claimed))
         for d, group in groups.items():
             if d in claimed:
-                self.router._route(self._job(info, d, group))
+                self.router.route(self._job(info, d, group))
             else:
                 self.note_on_disk(d, len(group))
                 self.mark_due(d, max(now, msg.not_before))
@@ -272,7 +268,9 @@ class Scheduler:
         """Recipients waiting on disk for the domains last routed to `site`."""
         return self._site_disk.get(site, 0)
 
-    def _routed(self, ds: DomainState, site: str) -> None:
+    def note_routed(self, domain: str, site: str) -> None:
+        """`domain` was routed to `site`: its disk backlog now counts for that site."""
+        ds = self._domain(domain)
         if ds.site != site:
             if ds.site:
                 self._site_disk[ds.site] = self._site_disk.get(ds.site, 0) - ds.on_disk
@@ -371,11 +369,7 @@ class Scheduler:
             if self.retry.expired(now, job.message.created):
                 await self._finish_job(job, oc.expired_outcomes(job.recipients), site="", source=None, mx="")
             else:
-                self.router._route(job)
-
-    # ------------------------------------------------------------------ routing
-    def pool_source_names(self, pool: str) -> tuple[str, ...]:
-        return tuple(self.cfg.egress.pools[pool].sources) if pool in self.cfg.egress.pools else tuple(self.sources)
+                self.router.route(job)
 
     # ------------------------------------------------------------------ grants
     def want_grants(self, site: Site) -> None:
@@ -407,6 +401,9 @@ class Scheduler:
         if relay is not None:
             return await self.relays.connect(relay, source, self.client_settings)
         return await connect(route, source, self.client_settings, self.rng)
+
+    def pool_source_names(self, pool: str) -> tuple[str, ...]:
+        return tuple(self.cfg.egress.pools[pool].sources) if pool in self.cfg.egress.pools else tuple(self.sources)
 
     def return_path(self, job: Job) -> str:
         sender = job.message.sender
@@ -531,8 +528,8 @@ class Scheduler:
             for site in self.sites.values():
                 site.prune_lanes(now)
             if len(self.domains) > 10000:
-                for name in [n for n, d in self.domains.items()
-                             if d.in_memory == 0 and d.due is None and not d.routing and not d.claiming]:
+                for name in [n for n, d in self.domains.items() if d.in_memory == 0 and d.due is None
+                             and not self.router.looking_up(n) and not d.claiming]:
                     self.note_on_disk(name, -self.domains[name].on_disk)
                     del self.domains[name]
 
