@@ -244,7 +244,7 @@ class MtaDaemon:
     def resolver_forget(self, domain: str) -> None:
         """Drops a cached route (after an operator fixed DNS, or in tests)."""
         if self.scheduler is not None:
-            self.scheduler.resolver.forget(domain)
+            self.scheduler.router.resolver.forget(domain)
 
     def _count_refusal(self, reason: str) -> None:
         self.metrics.refusals.labels(reason).inc()

@@ -4,7 +4,8 @@ from a delivery attempt's replies back to the spool.
 Memory stays bounded however large the backlog: per recipient domain at most `domain_window`
 jobs live in memory; the rest waits on disk and is claimed in batches (highest priority, oldest
 due first) as room frees up. Fresh mail for a domain with room goes straight to memory, marked
-CLAIMED in the same insert, so the hot path never reads back what it just wrote.
+CLAIMED in the same insert, so the hot path never reads back what it just wrote. Which site a job
+queues at (its relay, or its domain's MX hosts) is the router's decision (`mta.queue.routing`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 from mta.config import Config
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
-from mta.delivery.dnsroute import MxResolver, Route, RouteError
-from mta.delivery.relay import Relay, Relays, failure_reporter
+from mta.delivery.dnsroute import MxResolver, Route
+from mta.delivery.relay import Relays, failure_reporter
 from mta.events import Event, EventLog, iso_time
 from mta.inbound.verp import encode as verp_encode
 from mta.metrics import Metrics
@@ -30,6 +31,7 @@ from mta.queue.bodycache import BodyCache
 from mta.queue.grants import GrantBroker
 from mta.queue.recorder import OutcomeRecorder
 from mta.queue.relaylimits import RelayLimiter
+from mta.queue.routing import Router
 from mta.queue.site import Site
 from mta.queue.suppressed import SuppressionGate
 from mta.spool import Spool, SpoolStore
@@ -46,15 +48,13 @@ SITE_IDLE_GC = 300.0
 
 
 class DomainState:
-    __slots__ = ("claiming", "due", "in_memory", "name", "on_disk", "pending", "routing", "site")
+    __slots__ = ("claiming", "due", "in_memory", "name", "on_disk", "site")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.in_memory = 0          # jobs of this domain in memory (routing, queued, in flight)
+        self.in_memory = 0          # jobs of this domain in memory (being routed, queued, in flight)
         self.due: float | None = None   # earliest next attempt among its rows waiting on disk
         self.claiming = False
-        self.pending: list[Job] = []    # jobs waiting for the domain's route
-        self.routing = False
         # Recipients waiting on disk, counted as they come and go (exact at start-up and whenever
         # the domain's disk queue empties; an operator's hold or delete may leave it high until
         # then): the backlog a grant request reports to policyd, for its overflow pool.
@@ -68,7 +68,6 @@ class Scheduler:
                  rng: random.Random | None = None) -> None:
         self.cfg = cfg
         self.spool = spool
-        self.resolver = resolver
         # Pools with a [relays.NAME] deliver through it: one site per relay, no MX lookup.
         self.relays = Relays.from_config(cfg.relays, {name: p.relay for name, p in cfg.egress.pools.items()},
                                          failure_reporter(lambda *labels: metrics.relay_failures.labels(*labels).inc()))
@@ -95,6 +94,7 @@ class Scheduler:
         self.bodies = BodyCache(q.body_cache)
         self.domains: dict[str, DomainState] = {}
         self.sites: dict[str, Site] = {}
+        self.router = Router(self, resolver, self.relays, self.sites)
         self._due: list[tuple[float, str]] = []
         self._wake = asyncio.Event()
         self._seq = 0
@@ -156,10 +156,8 @@ class Scheduler:
         for site in self.sites.values():
             for job in site.drain_all():
                 leftover.extend(r.id for r in job.recipients)
-        for ds in self.domains.values():
-            for job in ds.pending:
-                leftover.extend(r.id for r in job.recipients)
-            ds.pending = []
+        for job in self.router.drain_waiting():
+            leftover.extend(r.id for r in job.recipients)
         if leftover:
             try:
                 await self.spool.call(lambda s: s.release(leftover))
@@ -229,7 +227,7 @@ class Scheduler:
             self.bodies.put(mid, msg.body, refs=len(claimed))
         for d, group in groups.items():
             if d in claimed:
-                self._route(self._job(info, d, group))
+                self.router.route(self._job(info, d, group))
             else:
                 self.note_on_disk(d, len(group))
                 self.mark_due(d, max(now, msg.not_before))
@@ -270,7 +268,9 @@ class Scheduler:
         """Recipients waiting on disk for the domains last routed to `site`."""
         return self._site_disk.get(site, 0)
 
-    def _routed(self, ds: DomainState, site: str) -> None:
+    def note_routed(self, domain: str, site: str) -> None:
+        """`domain` was routed to `site`: its disk backlog now counts for that site."""
+        ds = self._domain(domain)
         if ds.site != site:
             if ds.site:
                 self._site_disk[ds.site] = self._site_disk.get(ds.site, 0) - ds.on_disk
@@ -369,82 +369,7 @@ class Scheduler:
             if self.retry.expired(now, job.message.created):
                 await self._finish_job(job, oc.expired_outcomes(job.recipients), site="", source=None, mx="")
             else:
-                self._route(job)
-
-    # ------------------------------------------------------------------ routing
-    def _route(self, job: Job) -> None:
-        relay = self.relays.for_pool(job.message.pool)
-        if relay is not None:
-            self._route_to_relay(job, relay)
-            return
-        ds = self._domain(job.domain)
-        ds.pending.append(job)
-        if not ds.routing:
-            ds.routing = True
-            self.spawn(self._route_domain(ds))
-
-    async def _route_domain(self, ds: DomainState) -> None:
-        try:
-            while ds.pending and not self.stopping:
-                try:
-                    route = await self.resolver.resolve(ds.name)
-                except RouteError as err:
-                    jobs, ds.pending = ds.pending, []
-                    self.metrics.dns_failures.labels("permanent" if err.permanent else "temporary").inc()
-                    await self._route_failed(jobs, err)
-                    continue
-                jobs, ds.pending = ds.pending, []
-                site = self._site_for(route)
-                self._routed(ds, site.key)
-                now = self.clock()
-                if site.in_backoff(now):
-                    self.defer_site_jobs(site, jobs, None)
-                    continue
-                for job in jobs:
-                    site.enqueue(job)
-                site.pump()
-        finally:
-            ds.routing = False
-
-    async def _route_failed(self, jobs: list[Job], err: RouteError) -> None:
-        now = self.clock()
-        text = f"{err.status} {err.text}"
-        for job in jobs:
-            results = [oc.RecipientOutcome(r, "bounced" if err.permanent else "deferred", 0, err.status, text,
-                                           oc.Classification(err.reason, err.permanent and err.reason == "hostunknown",
-                                                             "hard" if err.permanent else "soft"))
-                       for r in job.recipients]
-            if not err.permanent:
-                expired = self.retry.expired(now, job.message.created)
-                for o in results:
-                    if expired:
-                        o.event = "expired"
-                    else:
-                        o.next_attempt = self.retry.next_attempt(now, job.message.created, o.recipient.attempts + 1,
-                                                                 self.rng)
-            await self._finish_job(job, results, site="", source=None, mx="")
-
-    def _route_to_relay(self, job: Job, relay: Relay) -> None:
-        site = self.sites.get(relay.site_key)
-        if site is None:
-            site = self.sites[relay.site_key] = Site(relay.site_key, Relays.route(relay), self, self.sources,
-                                                     self.clock)
-        if site.in_backoff(self.clock()):
-            self.defer_site_jobs(site, [job], None)
-            return
-        site.enqueue(job)
-        site.pump()
-
-    def _site_for(self, route: Route) -> Site:
-        site = self.sites.get(route.site_key)
-        if site is None:
-            site = self.sites[route.site_key] = Site(route.site_key, route, self, self.sources, self.clock)
-        else:
-            site.route = route
-        return site
-
-    def pool_source_names(self, pool: str) -> tuple[str, ...]:
-        return tuple(self.cfg.egress.pools[pool].sources) if pool in self.cfg.egress.pools else tuple(self.sources)
+                self.router.route(job)
 
     # ------------------------------------------------------------------ grants
     def want_grants(self, site: Site) -> None:
@@ -476,6 +401,9 @@ class Scheduler:
         if relay is not None:
             return await self.relays.connect(relay, source, self.client_settings)
         return await connect(route, source, self.client_settings, self.rng)
+
+    def pool_source_names(self, pool: str) -> tuple[str, ...]:
+        return tuple(self.cfg.egress.pools[pool].sources) if pool in self.cfg.egress.pools else tuple(self.sources)
 
     def return_path(self, job: Job) -> str:
         sender = job.message.sender
@@ -604,8 +532,8 @@ class Scheduler:
             for site in self.sites.values():
                 site.prune_lanes(now)
             if len(self.domains) > 10000:
-                for name in [n for n, d in self.domains.items()
-                             if d.in_memory == 0 and d.due is None and not d.routing and not d.claiming]:
+                for name in [n for n, d in self.domains.items() if d.in_memory == 0 and d.due is None
+                             and not self.router.looking_up(n) and not d.claiming]:
                     self.note_on_disk(name, -self.domains[name].on_disk)
                     del self.domains[name]
 

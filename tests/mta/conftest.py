@@ -87,7 +87,7 @@ def world(dns_server: DnsTestServer, mx_port: int) -> Iterator[World]:
     w.stop()
 
 
-def base_config(tmp: str, dns: DnsTestServer, mx_port: int, **extra: Any) -> dict[str, Any]:
+def base_config(tmp: str, dns: DnsTestServer, mx_port: int, /, **extra: Any) -> dict[str, Any]:
     submit_port = free_port(["127.0.0.1"])
     inbound_port = free_port(["127.0.0.1"])
     cfg: dict[str, Any] = {

@@ -6,6 +6,7 @@ import asyncio
 import email
 import time
 
+from mta.model import WAITING
 from mta.spool.store import SpoolStore
 from tests.mta.conftest import FakeClock, message
 from tests.support.receiver import Script
@@ -309,6 +310,17 @@ async def test_restart_recovers_queue(start_mta, world, dns_server):
     mta2 = await start_mta()
     await rx.await_for(3, timeout=20)
     del mta2
+
+
+async def test_mail_waiting_for_its_route_at_stop_goes_back_to_the_queue(start_mta, world, dns_server):
+    world.domain("slow.example")
+    dns_server.delay("slow.example", 3.0)             # the MX lookup is still in flight at the stop
+    mta = await start_mta(dns={"timeout": 10})
+    await mta.send("a@sender.example", ["u1@slow.example", "u2@slow.example"], message())
+    await eventually(lambda: dns_server.count("slow.example", "MX"), lambda n: n >= 1)
+    await mta.daemon.stop()
+    assert spool_rows(mta.spool_dir, "SELECT state FROM recipients") == [(WAITING,), (WAITING,)]
+    assert [e["event"] for e in mta.events()] == ["accepted", "accepted"]
 
 
 async def test_global_memory_cap_across_many_domains(start_mta, world, dns_server):
