@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from mta.events import Event
+from mta.queue.siteops import hold_messages
 
 if TYPE_CHECKING:
     from mta.daemon.serve import MtaDaemon
@@ -74,7 +75,7 @@ class ControlServer:
                 sched.mark_due(d, now)
             return {"ok": True, "domains": domains}
         if cmd == "hold":
-            return {"ok": True, "held": await spool.call(lambda s: s.hold(ids))}
+            return {"ok": True, "held": await hold_messages(sched, ids)}
         if cmd == "delete":
             removed = await spool.call(lambda s: s.delete_messages(ids))
             for mid, qid, sender, rcpts in removed:

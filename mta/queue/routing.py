@@ -46,6 +46,16 @@ class Router:
         self._waiting.clear()
         return jobs
 
+    def remove_messages(self, message_ids: set[int]) -> list[Job]:
+        """Removes and returns the jobs of these messages still waiting for a route."""
+        removed: list[Job] = []
+        for domain, waiting in list(self._waiting.items()):
+            keep = [job for job in waiting if job.message.id not in message_ids]
+            if len(keep) != len(waiting):
+                removed += [job for job in waiting if job.message.id in message_ids]
+                self._waiting[domain] = keep
+        return removed
+
     def route(self, job: Job) -> None:
         """Queues `job` at its site, now or once its domain's route is known."""
         relay = self.relays.for_pool(job.message.pool)

@@ -195,6 +195,23 @@ class Site:
             log.warning("site %s: policyd granted source %r, which is not one of [[egress.sources]]; "
                         "leases for it are ignored (check the pools in policy.toml)", self.key, name)
 
+    def remove_messages(self, message_ids: set[int]) -> list[Job]:
+        """Removes and returns the queued jobs of these messages (an operator held them)."""
+        removed: list[Job] = []
+        for lane in self._lane_order:
+            if not any(job.message.id in message_ids for job in lane.jobs):
+                continue
+            keep: deque[Job] = deque()
+            for job in lane.jobs:
+                if job.message.id in message_ids:
+                    removed.append(job)
+                    lane.recipients -= len(job.recipients)
+                    self._queued_by_message.pop(job.message.id, None)
+                else:
+                    keep.append(job)
+            lane.jobs = keep
+        return removed
+
     def prune_lanes(self, now: float) -> int:
         """Drops lanes with no jobs, no lease left and no request in flight (campaigns and senders
         come and go); returns how many."""

@@ -1,10 +1,11 @@
-"""Operator actions on one destination site, for the web console: hold, release and flush the
-mail waiting for it (`mta queue hold|release|flush` act on queue ids or on everything).
+"""Operator holds: the mail of one destination site (the web console's hold, release and flush),
+or given messages (`mta queue hold QUEUE_ID...`).
 
 A site's mail is the rows whose last attempt went to it, and the never-tried rows of the domains
 routed to it (the grouping of `mta queue stats` and the queue gauges: a domain not routed yet is
-its own "site"). Holding also takes the site's jobs out of memory (they wait in its lanes for a
-grant or a connection), so the hold is immediate; transactions already running finish.
+its own "site"). Holding also takes the jobs out of memory (they wait in lanes for a grant or a
+connection, or for their route), so the hold is immediate; transactions already running finish.
+A held row must never have a job in memory: released, it is claimed afresh from disk.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from mta.spool.store import SpoolStore
 if TYPE_CHECKING:
     from mta.queue.scheduler import Scheduler
 
-__all__ = ["flush_site", "hold_site", "release_site"]
+__all__ = ["flush_site", "hold_messages", "hold_site", "release_site"]
 
 
 def _domains(scheduler: Scheduler, site: str) -> list[str]:
@@ -68,6 +69,19 @@ async def hold_site(scheduler: Scheduler, site: str) -> int:
     domains = _domains(scheduler, site)
     # persist: on a full disk the write waits for room rather than leaving the rows claimed
     n = await scheduler.spool.call(lambda s: hold_rows(s, site, domains, claimed), persist=True)
+    for job in jobs:
+        scheduler.release(job)
+    return n
+
+
+async def hold_messages(scheduler: Scheduler, queue_ids: list[str]) -> int:
+    """Holds these messages' recipients that are not in a transaction now; returns how many."""
+    message_ids = set(await scheduler.spool.call(lambda s: s.message_ids(queue_ids)))
+    jobs = scheduler.router.remove_messages(message_ids)
+    for live in scheduler.sites.values():
+        jobs += live.remove_messages(message_ids)
+    # persist: on a full disk the write waits for room rather than leaving the rows claimed
+    n = await scheduler.spool.call(lambda s: s.hold(queue_ids), persist=True)
     for job in jobs:
         scheduler.release(job)
     return n

@@ -389,6 +389,10 @@ class SpoolStore:
         return [SiteBacklog(site, state, n, m, created.get(first, 0.0)) for site, state, n, m, first in rows]
 
     # ------------------------------------------------------------------ operator actions
+    def message_ids(self, queue_ids: Sequence[str]) -> list[int]:
+        """The spool ids of these queue ids (unknown ones are left out)."""
+        return self._message_ids(queue_ids)
+
     def _message_ids(self, queue_ids: Sequence[str]) -> list[int]:
         return [row[0] for row in self._select_in("SELECT id FROM messages WHERE queue_id IN ({})",
                                                   [q.upper() for q in queue_ids])]  # type: ignore[list-item]
@@ -450,10 +454,13 @@ class SpoolStore:
         return there
 
     def hold(self, queue_ids: Sequence[str]) -> int:
+        """Holds the recipients waiting on disk or in the daemon's memory (CLAIMED: the daemon
+        takes those jobs out of memory first, see mta.queue.siteops.hold_messages; offline they
+        are stale claims). Recipients in a transaction finish it."""
         n = 0
         for mid in self._message_ids(queue_ids):
-            n += self.db.execute("UPDATE recipients SET state = ? WHERE message = ? AND state = ?",
-                                 (HELD, mid, WAITING)).rowcount
+            n += self.db.execute("UPDATE recipients SET state = ? WHERE message = ? AND state IN (?, ?)",
+                                 (HELD, mid, WAITING, CLAIMED)).rowcount
         return n
 
     def release_held(self, queue_ids: Sequence[str], now: float) -> list[str]:

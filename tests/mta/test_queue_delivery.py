@@ -345,3 +345,41 @@ async def test_global_memory_cap_across_many_domains(start_mta, world, dns_serve
     watcher.cancel()
     assert peak <= 3
     assert sorted(rx.recipients()) == sorted(f"u{j}@{d}" for d in domains for j in range(4))
+
+
+async def test_holding_a_message_takes_its_waiting_job_out_of_memory(start_mta, world):
+    # One message a minute to the site: the first goes, the others wait in memory (CLAIMED) for
+    # their turn. `mta queue hold` of one of them must stop it there, not only on disk, and a
+    # release must leave exactly one job for it (claimed afresh from disk).
+    from mta.daemon.control import request
+    from mta.model import CLAIMED, HELD
+
+    rx = world.domain("example.test")
+    mta = await start_mta(delivery={"site": [{"match": "*", "rate_per_minute": 1, "burst": 1}]})
+    sched = mta.daemon.scheduler
+    queued = []
+    for n in range(3):
+        reply = await mta.send("a@sender.example", [f"u{n}@example.test"], message(to=f"u{n}@example.test"))
+        queued.append(str(reply).split("queued as ")[1].split()[0].strip("'\")"))
+    await rx.await_for(1)
+
+    def jobs_of(qid: str) -> int:
+        return sum(job.message.queue_id == qid for site in sched.sites.values() for job in site.queued_jobs())
+
+    held = queued[2]
+    await eventually(lambda: jobs_of(held), lambda n: n == 1)
+    sock = f"{mta.spool_dir}/control.sock"
+    answer = await request(sock, {"cmd": "hold", "queue_ids": [held]})
+    assert answer == {"ok": True, "held": 1}
+    assert jobs_of(held) == 0
+    assert spool_rows(mta.spool_dir, f"SELECT r.state FROM recipients r JOIN messages m ON m.id = r.message"
+                                     f" WHERE m.queue_id = '{held}'") == [(HELD,)]
+    await asyncio.sleep(1.0)
+    assert "u2@example.test" not in [r for m in rx.messages for r in m.rcpt_tos]
+    answer = await request(sock, {"cmd": "release", "queue_ids": [held]})
+    assert answer["ok"]
+    await eventually(lambda: jobs_of(held), lambda n: n == 1)
+    await asyncio.sleep(1.0)                 # the scan runs again: still one job, never two
+    assert jobs_of(held) == 1
+    assert spool_rows(mta.spool_dir, f"SELECT r.state FROM recipients r JOIN messages m ON m.id = r.message"
+                                     f" WHERE m.queue_id = '{held}'") in ([(CLAIMED,)], [])
