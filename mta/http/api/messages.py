@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -143,22 +143,32 @@ class Idempotency:
                 del self.ctx.locks[(self.scope, self.key)]
 
 
-async def post_message(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    key = ctx.authenticate(request)
-    body = await request.read()
-    ident = Idempotency(ctx, key, request, body)
-    async with ident.lock():
-        replay = await ident.replay()
-        if replay is not None:
-            return replay
-        data = await read_json(request)
-        req = parse_message(data, ctx.clock(), ctx.limits)
-        client = _client(request)
-        msg = build_message(ctx, key, req, client)
-        response = answer(msg)
-        also = ident.writer(202, response)
-        await inject(ctx, msg, client, req.tags, also=also)
+IdempotentHandler = Callable[[web.Request, ApiContext, ApiKey, "Idempotency", Any], Awaitable[web.Response]]
+
+
+def idempotent(handler: IdempotentHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A POST handler that sees its caller, its Idempotency-Key and its JSON body, and runs under
+    that key's lock once a stored answer to replay is ruled out."""
+    async def handle(request: web.Request) -> web.Response:
+        ctx = request.app[CTX]
+        key = ctx.authenticate(request)
+        ident = Idempotency(ctx, key, request, await request.read())
+        async with ident.lock():
+            replay = await ident.replay()
+            if replay is not None:
+                return replay
+            return await handler(request, ctx, key, ident, await read_json(request))
+    return handle
+
+
+@idempotent
+async def post_message(request: web.Request, ctx: ApiContext, key: ApiKey, ident: Idempotency,
+                       data: Any) -> web.Response:
+    req = parse_message(data, ctx.clock(), ctx.limits)
+    client = _client(request)
+    msg = build_message(ctx, key, req, client)
+    response = answer(msg)
+    await inject(ctx, msg, client, req.tags, also=ident.writer(202, response))
     return web.json_response(response, status=202)
 
 
@@ -233,85 +243,78 @@ def _with_variants(data: dict[str, Any], base: dict[str, Any], items: list[tuple
     return out
 
 
-async def post_batch(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    key = ctx.authenticate(request)
-    body = await request.read()
-    ident = Idempotency(ctx, key, request, body)
-    async with ident.lock():
-        replay = await ident.replay()
-        if replay is not None:
-            return replay
-        data = await read_json(request)
-        campaign = ""
-        winner_after: hb.WinnerAfter | None = None
-        if isinstance(data, dict) and "variants" in data:
-            # An A/B batch is a campaign: its id names the report (GET /v1/campaigns/{id}).
-            if data.get("campaign") is None:
-                data["campaign"] = ab.new_campaign_id()
-            if not isinstance(data["campaign"], str) or not campaign_name(data["campaign"]):
-                raise invalid("campaign", "a campaign id is a non-empty one-line string")
-            data["campaign"] = campaign = campaign_name(data["campaign"])
-            if "winner_after" in data:
-                winner_after = hb.parse_winner_after(data["winner_after"], float(ctx.cfg.api.max_schedule_ahead))
-        items = _batch_requests(data, ctx)
-        client = _client(request)
-        results: list[dict[str, Any]] = [{} for _ in items]
-        prepared: list[tuple[int, NewMessage, list[str]]] = []
-        variant_of: dict[int, str] = {}
-        held: list[tuple[int, dict[str, Any]]] = []
-        started = time.monotonic()
-        for i, (prefix, item, *variant) in enumerate(items):
-            try:
-                if isinstance(item, ApiError):
-                    raise item
-                if isinstance(item, hb.Held):
-                    for one in item.per_variant:        # each variant must render for this recipient
-                        req = parse_message(one, ctx.clock(), ctx.limits)
-                        if req.template:
-                            render(req.template, req.substitutions, "template")
-                    held.append((i, item.entry))
-                    continue
-                req = parse_message(item, ctx.clock(), ctx.limits, prefix if "messages" in prefix else "")
-                prepared.append((i, build_message(ctx, key, req, client, prefix if "messages" in prefix else "",
-                                                  variant[0] if variant else ""), req.tags))
-                if variant:
-                    variant_of[i] = variant[0]
-            except ApiError as err:
-                if "recipients[" in prefix and not err.field.startswith(prefix):
-                    err.field = prefix + err.field      # a template batch: which recipient it was
-                results[i] = {"index": i, "status": err.status, **err.body()}
-            if time.monotonic() - started > 0.02:
-                await asyncio.sleep(0)                 # rendering 10,000 messages must not stall the loop
-                started = time.monotonic()
-        if held and winner_after is not None:
-            # Durable before any of the batch is queued: a refusal here leaves nothing half sent.
-            release_at = max(ctx.clock(), _send_at(data, ctx)) + winner_after.after
-            await _hold(ctx, key, client, data, campaign, winner_after, release_at, [e for _i, e in held])
-            for i, _e in held:
-                results[i] = {"index": i, "status": 202, "held_until": iso_time(release_at)}
-        for start in range(0, len(prepared), INJECT_CHUNK):
-            chunk = prepared[start:start + INJECT_CHUNK]
-            outcomes = await asyncio.gather(*(inject(ctx, m, client, tags) for _i, m, tags in chunk),
-                                            return_exceptions=True)
-            for (i, _m, _t), outcome in zip(chunk, outcomes, strict=True):
-                if isinstance(outcome, ApiError):
-                    results[i] = {"index": i, "status": outcome.status, **outcome.body()}
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-                else:
-                    results[i] = {"index": i, "status": 202, **outcome}
-                    if i in variant_of:
-                        results[i]["variant"] = variant_of[i]
-        response: dict[str, Any] = {"results": results,
-                                    "accepted": sum(1 for r in results if r.get("status") == 202 and "id" in r)}
-        if campaign:
-            response["campaign"] = campaign
-        if held:
-            response["held"] = len(held)
-        write = ident.writer(200, response)
-        if write is not None:
-            await ctx.spool.call(write)
+@idempotent
+async def post_batch(request: web.Request, ctx: ApiContext, key: ApiKey, ident: Idempotency,
+                     data: Any) -> web.Response:
+    campaign = ""
+    winner_after: hb.WinnerAfter | None = None
+    if isinstance(data, dict) and "variants" in data:
+        # An A/B batch is a campaign: its id names the report (GET /v1/campaigns/{id}).
+        if data.get("campaign") is None:
+            data["campaign"] = ab.new_campaign_id()
+        if not isinstance(data["campaign"], str) or not campaign_name(data["campaign"]):
+            raise invalid("campaign", "a campaign id is a non-empty one-line string")
+        data["campaign"] = campaign = campaign_name(data["campaign"])
+        if "winner_after" in data:
+            winner_after = hb.parse_winner_after(data["winner_after"], float(ctx.cfg.api.max_schedule_ahead))
+    items = _batch_requests(data, ctx)
+    client = _client(request)
+    results: list[dict[str, Any]] = [{} for _ in items]
+    prepared: list[tuple[int, NewMessage, list[str]]] = []
+    variant_of: dict[int, str] = {}
+    held: list[tuple[int, dict[str, Any]]] = []
+    started = time.monotonic()
+    for i, (prefix, item, *variant) in enumerate(items):
+        try:
+            if isinstance(item, ApiError):
+                raise item
+            if isinstance(item, hb.Held):
+                for one in item.per_variant:        # each variant must render for this recipient
+                    req = parse_message(one, ctx.clock(), ctx.limits)
+                    if req.template:
+                        render(req.template, req.substitutions, "template")
+                held.append((i, item.entry))
+                continue
+            req = parse_message(item, ctx.clock(), ctx.limits, prefix if "messages" in prefix else "")
+            prepared.append((i, build_message(ctx, key, req, client, prefix if "messages" in prefix else "",
+                                              variant[0] if variant else ""), req.tags))
+            if variant:
+                variant_of[i] = variant[0]
+        except ApiError as err:
+            if "recipients[" in prefix and not err.field.startswith(prefix):
+                err.field = prefix + err.field      # a template batch: which recipient it was
+            results[i] = {"index": i, "status": err.status, **err.body()}
+        if time.monotonic() - started > 0.02:
+            await asyncio.sleep(0)                 # rendering 10,000 messages must not stall the loop
+            started = time.monotonic()
+    if held and winner_after is not None:
+        # Durable before any of the batch is queued: a refusal here leaves nothing half sent.
+        release_at = max(ctx.clock(), _send_at(data, ctx)) + winner_after.after
+        await _hold(ctx, key, client, data, campaign, winner_after, release_at, [e for _i, e in held])
+        for i, _e in held:
+            results[i] = {"index": i, "status": 202, "held_until": iso_time(release_at)}
+    for start in range(0, len(prepared), INJECT_CHUNK):
+        chunk = prepared[start:start + INJECT_CHUNK]
+        outcomes = await asyncio.gather(*(inject(ctx, m, client, tags) for _i, m, tags in chunk),
+                                        return_exceptions=True)
+        for (i, _m, _t), outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, ApiError):
+                results[i] = {"index": i, "status": outcome.status, **outcome.body()}
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results[i] = {"index": i, "status": 202, **outcome}
+                if i in variant_of:
+                    results[i]["variant"] = variant_of[i]
+    response: dict[str, Any] = {"results": results,
+                                "accepted": sum(1 for r in results if r.get("status") == 202 and "id" in r)}
+    if campaign:
+        response["campaign"] = campaign
+    if held:
+        response["held"] = len(held)
+    write = ident.writer(200, response)
+    if write is not None:
+        await ctx.spool.call(write)
     return web.json_response(response, status=200)
 
 
