@@ -117,12 +117,32 @@ class Idempotency:
                            "Idempotency-Key")
         return web.json_response(stored.response, status=stored.status, headers={"Idempotent-Replayed": "true"})
 
-    def writer(self, status: int, response: dict[str, Any]) -> Any:
-        """The record, for the message's own spool transaction."""
+    def writer(self, status: int, response: dict[str, Any], part: str = "") -> Any:
+        """The record (of one `part` of a batch), for the message's own spool transaction."""
         if not self.key:
             return None
         now = self.ctx.clock()
-        return lambda store: idem.record(store.db, self.scope, self.key, self.digest, status, response, now)
+        key = idem.part_key(self.key, part) if part else self.key
+        return lambda store: idem.record(store.db, self.scope, key, self.digest, status, response, now)
+
+    async def parts(self) -> dict[str, dict[str, Any]]:
+        """What a repeat of a batch cut short by a crash already queued: part -> its answer."""
+        if not self.key:
+            return {}
+        ctx = self.ctx
+        not_before = ctx.clock() - ctx.cfg.api.idempotency_ttl
+        found = await ctx.spool.read(lambda s: idem.parts(s.db, self.scope, self.key, not_before))
+        if any(stored.body_hash != self.digest for stored in found.values()):
+            raise ApiError(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used for a different request in the last 24 hours",
+                           "Idempotency-Key")
+        return {part: stored.response for part, stored in found.items()}
+
+    def campaign_id(self) -> str:
+        """A new A/B campaign's id; the same for every repeat of one keyed request."""
+        if not self.key:
+            return ab.new_campaign_id()
+        return ab.campaign_id_from(f"{self.scope}\0{self.key}")
 
     def lock(self) -> contextlib.AbstractAsyncContextManager[object]:
         """Requests with the same key wait for each other (the second then replays the first);
@@ -248,10 +268,11 @@ async def post_batch(request: web.Request, ctx: ApiContext, key: ApiKey, ident: 
                      data: Any) -> web.Response:
     campaign = ""
     winner_after: hb.WinnerAfter | None = None
+    done = await ident.parts()          # a repeat of a batch a crash cut short
     if isinstance(data, dict) and "variants" in data:
         # An A/B batch is a campaign: its id names the report (GET /v1/campaigns/{id}).
         if data.get("campaign") is None:
-            data["campaign"] = ab.new_campaign_id()
+            data["campaign"] = ident.campaign_id()
         if not isinstance(data["campaign"], str) or not campaign_name(data["campaign"]):
             raise invalid("campaign", "a campaign id is a non-empty one-line string")
         data["campaign"] = campaign = campaign_name(data["campaign"])
@@ -289,23 +310,32 @@ async def post_batch(request: web.Request, ctx: ApiContext, key: ApiKey, ident: 
             started = time.monotonic()
     if held and winner_after is not None:
         # Durable before any of the batch is queued: a refusal here leaves nothing half sent.
-        release_at = max(ctx.clock(), _send_at(data, ctx)) + winner_after.after
-        await _hold(ctx, key, client, data, campaign, winner_after, release_at, [e for _i, e in held])
+        if "held" in done:
+            release_at = float(done["held"]["release_at"])
+        else:
+            release_at = max(ctx.clock(), _send_at(data, ctx)) + winner_after.after
+            await _hold(ctx, key, client, data, campaign, winner_after, release_at, [e for _i, e in held],
+                        also=ident.writer(202, {"release_at": release_at}, "held"))
         for i, _e in held:
             results[i] = {"index": i, "status": 202, "held_until": iso_time(release_at)}
-    for start in range(0, len(prepared), INJECT_CHUNK):
-        chunk = prepared[start:start + INJECT_CHUNK]
-        outcomes = await asyncio.gather(*(inject(ctx, m, client, tags) for _i, m, tags in chunk),
-                                        return_exceptions=True)
+    to_queue = []
+    for i, msg, tags in prepared:
+        if str(i) in done:
+            results[i] = done[str(i)]
+            continue
+        results[i] = {"index": i, "status": 202, **answer(msg)}
+        if i in variant_of:
+            results[i]["variant"] = variant_of[i]
+        to_queue.append((i, msg, tags))
+    for start in range(0, len(to_queue), INJECT_CHUNK):
+        chunk = to_queue[start:start + INJECT_CHUNK]
+        outcomes = await asyncio.gather(*(inject(ctx, m, client, tags, also=ident.writer(202, results[i], str(i)))
+                                          for i, m, tags in chunk), return_exceptions=True)
         for (i, _m, _t), outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, ApiError):
                 results[i] = {"index": i, "status": outcome.status, **outcome.body()}
             elif isinstance(outcome, BaseException):
                 raise outcome
-            else:
-                results[i] = {"index": i, "status": 202, **outcome}
-                if i in variant_of:
-                    results[i]["variant"] = variant_of[i]
     response: dict[str, Any] = {"results": results,
                                 "accepted": sum(1 for r in results if r.get("status") == 202 and "id" in r)}
     if campaign:
@@ -314,7 +344,12 @@ async def post_batch(request: web.Request, ctx: ApiContext, key: ApiKey, ident: 
         response["held"] = len(held)
     write = ident.writer(200, response)
     if write is not None:
-        await ctx.spool.call(write)
+        scope, idem_key = ident.scope, ident.key
+
+        def record(store: Any) -> None:
+            write(store)
+            idem.drop_parts(store.db, scope, idem_key)
+        await ctx.spool.call(record)
     return web.json_response(response, status=200)
 
 
@@ -324,7 +359,7 @@ def _send_at(data: dict[str, Any], ctx: ApiContext) -> float:
 
 
 async def _hold(ctx: ApiContext, key: ApiKey, client: str, data: dict[str, Any], campaign: str,
-                rule: hb.WinnerAfter, release_at: float, entries: list[dict[str, Any]]) -> None:
+                rule: hb.WinnerAfter, release_at: float, entries: list[dict[str, Any]], also: Any = None) -> None:
     """The held-back share, durable before the answer (see holdback)."""
     base = {k: v for k, v in data.items() if k not in ("recipients", "substitutions") and k not in ab.BATCH_FIELDS}
     variants = [{"name": v.name, "template": v.template} for v in ab.parse_variants(data)]
@@ -333,7 +368,11 @@ async def _hold(ctx: ApiContext, key: ApiKey, client: str, data: dict[str, Any],
     await ctx.spool.call(lambda s: hb.ensure_table(s.db))
     if await ctx.spool.read(lambda s: hb.find(s.db, campaign, key.tenant)) is not None:
         raise ApiError(409, "campaign_exists", f"campaign {campaign!r} already holds back recipients", "campaign")
-    await ctx.spool.call(lambda s: hb.save(s.db, row))
+    def save(store: Any) -> None:
+        hb.save(store.db, row)
+        if also is not None:        # the batch's record of its held share, in the same transaction
+            also(store)
+    await ctx.spool.call(save)
 
 
 def _queue_id(request: web.Request) -> str:

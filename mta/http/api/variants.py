@@ -36,6 +36,11 @@ def new_campaign_id() -> str:
     return "ab-" + secrets.token_hex(6)
 
 
+def campaign_id_from(seed: str) -> str:
+    """A campaign id that a repeat of the same request gets again (from its Idempotency-Key)."""
+    return "ab-" + hashlib.sha256(seed.encode()).hexdigest()[:12]
+
+
 def parse_variants(data: dict[str, Any]) -> list[Variant]:
     """The batch's `variants` and `split` (ApiError 422 naming the field on a problem)."""
     raw = data.get("variants")
