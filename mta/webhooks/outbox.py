@@ -91,6 +91,13 @@ class OutboxStore:
                             (batch_id, endpoint, rows[0][0], rows[-1][0]))
         return Batch(batch_id, [r[2] for r in rows], min(r[1] for r in rows))
 
+    def unstamp(self, endpoint: str, batch_id: str) -> None:
+        """Dissolves a batch its receiver refused: its rows go out again in smaller batches, each
+        under a new id (a new body must not reuse the old webhook-id)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("UPDATE outbox SET batch = NULL WHERE endpoint = ? AND batch = ?", (endpoint, batch_id))
+
     def delete_batch(self, endpoint: str, batch_id: str) -> int:
         with self.db:
             self.db.execute("BEGIN")

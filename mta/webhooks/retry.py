@@ -13,7 +13,8 @@ from email.utils import parsedate_to_datetime
 
 from mta.events import Event
 
-__all__ = ["Backoff", "RetryPolicy", "batch_body", "matches", "parse_retry_after", "result_label"]
+__all__ = ["PAYLOAD_REFUSED", "REFUSALS_TO_DROP", "Backoff", "RetryPolicy", "batch_body", "matches",
+           "next_batch_size", "parse_retry_after", "result_label"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,19 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+# Answers that refuse what was sent rather than the sender (a bad signature or URL is 401/403/404):
+# the batch is split to find the events refused, and an event refused REFUSALS_TO_DROP times in a
+# row is dropped, so one event a receiver cannot take does not hold up every event behind it.
+PAYLOAD_REFUSED = frozenset({400, 413, 415, 422})
+REFUSALS_TO_DROP = 3
+
+
+def next_batch_size(current: int, full: int, refused: bool) -> int:
+    """How many events the next batch may carry: halved while a receiver refuses batches (down to
+    one), doubled back towards the configured size after each success."""
+    return max(1, current // 2) if refused else min(full, current * 2)
 
 
 def result_label(status: int | None, error: str = "") -> str:

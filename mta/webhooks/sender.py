@@ -1,6 +1,8 @@
 """One task per endpoint: takes the head batch from the outbox, signs and POSTs it, deletes it on
 2xx, backs off on anything else. One request at a time per endpoint, so a dead endpoint costs one
-request per back-off step and events reach a live one in order."""
+request per back-off step and events reach a live one in order. A batch refused for what it holds
+(400, 413, 415, 422) is split until the refused event is alone, and that event is dropped after
+a few refusals (logged, counted): the events behind it go on."""
 
 from __future__ import annotations
 
@@ -16,7 +18,16 @@ import aiohttp
 from mta.webhooks.config import WebhookEndpoint
 from mta.webhooks.metrics import WebhookMetrics
 from mta.webhooks.outbox import EXPIRE_CHUNK, Batch, Outbox, OutboxStore
-from mta.webhooks.retry import Backoff, RetryPolicy, batch_body, parse_retry_after, result_label
+from mta.webhooks.retry import (
+    PAYLOAD_REFUSED,
+    REFUSALS_TO_DROP,
+    Backoff,
+    RetryPolicy,
+    batch_body,
+    next_batch_size,
+    parse_retry_after,
+    result_label,
+)
 from mta.webhooks.signing import parse_secret, signed_headers
 
 log = logging.getLogger("mta.webhooks")
@@ -68,6 +79,10 @@ class EndpointSender:
         self.clock = clock
         policy = RetryPolicy(endpoint.retry_base, endpoint.retry_max, endpoint.max_age)
         self.backoff = Backoff(policy, clock, rand)
+        self.batch_size = endpoint.batch_size     # smaller while the receiver refuses batches
+        self.refusals = 0                         # of the head batch, in a row
+        self.since_refusal = 0                    # events delivered since a batch was last refused
+        self.searching = False                    # halving batches to find what the receiver refuses
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -102,7 +117,7 @@ class EndpointSender:
             await asyncio.sleep(min(wait, _TICK))
             return
         self._wake.clear()          # before the read: rows written meanwhile wake us again
-        batch = await self.outbox.call(OutboxStore.next_batch, self.name, self.endpoint.batch_size)
+        batch = await self.outbox.call(OutboxStore.next_batch, self.name, self.batch_size)
         if batch is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), _IDLE_CHECK)
@@ -115,6 +130,8 @@ class EndpointSender:
         self.metrics.posts.labels(self.name, result_label(answer.status, answer.error)).inc()
         if answer.status is not None and 200 <= answer.status < 300:
             await self._delivered(batch)
+        elif answer.status in PAYLOAD_REFUSED:
+            await self._refused(batch, answer.status)
         else:
             self._failed(batch, answer)
 
@@ -143,6 +160,37 @@ class EndpointSender:
             log.warning("webhook %s: delivering again after %d failed tries over %.0fs", self.name,
                         self.backoff.failures, self.clock() - self.backoff.failing_since)
         self.backoff.succeeded()
+        self.metrics.failures.labels(self.name).set(0)
+        self.refusals = 0
+        self.since_refusal += deleted
+        # While searching, a delivered half means the refused event is in the other half: keep the
+        # size. Past a whole batch's worth of events, what was refused is behind us: grow again.
+        if self.searching and self.since_refusal >= self.endpoint.batch_size:
+            self.searching = False
+        if not self.searching:
+            self.batch_size = next_batch_size(self.batch_size, self.endpoint.batch_size, refused=False)
+
+    async def _refused(self, batch: Batch, status: int) -> None:
+        if len(batch.events) > 1:
+            # Which event does it refuse? Halve until it is alone; the others go through meanwhile.
+            self.batch_size = next_batch_size(min(self.batch_size, len(batch.events)), self.endpoint.batch_size,
+                                              refused=True)
+            self.searching, self.since_refusal = True, 0
+            await self.outbox.call(OutboxStore.unstamp, self.name, batch.id)
+            log.warning("webhook %s: batch %s (%d events) refused with HTTP %d; sending %d at a time to find "
+                        "what it refuses", self.name, batch.id, len(batch.events), status, self.batch_size)
+            return
+        self.refusals += 1
+        if self.refusals < REFUSALS_TO_DROP:
+            self._failed(batch, Answer(status))
+            return
+        deleted = await self.outbox.call(OutboxStore.delete_batch, self.name, batch.id)
+        self.backlog.remove(self.name, deleted)
+        self.metrics.dropped.labels(self.name, "refused").inc(deleted)
+        log.error("webhook %s: dropped an event refused %d times in a row with HTTP %d (it stays in the event "
+                  "log): %.300s", self.name, self.refusals, status, batch.events[0])
+        self.refusals, self.searching = 0, False
+        self.backoff.succeeded()           # the receiver answers: the events behind go now
         self.metrics.failures.labels(self.name).set(0)
 
     def _failed(self, batch: Batch, answer: Answer) -> None:

@@ -6,7 +6,15 @@ import json
 from email.utils import formatdate
 
 from mta.events import Event
-from mta.webhooks.retry import Backoff, RetryPolicy, batch_body, matches, parse_retry_after, result_label
+from mta.webhooks.retry import (
+    Backoff,
+    RetryPolicy,
+    batch_body,
+    matches,
+    next_batch_size,
+    parse_retry_after,
+    result_label,
+)
 from tests.mta.conftest import FakeClock
 
 POLICY = RetryPolicy(base=5.0, cap=1800.0, max_age=86400.0, jitter=0.2)
@@ -86,3 +94,8 @@ def test_result_labels() -> None:
     assert [result_label(s) for s in (200, 204, 301, 404, 410, 500, 503)] == [
         "2xx", "2xx", "3xx", "4xx", "4xx", "5xx", "5xx"]
     assert result_label(None, "timeout") == "timeout" and result_label(None) == "connect_error"
+
+
+def test_batches_halve_while_refused_and_grow_back() -> None:
+    assert [next_batch_size(n, 100, refused=True) for n in (100, 50, 3, 1)] == [50, 25, 1, 1]
+    assert [next_batch_size(n, 100, refused=False) for n in (1, 25, 60, 100)] == [2, 50, 100, 100]

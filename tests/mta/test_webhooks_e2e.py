@@ -119,6 +119,31 @@ async def test_failing_then_down_then_back_loses_nothing_and_backs_off(start_mta
     assert sum("delivering again" in m for m in warnings) == 1, warnings    # one when it ends
 
 
+async def test_an_event_the_receiver_refuses_is_found_and_dropped_and_the_rest_go_on(
+        start_mta, world: World, receiver: WebhookReceiver, caplog) -> None:
+    # A receiver that cannot take one event (422 for any batch holding it) must not hold up the
+    # events behind it for max_age: the batch is halved until that event is alone, which is
+    # dropped after a few refusals (logged and counted); the others arrive, in order.
+    world.domain("example.test")
+    receiver.refuse = lambda e: e["recipient"] == "poison@example.test" and e["event"] == "accepted"
+    mta = await start_mta(webhooks=[hook(receiver, batch_size=8, **FAST_RETRY)])
+    receiver.clock = mta.clock
+    name = receiver.url()
+    with caplog.at_level(logging.WARNING, logger="mta.webhooks"):
+        await send(mta, 3)
+        await send(mta, 1, to="poison@example.test")
+        await send(mta, 3)
+        await mta.wait_event(lambda e: e["event"] == "delivered", n=7)
+        await until(lambda: sample(mta, "mta_webhook_events_dropped_total", endpoint=name, reason="refused") == 1)
+        await receiver.wait(lambda r: len(r.events()) == 13)
+    logged = [e for e in mta.events() if e["event"] in ("accepted", "delivered")]
+    wanted = [e for e in logged if not (e["recipient"] == "poison@example.test" and e["event"] == "accepted")]
+    assert receiver.events() == wanted                      # in the order they happened
+    await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=name) == 0)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("refused 3 times in a row with HTTP 422" in m and "poison@example.test" in m for m in errors), errors
+
+
 async def test_outbox_survives_a_restart_and_resends_under_the_same_id(start_mta, world: World,
                                                                          receiver: WebhookReceiver) -> None:
     world.domain("example.test")

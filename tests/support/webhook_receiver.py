@@ -53,6 +53,7 @@ class WebhookReceiver:
     delay: float = 0.0                              # seconds before answering (a hanging endpoint)
     clock: Callable[[], float] = time.time          # what "now" is for the timestamp tolerance
     tolerance: float = 300.0
+    refuse: Callable[[dict[str, Any]], bool] | None = None  # a batch holding such an event gets 422
     posts: list[Post] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -89,12 +90,15 @@ class WebhookReceiver:
         h = request.headers
         msg_id, stamp = h.get("webhook-id", ""), h.get("webhook-timestamp", "")
         ok = self.signature_ok(msg_id, stamp, h.get("webhook-signature", ""), body)
+        status = self.status
+        if self.refuse is not None and any(self.refuse(e) for e in json.loads(body)["events"]):
+            status = 422
         self.posts.append(Post(request.path, msg_id, int(stamp) if stamp.isdigit() else 0, ok, body,
-                               self.status, time.monotonic()))
+                               status, time.monotonic()))
         self._arrived.set()
         if self.delay:
             await asyncio.sleep(self.delay)
-        return web.Response(status=self.status, text="ok" if self.status < 300 else "failing")
+        return web.Response(status=status, text="ok" if status < 300 else "failing")
 
     # ---- what arrived
     def accepted(self, path: str | None = None) -> list[Post]:
