@@ -82,3 +82,22 @@ def test_a_bad_api_section_is_named_at_start_up(tmp_path, table, key):
     path.write_text(dumps({"mta": {"hostname": "h.example", "spool_dir": str(tmp_path)}, "api": table}))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(str(path))
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    ("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x", "ran longer than"),
+    ("{% for a in range(100000) %}{{ 'y' * 100 }}{% endfor %}", "over 5242880 characters"),
+    ("{{ 'x' * 1000000000 }}", "repetition"),
+    ("{{ [1] * 100000000 }}", "repetition"),
+    ("{{ n ** 99999999 }}", "power"),
+    ("{{" + "(" * 5000 + "1" + ")" * 5000 + "}}", "nests too deeply"),
+])
+def test_a_template_that_would_cost_too_much_is_a_422_not_a_stalled_daemon(source, words):
+    with pytest.raises(ApiError) as caught:
+        render({"subject": "s", "html": source}, {"n": 9})
+    assert caught.value.status == 422 and words in caught.value.body()["error"]["message"]
+    assert caught.value.body()["error"]["field"] == "template.html"
+
+
+def test_ordinary_arithmetic_and_repetition_still_render():
+    assert render({"subject": "{{ 2 ** 10 }} {{ '-' * 3 }}"}, {}).subject == "1024 ---"
