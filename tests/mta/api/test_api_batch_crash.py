@@ -26,6 +26,7 @@ async def test_a_repeat_of_a_batch_killed_halfway_queues_each_message_once(tmp_p
     host, port = cfg["submission"]["listen"][0].rsplit(":", 1)
     spool = cfg["mta"]["spool_dir"]
     proc = MtaProcess(path, os.path.join(str(tmp_path), "mta.log")).start((host, int(port)))
+    await _listening("127.0.0.1", api_port)
     keys = make_keys(spool)
     base = f"http://127.0.0.1:{api_port}"
     headers = {"Authorization": f"Bearer {keys['a']}", "Idempotency-Key": "import-7"}
@@ -45,6 +46,7 @@ async def test_a_repeat_of_a_batch_killed_halfway_queues_each_message_once(tmp_p
             cut_short = _queued(spool)
             assert 0 < cut_short < N, cut_short
             proc.start((host, int(port)))
+            await _listening("127.0.0.1", api_port)      # the API listener comes up after SMTP's
             async with session.post(base + "/v1/messages/batch", json=batch, headers=headers) as resp:
                 assert resp.status == 200
                 body = await resp.json()
@@ -58,6 +60,19 @@ async def test_a_repeat_of_a_batch_killed_halfway_queues_each_message_once(tmp_p
             assert [r["id"] for r in again["results"]] == ids
     finally:
         proc.terminate()
+
+
+async def _listening(host: str, port: int, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            assert asyncio.get_running_loop().time() < deadline, f"nothing listens on {host}:{port}"
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
 
 
 def _queue_ids(spool_dir: str) -> list[str]:
