@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
@@ -88,20 +89,46 @@ def failure_reporter(count: Callable[[str, str, str], None]) -> FailureHook:
     return report
 
 
+HOST_RESTS = 60.0   # seconds a relay host that failed to connect is tried after the others
+
+
+class HostHealth:
+    """Which relay hosts failed lately (pure, injected clock). A failed host is tried after the
+    healthy ones for HOST_RESTS seconds, so a dead primary does not cost every new connection its
+    connect timeout; it is never skipped, and it comes first again after its rest (or at once
+    when every other host failed too)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._resting: dict[str, float] = {}       # host label -> until
+
+    def failed(self, label: str) -> None:
+        self._resting[label] = self.clock() + HOST_RESTS
+
+    def worked(self, label: str) -> None:
+        self._resting.pop(label, None)
+
+    def order(self, hosts: tuple[RelayHost, ...]) -> list[RelayHost]:
+        now = self.clock()
+        rested = [h for h in hosts if self._resting.get(h.label, 0.0) <= now]
+        return rested + [h for h in hosts if self._resting.get(h.label, 0.0) > now]
+
+
 class Relays:
     """The configured relays, by pool and by site key; opens connections to them."""
 
     def __init__(self, relays: Mapping[str, Relay], pool_relay: Mapping[str, str],
-                 on_failure: FailureHook | None = None) -> None:
+                 on_failure: FailureHook | None = None, clock: Callable[[], float] = time.time) -> None:
         self.by_name = dict(relays)
         self.by_site = {r.site_key: r for r in relays.values()}
         self.pool_relay = {pool: name for pool, name in pool_relay.items() if name}
         self.on_failure = on_failure or (lambda *_args: None)
+        self.health = HostHealth(clock)
 
     @classmethod
     def from_config(cls, sections: Mapping[str, RelaySection], pool_relay: Mapping[str, str],
-                    on_failure: FailureHook | None = None) -> Relays:
-        return cls({name: load_relay(name, s) for name, s in sections.items()}, pool_relay, on_failure)
+                    on_failure: FailureHook | None = None, clock: Callable[[], float] = time.time) -> Relays:
+        return cls({name: load_relay(name, s) for name, s in sections.items()}, pool_relay, on_failure, clock)
 
     def __bool__(self) -> bool:
         return bool(self.pool_relay)
@@ -122,19 +149,26 @@ class Relays:
         return Route(relay.site_key, hosts, relay.site_key, False, float("inf"))
 
     async def connect(self, relay: Relay, source: Source, settings: ClientSettings) -> RelayConnection:
-        return await connect_relay(relay, source, settings, self.on_failure)
+        return await connect_relay(relay, source, settings, self.on_failure, self.health)
 
 
 async def connect_relay(relay: Relay, source: Source, settings: ClientSettings,
-                        on_failure: FailureHook) -> RelayConnection:
-    """The first host of `relay`, in order, that takes TLS, EHLO and AUTH as configured."""
+                        on_failure: FailureHook, health: HostHealth | None = None) -> RelayConnection:
+    """The first host of `relay`, in order (hosts that failed lately last), that takes TLS, EHLO
+    and AUTH as configured."""
     failures: list[RelayFailure] = []
-    for host in relay.hosts:
+    for host in health.order(relay.hosts) if health is not None else relay.hosts:
         try:
-            return await _open(relay, host, source, settings, on_failure)
+            conn = await _open(relay, host, source, settings, on_failure)
         except RelayFailure as failure:
             on_failure(relay.name, host.label, failure.stage, failure.text)
             failures.append(failure)
+            if health is not None and failure.stage != "auth":    # a login problem is ours, not the host's
+                health.failed(host.label)
+            continue
+        if health is not None:
+            health.worked(host.label)
+        return conn
     # An authentication failure says more than the connection errors around it: report it first.
     worst = next((f for f in failures if f.stage == "auth"), failures[-1])
     text = "; ".join(f.text for f in failures[-3:])

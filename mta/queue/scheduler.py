@@ -70,7 +70,8 @@ class Scheduler:
         self.spool = spool
         # Pools with a [relays.NAME] deliver through it: one site per relay, no MX lookup.
         self.relays = Relays.from_config(cfg.relays, {name: p.relay for name, p in cfg.egress.pools.items()},
-                                         failure_reporter(lambda *labels: metrics.relay_failures.labels(*labels).inc()))
+                                         failure_reporter(lambda *labels: metrics.relay_failures.labels(*labels).inc()),
+                                         clock)
         if self.relays:
             limiter = RelayLimiter(limiter, self.relays.by_site, {s.name: s.weight for s in cfg.egress.sources}, clock)
         self.limiter = limiter

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mta.delivery.relay import HOST_RESTS
 from tests.mta.conftest import message
 from tests.mta.policyd import ONE_SOURCE
 from tests.support.receiver import Receiver, Script, free_port
@@ -117,13 +118,22 @@ async def test_primary_down_secondary_takes_it_and_primary_is_used_again_when_ba
     assert relay_failures(mta, f"127.0.2.1:{port}", "connect") >= 1
     assert not [e for e in mta.events() if e["event"] in ("deferred", "bounced")]
 
-    primary = relays("127.0.2.1", port, tls=True, users=USERS)
+    # The primary failed a moment ago: the next connection goes to the secondary first, without
+    # waiting on the dead host again.
+    failures = relay_failures(mta, f"127.0.2.1:{port}", "connect")
     await no_relay_connection(mta)
     await mta.send("sam@sender.example", ["b@nowhere.test"], outreach())
+    await secondary.await_for(2)
+    assert relay_failures(mta, f"127.0.2.1:{port}", "connect") == failures
+
+    primary = relays("127.0.2.1", port, tls=True, users=USERS)
+    await no_relay_connection(mta)
+    mta.clock.advance(HOST_RESTS + 1)                   # its rest is over: first again
+    await mta.send("sam@sender.example", ["c@nowhere.test"], outreach())
     await primary.await_for(1)
-    second = await mta.wait_event(lambda e: e["event"] == "delivered" and e["recipient"] == "b@nowhere.test")
-    assert second[0]["mx"] == f"127.0.2.1:{port}[127.0.2.1]"
-    assert secondary.count() == 1
+    third = await mta.wait_event(lambda e: e["event"] == "delivered" and e["recipient"] == "c@nowhere.test")
+    assert third[0]["mx"] == f"127.0.2.1:{port}[127.0.2.1]"
+    assert secondary.count() == 2
 
 
 async def test_busy_greeting_and_untrusted_certificate_fall_back_to_the_next_host(relays, start_mta, world, tmp_path):

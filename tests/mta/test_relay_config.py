@@ -208,3 +208,20 @@ async def test_the_inner_limiters_extras_stay_visible(tmp_path):
     limiter = RelayLimiter(WithSubscribe(Clock()), relays_of(tmp_path).by_site, {}, Clock())
     assert callable(getattr(limiter, "subscribe", None))
     assert getattr(RelayLimiter(RecordingInner(Clock()), {}, {}, Clock()), "subscribe", None) is None
+
+
+def test_a_relay_host_that_failed_rests_behind_the_others_then_comes_first_again():
+    from mta.delivery.relay import HOST_RESTS, HostHealth
+    from mta.delivery.relayconf import RelayHost
+
+    now = [1000.0]
+    health = HostHealth(lambda: now[0])
+    a, b, c = (RelayHost(f"h{i}.example", 587, "starttls") for i in range(3))
+    assert health.order((a, b, c)) == [a, b, c]
+    health.failed(a.label)
+    health.failed(b.label)
+    assert health.order((a, b, c)) == [c, a, b]          # resting hosts last, never left out
+    health.worked(b.label)
+    assert health.order((a, b, c)) == [b, c, a]
+    now[0] += HOST_RESTS + 0.1
+    assert health.order((a, b, c)) == [a, b, c]
