@@ -490,6 +490,7 @@ class Policy:
                 found_here = rules.verdicts(culprit, windows, observed or {}, self.rules, what)
                 if found_here:
                     found.append((value, found_here, parts, full.sent))
+            found = [f for f in found if not self._left_to_a_finer_culprit(dim, f[1], f[2], live, out.rest)]
             if not found:
                 continue
             if len(found) >= 2 and sum(f[3] for f in found) > 0.5 * max(1, sent_all):
@@ -503,6 +504,39 @@ class Policy:
                     for s, counts in live.pop(part, {}).items():
                         out.rest[s] = out.rest.get(s, Counts()).minus(counts)
         return out
+
+    def _left_to_a_finer_culprit(self, dim: str, found: list[rules.Verdict], parts: list[str],
+                                 live: dict[str, dict[int, Counts]], rest: dict[int, Counts]) -> bool:
+        """Whether a coarser culprit's verdicts (a sender's, a domain's) wait for a finer one: when
+        one campaign (or sender) still too small to judge carries the trouble and the rest of the
+        coarser culprit's mail is under the verdicts' levels, the trouble is that finer culprit's.
+        The coarser one reaches `min_sample` first because it carries more mail; judging it then
+        would make the verdict depend on how finely feedback happens to be batched. The finer
+        culprit's mail is set aside (not live, not the pair's rest) until it has enough to judge."""
+        levels = [rules.level_of(v.rule, self.rules) for v in found]
+        whole = Counts()
+        for part in parts:
+            for counts in live[part].values():
+                whole.merge(counts)
+        for finer, index in _DIMENSIONS[:[d for d, _i in _DIMENSIONS].index(dim)]:
+            by_value: dict[str, list[str]] = {}
+            for part in parts:
+                values = part.split("|")
+                if values[index]:
+                    by_value.setdefault(values[index], []).append(part)
+            for value_parts in by_value.values():
+                own = Counts()
+                for part in value_parts:
+                    for counts in live[part].values():
+                        own.merge(counts)
+                others = whole.minus(own)
+                if all(rules.too_small_to_judge(own, cls, self.rules) and others.rate(cls) <= level
+                       for cls, level in levels):
+                    for part in value_parts:
+                        for s, counts in live.pop(part).items():
+                            rest[s] = rest.get(s, Counts()).minus(counts)
+                    return True
+        return False
 
     def _rest_note(self, rest: Mapping[int, Counts], live: Mapping[str, Mapping[int, Counts]],
                    parts: list[str]) -> str:
