@@ -518,7 +518,7 @@ class Policy:
         for part in parts:
             for counts in live[part].values():
                 whole.merge(counts)
-        for finer, index in _DIMENSIONS[:[d for d, _i in _DIMENSIONS].index(dim)]:
+        for _finer_dim, index in _DIMENSIONS[:[d for d, _i in _DIMENSIONS].index(dim)]:
             by_value: dict[str, list[str]] = {}
             for part in parts:
                 values = part.split("|")
