@@ -26,10 +26,15 @@ async def history(policyd: Policyd) -> list[dict[str, Any]]:
 async def history_until(policyd: Policyd, wanted: Callable[[dict[str, Any]], bool],
                         timeout: float = 60.0) -> list[dict[str, Any]]:
     """policyd's recorded actions, once one of them satisfies `wanted`."""
+    seen: list[dict[str, Any]] = []
+
     async def found() -> list[dict[str, Any]] | None:
-        actions = await history(policyd)
-        return actions if any(wanted(a) for a in actions) else None
-    return await until(found, "such an action in policyd's history", timeout, every=0.5)
+        seen[:] = await history(policyd)
+        return seen if any(wanted(a) for a in seen) else None
+    try:
+        return await until(found, "such an action in policyd's history", timeout, every=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; its actions: {seen}") from None
 
 
 def pauses(actions: list[dict[str, Any]]) -> set[str]:

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
 
-from mta.queue.site import LaneKey
 from tests.mta.conftest import message
-from tests.mta.policyd import ONE_SOURCE, Policyd, isp_domains
-from tests.mta.proc import REPO, mta_command
+from tests.mta.held import held_back, history, history_until, holds_leases, pauses, queue_list
+from tests.mta.policyd import ONE_SOURCE, isp_domains
 from tests.support.receiver import Script
 from tests.support.waiting import until
 
@@ -32,61 +28,9 @@ def unknown_users(prefix: str):
     return rcpt
 
 
-async def history(policyd: Policyd) -> list[dict[str, Any]]:
-    out = await asyncio.to_thread(policyd.cli, "history", "--json", "--limit", "500")
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-async def history_until(policyd: Policyd, wanted, timeout: float = 60.0) -> list[dict[str, Any]]:
-    """policyd's recorded actions, once one of them satisfies `wanted` (the CLI runs in a thread,
-    so the MTA in this loop keeps delivering and reporting meanwhile)."""
-    async def found() -> list[dict[str, Any]] | None:
-        actions = await history(policyd)
-        return actions if any(wanted(a) for a in actions) else None
-    return await until(found, "such an action in policyd's history", timeout, every=0.5)
-
-
-def pauses(actions: list[dict[str, Any]]) -> set[str]:
-    return {a["key"] for a in actions if a["action"] == "pause"}
-
-
 def number(address: str) -> int:
     """bad-17@gmail.example -> 17"""
     return int(address.partition("@")[0].rpartition("-")[2])
-
-
-def holds_leases(mta, lane_matches: Callable[[LaneKey], bool]) -> bool:
-    """Whether a lane of `mta` may still send (a lease with messages left, or a grant request in
-    flight): a pause holds back what is asked for after it, while leases granted before it are
-    spent until their ttl runs out. Read from the scheduler, as no operator view shows leases."""
-    now = mta.clock()
-    return any(lane.requesting or lane.granted(now) > 0 for site in mta.daemon.scheduler.sites.values()
-               for lane in site.lanes.values() if lane_matches(lane.key))
-
-
-async def queue_list(mta) -> list[dict[str, Any]]:
-    cli = await asyncio.create_subprocess_exec(*mta_command("queue", "list", "--json", "--config", mta.config_path),
-                                               stdout=asyncio.subprocess.PIPE, cwd=REPO,
-                                               env={**os.environ, "PYTHONPATH": REPO})
-    out, _ = await cli.communicate()
-    return json.loads(out)
-
-
-async def queue_waiting(mta) -> list[str]:
-    return [m["waiting"] for m in await queue_list(mta)]
-
-
-async def held_back(mta, receiver, new: set[str], reason: str) -> dict[str, str]:
-    """Waits until every address of `new` (submitted after a pause) is queued with the pause as
-    its reason, and returns what waits, by recipient; fails at once if one of them was tried."""
-    async def check() -> dict[str, str] | None:
-        tried = new & receiver.tried()
-        assert not tried, f"tried despite the pause: {sorted(tried)}"
-        waiting = {r["recipient"]: m["waiting"] for m in await queue_list(mta) for r in m["recipients"]}
-        if new <= waiting.keys() and all(reason in waiting[a] for a in new):
-            return waiting
-        return None
-    return await until(check, f"all of {sorted(new)} held back by {reason!r}", every=0.3)
 
 
 async def test_a_bouncing_campaign_is_paused_alone(start_mta, world, dns_server, policyd_factory):
@@ -173,4 +117,4 @@ async def test_an_overflow_pool_takes_what_the_young_ip_cannot(start_mta, world,
     assert google.count() == 12       # every outcome is recorded: nothing more will be sent
     assert Counter(m.peer_ip for m in got) == {"127.0.0.11": 3, "127.0.0.12": 9}
     assert Counter(e["source"] for e in delivered) == {"ip1": 3, "ip2": 9}
-    assert await queue_waiting(mta) == []
+    assert await queue_list(mta) == []

@@ -142,16 +142,21 @@ async def test_one_complaint_in_the_first_100_deliveries_pauses_nothing(clock: C
     assert (await svc.grant([ask(5, "news.example.test")]))[0][0].count == 5
 
 
-async def feedback_of_one_sender(svc: PolicyService, campaigns: dict[str, list[bool]], batch: int) -> None:
-    """news@sender.example sends its campaigns interleaved, `batch` recipients of each at a time,
-    with feedback after each batch (how finely the MTA's feedback is cut depends on its load)."""
-    for i in range(0, max(len(rows) for rows in campaigns.values()), batch):
-        for campaign, rows in campaigns.items():
+async def interleaved_feedback(svc: PolicyService, sends: dict[tuple[str, str], list[bool]], batch: int) -> None:
+    """Sends of (sender mailbox, campaign) on one domain, interleaved, `batch` recipients of each at
+    a time, with feedback after each batch (how finely the MTA's feedback is cut depends on its load)."""
+    for i in range(0, max(len(rows) for rows in sends.values()), batch):
+        for (mailbox, campaign), rows in sends.items():
             chunk = rows[i:i + batch]
             if chunk:
-                await svc.feedback([replace(o, mailbox="news@sender.example")
+                await svc.feedback([replace(o, mailbox=mailbox)
                                     for o in outcomes(chunk.count(False), chunk.count(True), "sender.example",
                                                       campaign=campaign)])
+
+
+async def feedback_of_one_sender(svc: PolicyService, campaigns: dict[str, list[bool]], batch: int) -> None:
+    """news@sender.example sends its campaigns interleaved (see interleaved_feedback)."""
+    await interleaved_feedback(svc, {("news@sender.example", c): rows for c, rows in campaigns.items()}, batch)
 
 
 @pytest.mark.parametrize("batch", [1, 3, 5, 10, 40])
@@ -174,3 +179,15 @@ async def test_a_sender_bad_in_every_campaign_is_paused_before_each_campaign_has
     await feedback_of_one_sender(svc, {f"c{k}": bad for k in range(4)}, batch)
     pauses = [a for a in await svc.history() if a.action == "pause"]
     assert [a.key for a in pauses] == ["sender|news@sender.example|google"], pauses
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5, 10, 40])
+async def test_a_bad_sender_is_paused_alone_however_finely_its_feedback_arrives(clock: Clock, batch: int) -> None:
+    """Its domain (on the IP and as a pair of its own) carries a clean sender too, so it reaches
+    `min_sample` first; the bad sender's trouble must not be pinned on the domain meanwhile."""
+    svc = service(clock)
+    bad = [i % 8 != 0 for i in range(40)]
+    await interleaved_feedback(svc, {("sloppy@sender.example", ""): bad,
+                                     ("careful@sender.example", ""): [False] * 40}, batch)
+    pauses = [a for a in await svc.history() if a.action == "pause"]
+    assert [a.key for a in pauses] == ["sender|sloppy@sender.example|google"], pauses
