@@ -468,9 +468,9 @@ class Policy:
                 else:
                     live.setdefault(part, {})[s] = counts
         sent_all = sum(c.sent for c in out.rest.values())
-        for dim, index in _DIMENSIONS:
-            if key.kind == DOMAIN and dim in (DOMAIN, TENANT):
-                continue        # a domain pair judges what is finer than the domain only
+        # a domain pair judges what is finer than the domain only
+        dimensions = [(d, i) for d, i in _DIMENSIONS if key.kind != DOMAIN or d not in (DOMAIN, TENANT)]
+        for rank, (dim, index) in enumerate(dimensions):
             groups: dict[str, list[str]] = {}
             for part in live:
                 values = part.split("|")
@@ -490,6 +490,8 @@ class Policy:
                 found_here = rules.verdicts(culprit, windows, observed or {}, self.rules, what)
                 if found_here:
                     found.append((value, found_here, parts, full.sent))
+            found = [f for f in found
+                     if not self._left_to_a_finer_culprit(dimensions[:rank], f[1], f[2], live, out.rest)]
             if not found:
                 continue
             if len(found) >= 2 and sum(f[3] for f in found) > 0.5 * max(1, sent_all):
@@ -502,7 +504,52 @@ class Policy:
                 for part in parts:      # explained by its culprit: not the pair's own trouble
                     for s, counts in live.pop(part, {}).items():
                         out.rest[s] = out.rest.get(s, Counts()).minus(counts)
+        # The pair itself is the coarsest culprit of all: the same wait for a finer one applies.
+        full, recent = Counts(), Counts()
+        for slots in live.values():
+            for s, counts in slots.items():
+                full.merge(counts)
+                if s > first_recent:
+                    recent.merge(counts)
+        windows = [(self._window_label(), full), (self._recent_label(), recent)]
+        pair_found = rules.verdicts(key, windows, {}, self.rules)
+        if pair_found:
+            self._left_to_a_finer_culprit(dimensions, pair_found, list(live), live, out.rest)
         return out
+
+    def _left_to_a_finer_culprit(self, finer: list[tuple[str, int]], found: list[rules.Verdict], parts: list[str],
+                                 live: dict[str, dict[int, Counts]], rest: dict[int, Counts]) -> bool:
+        """Whether a coarser culprit's verdicts (a sender's, a domain's, the pair's own) wait for a
+        finer one (of the `finer` dimensions): when one campaign (or sender, ...) still too small to
+        judge carries the trouble and the rest of the coarser one's mail (`parts`) is under the
+        verdicts' levels, the trouble is that finer culprit's. The coarser one reaches `min_sample`
+        first because it carries more mail; judging it then would make the verdict depend on how
+        finely feedback happens to be batched. The finer culprit's mail is set aside (not live, not
+        the pair's rest) until it has enough to be judged."""
+        levels = [rules.level_of(v.rule, self.rules) for v in found]
+        whole = Counts()
+        for part in parts:
+            for counts in live[part].values():
+                whole.merge(counts)
+        for _dim, index in finer:
+            by_value: dict[str, list[str]] = {}
+            for part in parts:
+                values = part.split("|")
+                if len(values) == 4 and values[index]:
+                    by_value.setdefault(values[index], []).append(part)
+            for value_parts in by_value.values():
+                own = Counts()
+                for part in value_parts:
+                    for counts in live[part].values():
+                        own.merge(counts)
+                others = whole.minus(own)
+                if all(rules.too_small_to_judge(own, cls, self.rules) and others.rate(cls) <= level
+                       for cls, level in levels):
+                    for part in value_parts:
+                        for s, counts in live.pop(part).items():
+                            rest[s] = rest.get(s, Counts()).minus(counts)
+                    return True
+        return False
 
     def _rest_note(self, rest: Mapping[int, Counts], live: Mapping[str, Mapping[int, Counts]],
                    parts: list[str]) -> str:

@@ -47,15 +47,20 @@ class Judged:
     evidence: str
 
 
+def too_small_to_judge(counts: Counts, cls: str, rules: RuleSettings) -> bool:
+    """Too little mail or too few events of `cls` for a rate rule to judge (see `judge`)."""
+    return counts.base(cls) < rules.min_sample or getattr(counts, cls) < rules.min_events
+
+
 def judge(windows: Windows, cls: str, rules: RuleSettings) -> Judged | None:
     """The window (of those with enough mail) whose rate of `cls` is surely highest; None if none
     has enough mail and events to be judged at all."""
     best: Judged | None = None
     noun, per = _NOUNS[cls]
     for label, counts in windows:
-        events, base = getattr(counts, cls), counts.base(cls)
-        if base < rules.min_sample or events < rules.min_events:
+        if too_small_to_judge(counts, cls, rules):
             continue
+        events, base = getattr(counts, cls), counts.base(cls)
         lower = counts.lower(cls, rules.confidence_z)
         if best is None or lower > best.lower:
             best = Judged(lower, f"{noun} {events} of {base} {per} in {label} ({_pct(events / base)}, "
@@ -137,6 +142,14 @@ def verdicts(key: PairKey, windows: Windows, observed: Observed, rules: RuleSett
 
 
 PAUSES = ("hard_bounce_pause", "complaint_pause")
+
+
+def level_of(rule: str, rules: RuleSettings) -> tuple[str, float]:
+    """The health class a rate rule judges and the level over which it acts."""
+    return {"hard_bounce_pause": (HARD_BOUNCE, rules.hard_bounce_pause),
+            "hard_bounce_warning": (HARD_BOUNCE, rules.hard_bounce_warn),
+            "complaint_pause": (COMPLAINT, rules.complaint_pause),
+            "complaint_hold": (COMPLAINT, rules.complaint_hold)}[rule]
 
 
 def rates(key: PairKey, state: PairState, windows: Windows | Counts, observed: Observed, now: float,

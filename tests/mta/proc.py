@@ -54,6 +54,20 @@ class MtaProcess:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def wait_log(self, text: str, after: int = 0, timeout: float = 60) -> None:
+        """Waits until `text` appears in the daemon's log after byte offset `after` (see log_size)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(after)
+                if text.encode() in f.read():
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in the daemon's log after {timeout:g}s:\n{self.log_tail()}")
+
+    def log_size(self) -> int:
+        return os.path.getsize(self.log_path)
+
     def log_tail(self, n: int = 30) -> str:
         try:
             with open(self.log_path, encoding="utf-8", errors="replace") as f:

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import time
 from collections import Counter
-from typing import Any
 
 from tests.mta.conftest import message
-from tests.mta.policyd import ONE_SOURCE, Policyd, isp_domains
-from tests.mta.proc import REPO, mta_command
+from tests.mta.held import held_back, history, history_until, holds_leases, pauses, queue_list
+from tests.mta.policyd import ONE_SOURCE, isp_domains
 from tests.support.receiver import Script
+from tests.support.waiting import until
 
 UNKNOWN_USER = ("550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking "
                 "the recipient's email address for typos or unnecessary spaces.")
@@ -30,26 +28,9 @@ def unknown_users(prefix: str):
     return rcpt
 
 
-async def history_until(policyd: Policyd, wanted, timeout: float = 20.0) -> list[dict[str, Any]]:
-    """policyd's recorded actions, once one of them satisfies `wanted` (the CLI runs in a thread,
-    so the MTA in this loop keeps delivering and reporting meanwhile)."""
-    deadline = time.monotonic() + timeout
-    actions: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        out = await asyncio.to_thread(policyd.cli, "history", "--json", "--limit", "500")
-        actions = [json.loads(line) for line in out.splitlines() if line.strip()]
-        if any(wanted(a) for a in actions):
-            return actions
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"no such action in policyd's history: {actions}")
-
-
-async def queue_waiting(mta) -> list[str]:
-    cli = await asyncio.create_subprocess_exec(*mta_command("queue", "list", "--json", "--config", mta.config_path),
-                                               stdout=asyncio.subprocess.PIPE, cwd=REPO,
-                                               env={**os.environ, "PYTHONPATH": REPO})
-    out, _ = await cli.communicate()
-    return [m["waiting"] for m in json.loads(out)]
+def number(address: str) -> int:
+    """bad-17@gmail.example -> 17"""
+    return int(address.partition("@")[0].rpartition("-")[2])
 
 
 async def test_a_bouncing_campaign_is_paused_alone(start_mta, world, dns_server, policyd_factory):
@@ -63,25 +44,26 @@ async def test_a_bouncing_campaign_is_paused_alone(start_mta, world, dns_server,
                        message(extra_headers="X-Campaign: newsletter\r\n"))
     actions = await history_until(policyd, lambda a: a["key"] == "campaign|bought-list|google"
                                   and a["action"] == "pause")
-    paused = {a["key"] for a in actions if a["action"] == "pause"}
-    assert paused == {"campaign|bought-list|google"}, actions        # not the IP, domain or sender
+    assert pauses(actions) == {"campaign|bought-list|google"}, actions        # not the IP, domain or sender
     pause = next(a for a in actions if a["action"] == "pause")
     assert "hard" in pause["reason"] and "bought-list" in pause["reason"]
-    await asyncio.sleep(2.5)    # leases granted before the pause (2 s) run out
-    tried = set(google.rcpt_seen)
+    await until(lambda: not holds_leases(mta, lambda k: k.campaign == "bought-list"),
+                "out of the leases granted to bought-list before the pause")
     for i in range(40, 50):
         await mta.send("news@sender.example", [f"bad-{i}@gmail.example"],
                        message(extra_headers="X-Campaign: bought-list\r\n"))
         await mta.send("news@sender.example", [f"good-{i}@gmail.example"],
                        message(extra_headers="X-Campaign: newsletter\r\n"))
-    await mta.wait_event(lambda e: e["event"] == "delivered" and e["recipient"].startswith("good-")
-                         and int(e["recipient"].partition("@")[0][5:]) >= 40, n=10)
-    await asyncio.sleep(1)
-    assert not {a for a in set(google.rcpt_seen) - tried if a.startswith("bad-")}     # not even tried
-    delivered = [e for e in mta.events() if e["event"] == "delivered"]
-    assert {e["campaign"] for e in delivered if e["recipient"].startswith("good-")} == {"newsletter"}
-    waiting = await queue_waiting(mta)
-    assert len(waiting) == 10 and all("campaign bought-list -> google" in w for w in waiting), waiting
+    delivered = await mta.wait_event(lambda e: e["event"] == "delivered" and e["recipient"].startswith("good-"),
+                                     n=50, timeout=60)
+    assert {e["campaign"] for e in delivered} == {"newsletter"}
+    new_bad = {f"bad-{i}@gmail.example" for i in range(40, 50)}
+    waiting = await held_back(mta, google, new_bad, "campaign bought-list -> google")
+    assert not {a for a in google.tried() if a.startswith("bad-") and number(a) >= 40}     # not even tried
+    # What waits is all of bought-list not tried yet: the new ten, and any the pause caught queued.
+    assert waiting.keys() == {f"bad-{i}@gmail.example" for i in range(50)} - google.tried(), waiting
+    assert all("paused (rule hard_bounce_pause): campaign bought-list -> google" in w for w in waiting.values())
+    assert pauses(await history(policyd)) == {"campaign|bought-list|google"}   # still nothing else
 
 
 async def test_a_bouncing_sender_is_paused_alone(start_mta, world, dns_server, policyd_factory):
@@ -95,7 +77,7 @@ async def test_a_bouncing_sender_is_paused_alone(start_mta, world, dns_server, p
         await mta.send("careful@sender.example", [f"y-{i}@gmail.example"], message())
     actions = await history_until(policyd, lambda a: a["key"] == "sender|sloppy@sender.example|google"
                                   and a["action"] == "pause")
-    assert {a["key"] for a in actions if a["action"] == "pause"} == {"sender|sloppy@sender.example|google"}
+    assert pauses(actions) == {"sender|sloppy@sender.example|google"}
     ip = json.loads(await asyncio.to_thread(policyd.cli, "explain", "--json", "--source", "ip1", "--isp", "google"))
     assert not any(p["paused"] for p in ip["pairs"])          # the IP keeps sending for everyone else
     sender = json.loads(await asyncio.to_thread(policyd.cli, "explain", "--json", "--mailbox",
@@ -105,15 +87,17 @@ async def test_a_bouncing_sender_is_paused_alone(start_mta, world, dns_server, p
     mailbox_history = await asyncio.to_thread(policyd.cli, "history", "--json", "--mailbox",
                                                "sloppy@sender.example")
     assert "sender|sloppy@sender.example|google" in mailbox_history     # the culprit's actions too
-    await asyncio.sleep(2.5)
-    tried, before = set(google.rcpt_seen), google.count()
+    await until(lambda: not holds_leases(mta, lambda k: k.mailbox == "sloppy@sender.example"),
+                "out of the leases granted to sloppy@ before the pause")
     for i in range(40, 45):
         await mta.send("sloppy@sender.example", [f"x-{i}@gmail.example"], message())
         await mta.send("careful@sender.example", [f"y-{i}@gmail.example"], message())
-    await google.await_for(before + 5)
-    await asyncio.sleep(1)
-    assert not {a for a in set(google.rcpt_seen) - tried if a.startswith("x-")}
-    assert {a for a in set(google.rcpt_seen) - tried} == {f"y-{i}@gmail.example" for i in range(40, 45)}
+    await mta.wait_event(lambda e: e["event"] == "delivered" and e["recipient"].startswith("y-"), n=45, timeout=60)
+    await held_back(mta, google, {f"x-{i}@gmail.example" for i in range(40, 45)},
+                    "sender sloppy@sender.example -> google")
+    assert not {a for a in google.tried() if a.startswith("x-") and number(a) >= 40}
+    assert {f"y-{i}@gmail.example" for i in range(45)} <= google.tried()
+    assert pauses(await history(policyd)) == {"sender|sloppy@sender.example|google"}
 
 
 async def test_an_overflow_pool_takes_what_the_young_ip_cannot(start_mta, world, dns_server, policyd_factory):
@@ -128,10 +112,9 @@ async def test_an_overflow_pool_takes_what_the_young_ip_cannot(start_mta, world,
                                    "marketing": {"pool": "young"}})
     for i in range(12):
         await mta.send("news@sender.example", [f"u{i}@gmail.example"], message())
-    got = await google.await_for(12, timeout=30)
+    delivered = await mta.wait_event(lambda e: e["event"] == "delivered", n=12, timeout=60)
+    got = await google.await_for(12)
+    assert google.count() == 12       # every outcome is recorded: nothing more will be sent
     assert Counter(m.peer_ip for m in got) == {"127.0.0.11": 3, "127.0.0.12": 9}
-    await asyncio.sleep(1)
-    assert google.count() == 12
-    delivered = [e for e in mta.events() if e["event"] == "delivered"]
     assert Counter(e["source"] for e in delivered) == {"ip1": 3, "ip2": 9}
-    assert await queue_waiting(mta) == []
+    assert await queue_list(mta) == []

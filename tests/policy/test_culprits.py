@@ -8,6 +8,7 @@ domain) shared one IP; the IP was paused at every ISP and the clean newsletter f
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -139,3 +140,54 @@ async def test_one_complaint_in_the_first_100_deliveries_pauses_nothing(clock: C
                                      "complaint", "feedback", 0, "", 1)])
     assert await svc.history() == []
     assert (await svc.grant([ask(5, "news.example.test")]))[0][0].count == 5
+
+
+async def interleaved_feedback(svc: PolicyService, sends: dict[tuple[str, str], list[bool]], batch: int) -> None:
+    """Sends of (sender mailbox, campaign) on one domain, interleaved, `batch` recipients of each at
+    a time, with feedback after each batch (how finely the MTA's feedback is cut depends on its load)."""
+    for i in range(0, max(len(rows) for rows in sends.values()), batch):
+        for (mailbox, campaign), rows in sends.items():
+            chunk = rows[i:i + batch]
+            if chunk:
+                await svc.feedback([replace(o, mailbox=mailbox)
+                                    for o in outcomes(chunk.count(False), chunk.count(True), "sender.example",
+                                                      campaign=campaign)])
+
+
+async def feedback_of_one_sender(svc: PolicyService, campaigns: dict[str, list[bool]], batch: int) -> None:
+    """news@sender.example sends its campaigns interleaved (see interleaved_feedback)."""
+    await interleaved_feedback(svc, {("news@sender.example", c): rows for c, rows in campaigns.items()}, batch)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5, 10, 40])
+async def test_a_bad_campaign_is_paused_alone_however_finely_its_feedback_arrives(clock: Clock, batch: int) -> None:
+    """The sender and its domain carry both campaigns, so they reach `min_sample` first; while the
+    bad campaign is still too small to judge, its trouble must not be pinned on them."""
+    svc = service(clock)
+    bad = [i % 8 != 0 for i in range(40)]           # 35 unknown users in 40
+    await feedback_of_one_sender(svc, {"bought-list": bad, "newsletter": [False] * 40}, batch)
+    pauses = [a for a in await svc.history() if a.action == "pause"]
+    assert [a.key for a in pauses] == ["campaign|bought-list|google"], pauses
+
+
+@pytest.mark.parametrize("batch", [1, 5, 10])
+async def test_a_sender_bad_in_every_campaign_is_paused_before_each_campaign_has_enough_mail(
+        clock: Clock, batch: int) -> None:
+    """Trouble spread over the sender's campaigns is the sender's: no campaign carries it alone."""
+    svc = service(clock)
+    bad = [i % 8 != 0 for i in range(20)]
+    await feedback_of_one_sender(svc, {f"c{k}": bad for k in range(4)}, batch)
+    pauses = [a for a in await svc.history() if a.action == "pause"]
+    assert [a.key for a in pauses] == ["sender|news@sender.example|google"], pauses
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5, 10, 40])
+async def test_a_bad_sender_is_paused_alone_however_finely_its_feedback_arrives(clock: Clock, batch: int) -> None:
+    """Its domain (on the IP and as a pair of its own) carries a clean sender too, so it reaches
+    `min_sample` first; the bad sender's trouble must not be pinned on the domain meanwhile."""
+    svc = service(clock)
+    bad = [i % 8 != 0 for i in range(40)]
+    await interleaved_feedback(svc, {("sloppy@sender.example", ""): bad,
+                                     ("careful@sender.example", ""): [False] * 40}, batch)
+    pauses = [a for a in await svc.history() if a.action == "pause"]
+    assert [a.key for a in pauses] == ["sender|sloppy@sender.example|google"], pauses

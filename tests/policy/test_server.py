@@ -114,10 +114,11 @@ async def test_many_clients_at_once_share_the_buckets(running: Running) -> None:
 
 async def test_stop_waits_for_a_request_in_flight(clock: Clock) -> None:
     r, tmpdir = await start_server("tcp", clock)
-    release = asyncio.Event()
+    arrived, release = asyncio.Event(), asyncio.Event()
     real_grant = r.service.grant
 
     async def slow_grant(asks: list) -> list:
+        arrived.set()
         await release.wait()
         return await real_grant(asks)
 
@@ -125,13 +126,13 @@ async def test_stop_waits_for_a_request_in_flight(clock: Clock) -> None:
     reader, writer = await connect(r.address)
     writer.write(protocol.grant_message(1, [ask(1)]))
     await writer.drain()
-    await asyncio.sleep(0.05)
-    stopping = asyncio.create_task(r.server.stop(5.0))
+    await asyncio.wait_for(arrived.wait(), 30)     # the request is in flight (not merely sent)
+    stopping = asyncio.create_task(r.server.stop(30.0))
     await asyncio.sleep(0.05)
     assert not stopping.done()
     release.set()
-    reply = json.loads(await asyncio.wait_for(reader.readline(), 5))
+    reply = json.loads(await asyncio.wait_for(reader.readline(), 30))
     assert reply["ok"] and sum(g["count"] for g in reply["grants"][0]) == 1
-    await asyncio.wait_for(stopping, 5)
+    await asyncio.wait_for(stopping, 30)
     writer.close()
     shutil.rmtree(tmpdir, ignore_errors=True)

@@ -240,6 +240,12 @@ class Receiver:
         with self.lock:
             return len(self.messages)
 
+    def tried(self) -> set[str]:
+        """Every recipient offered in a RCPT so far (accepted or not); a copy taken under the lock,
+        as the receiver's thread adds to it meanwhile."""
+        with self.lock:
+            return set(self.rcpt_seen)
+
     def recipients(self) -> list[str]:
         with self.lock:
             return [r for m in self.messages for r in m.rcpt_tos]
