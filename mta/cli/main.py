@@ -11,6 +11,7 @@ import sys
 from mta.config import ConfigError, load_config, require_serving_keys
 from warmup_base.cliutil import quiet_broken_pipe, version_text
 from warmup_base.configload import unwritable_dir
+from warmup_base.gctune import tune_for_daemon
 
 DEFAULT_CONFIG = "/etc/warmup-mta/mta.toml"
 
@@ -145,6 +146,7 @@ def _serve(cfg) -> int:  # type: ignore[no-untyped-def]
     # 5 ms switch interval a busy event loop makes every commit wait several of those, which is
     # the window in which a crash duplicates delivered mail.
     sys.setswitchinterval(0.0005)
+    tune_for_daemon()
     try:
         return runner(MtaDaemon(cfg).run())
     except OSError as exc:
