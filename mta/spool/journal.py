@@ -115,6 +115,7 @@ class DeliveryJournal:
         self._failing = False
         self._seq = 0
         self.skipped = 0          # notes not written (segment full or write failed)
+        self._unsynced = False    # notes written by delivered_now since the last fdatasync
 
     # ------------------------------------------------------------------ start-up
     def recorded(self) -> Recorded:
@@ -163,6 +164,31 @@ class DeliveryJournal:
         """Notes what the remote server took (durable by the end of this loop iteration)."""
         self._write(list(recipient_ids), DELIVERED)
 
+    def delivered_now(self, recipient_ids: Iterable[int]) -> None:
+        """Notes what the remote server took, written to the file at once and synced with the
+        rest of this loop turn's notes. Called as the 250 arrives (the connection's read
+        callback): once written, the note is in the kernel's page cache, so a crash of this
+        process (SIGKILL, OOM) can no longer lose it, though only the sync makes it safe from a
+        power cut. Waiting for the turn's flush left it in memory for several milliseconds under
+        load, the window in which a crash sends a message twice."""
+        ids = list(recipient_ids)
+        if not ids:
+            return
+        segment = self._segments[self._active]
+        if segment.fd < 0 or segment.used + len(self._pending) + len(ids) * _NOTE.size > SEGMENT_BYTES:
+            self._write(ids, DELIVERED)         # the usual way: queued, or counted as skipped
+            return
+        self._seq += 1
+        notes = b"".join(encode(r, self._seq, DELIVERED) for r in ids)
+        try:
+            os.pwrite(segment.fd, notes, segment.used)
+        except OSError as exc:
+            self._write_failed(exc, len(ids))
+            return
+        segment.used += len(notes)
+        self._unsynced = True
+        self._flush_soon()
+
     def settle(self, token: int, recipient_ids: Iterable[int]) -> None:
         """The spool holds the outcome of these attempted recipients now (or their attempt ended
         before DATA). The note need not be synced: were it lost, they would only be counted as
@@ -189,31 +215,39 @@ class DeliveryJournal:
                             len(ids))
             return -1
         self._pending += notes
+        self._flush_soon()
+        return self._active
+
+    def _flush_soon(self) -> None:
         if self._synced is None:
             loop = asyncio.get_running_loop()
             self._synced = loop.create_future()
             loop.call_soon(self.flush)
-        return self._active
 
     def flush(self) -> None:
         synced, self._synced = self._synced, None
-        if self._pending:
+        if self._pending or self._unsynced:
             segment = self._segments[self._active]
             data, self._pending = bytes(self._pending), bytearray()
+            self._unsynced = False
             try:
-                os.pwrite(segment.fd, data, segment.used)
+                if data:
+                    os.pwrite(segment.fd, data, segment.used)
                 os.fdatasync(segment.fd)
             except OSError as exc:
-                if not self._failing:
-                    log.warning("delivery journal write failed (outcomes are still recorded in the spool): %s", exc)
-                self._failing = True
-                self.skipped += len(data) // _NOTE.size
+                self._write_failed(exc, len(data) // _NOTE.size)
             else:
                 self._failing = False
             segment.used += len(data)
             self._maybe_swap()
         if synced is not None and not synced.done():
             synced.set_result(None)
+
+    def _write_failed(self, exc: OSError, notes: int) -> None:
+        if not self._failing:
+            log.warning("delivery journal write failed (outcomes are still recorded in the spool): %s", exc)
+        self._failing = True
+        self.skipped += notes
 
     def _maybe_swap(self) -> None:
         active = self._segments[self._active]

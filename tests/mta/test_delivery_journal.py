@@ -36,6 +36,23 @@ async def test_an_attempt_note_is_durable_before_data_may_go(tmp_path) -> None:
     journal.close()
 
 
+async def test_a_delivered_note_from_the_reply_is_in_the_file_before_the_loop_turns(tmp_path) -> None:
+    # Written at once: another process (the daemon after a SIGKILL) reads it from the file
+    # without any flush; the turn's flush then syncs it.
+    journal = DeliveryJournal(str(tmp_path))
+    journal.open()
+    token, synced = journal.attempting([7, 8])
+    await synced
+    journal.delivered_now([7])
+    notes = DeliveryJournal(str(tmp_path)).recorded()
+    assert notes.delivered == {7} and notes.in_doubt == {8}
+    assert journal._synced is not None            # and a sync of it is on its way this turn
+    await asyncio.sleep(0)
+    assert journal._synced is None
+    journal.settle(token, [7, 8])
+    journal.close()
+
+
 async def test_segments_take_turns_and_are_wiped_once_every_attempt_is_settled(tmp_path) -> None:
     journal = DeliveryJournal(str(tmp_path))
     journal.open()
