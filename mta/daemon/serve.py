@@ -187,7 +187,8 @@ class MtaDaemon:
         make = protocol_factory(handler, hostname=cfg.mta.hostname, limits=limits, max_size=sub.max_message_size,
                                 max_line_length=sub.max_line_length, command_timeout=sub.command_timeout,
                                 data_timeout=sub.data_timeout, tls=tls, check_password=check, on_refused=refused,
-                                loopback_plain_auth=sub.loopback_plain_auth, pre_mail_timeout=sub.pre_mail_timeout)
+                                loopback_plain_auth=sub.loopback_plain_auth, pre_mail_timeout=sub.pre_mail_timeout,
+                                between_steps=self.scheduler.reply_peek.poll_now)
         self.servers += await start_listeners(sub.listen, "submission.listen", make)
         if cfg.inbound.listen:
             inbound = InboundHandler(cfg, verp_key, self.metrics, self.clock,

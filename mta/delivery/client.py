@@ -18,6 +18,7 @@ import aiosmtplib
 from aiosmtplib import SMTPResponse
 
 from mta.delivery.dnsroute import MxHost, Route, ordered_hosts
+from mta.delivery.replypeek import ReplyPeek
 from mta.delivery.transaction import Replies, command, transact
 from mta.model import Job, Recipient
 
@@ -146,14 +147,16 @@ class Connection:
 
     async def send(self, job: Job, body: bytes, sender: str,
                    before_data: Awaitable[object] | None = None,
-                   on_delivered: Callable[[list[Recipient]], None] | None = None) -> list[RecipientResult]:
+                   on_delivered: Callable[[list[Recipient]], None] | None = None,
+                   peek: ReplyPeek | None = None) -> list[RecipientResult]:
         """One transaction. Sets `usable` False when the connection must not be used again.
 
         `before_data` is awaited after the server's 354 and before the message goes: the
         journal's durable note that this attempt started, so that a crash after the remote 250
         is counted as a possible duplicate (its sync runs while MAIL, RCPT and DATA travel).
         `on_delivered` is called with the recipients a 2xx reply to the message took, from the
-        connection's read callback, before any other work of the event loop (see `transact`)."""
+        connection's read callback, before any other work of the event loop, or sooner through
+        `peek` (see `transact`)."""
         smtp = self.smtp
         rcpts = job.recipients
         timeout = self.settings.command_timeout
@@ -184,7 +187,7 @@ class Connection:
                     if 200 <= reply.code < 300:      # the same rule as outcomes.plan's "delivered"
                         on_delivered([rcpts[i] for i in accepted])
             await transact(smtp, replies, mail=mail, rcpts=rcpt_lines, body=body, before_body=before_data,
-                           timeout=timeout, data_timeout=max(timeout, 600.0), on_final_reply=on_final)
+                           timeout=timeout, data_timeout=max(timeout, 600.0), on_final_reply=on_final, peek=peek)
             return self._results(rcpts, replies)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
             self.usable = False

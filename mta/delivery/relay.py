@@ -23,6 +23,7 @@ import aiosmtplib
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, RecipientResult, Source, reply_line
 from mta.delivery.dnsroute_core import MxHost, Route
 from mta.delivery.relayconf import Relay, RelayHost, RelaySection, load_relay
+from mta.delivery.replypeek import ReplyPeek
 from mta.model import Job, Recipient
 
 log = logging.getLogger("mta.relay")
@@ -56,9 +57,10 @@ class RelayConnection(Connection):
 
     async def send(self, job: Job, body: bytes, sender: str,
                    before_data: Awaitable[object] | None = None,
-                   on_delivered: Callable[[list[Recipient]], None] | None = None) -> list[RecipientResult]:
+                   on_delivered: Callable[[list[Recipient]], None] | None = None,
+                   peek: ReplyPeek | None = None) -> list[RecipientResult]:
         # A 2xx is never rewritten below, so what `on_delivered` hears stays true.
-        results = await super().send(job, body, sender, before_data, on_delivered)
+        results = await super().send(job, body, sender, before_data, on_delivered, peek)
         if not any(r.code in AUTH_REPLY_CODES for r in results):
             return results
         first = next(r for r in results if r.code in AUTH_REPLY_CODES)

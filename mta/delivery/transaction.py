@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
-MAX_REPLY_BYTES = 65536         # a reply longer than this (all its lines) is a broken server
+from mta.delivery.replyparse import take_reply
+from mta.delivery.replypeek import Once, ReplyPeek
+
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -73,30 +75,6 @@ def command(verb: bytes, address: str, options: Sequence[str], encoding: str) ->
     parts = [verb + b"<" + address.encode(encoding) + b">"]
     parts += [o.encode("ascii") for o in options]
     return b" ".join(parts) + b"\r\n"
-
-
-def take_reply(buf: bytearray) -> SMTPResponse | None:
-    """Removes the first complete reply (all its lines) from `buf` and returns it; None if `buf`
-    does not hold a whole reply yet. Malformed replies raise SMTPResponseException."""
-    start = 0
-    texts: list[bytes] = []
-    while True:
-        end = buf.find(b"\n", start)
-        if end < 0:
-            if len(buf) > MAX_REPLY_BYTES:
-                raise aiosmtplib.SMTPResponseException(-1, "Response too long")
-            return None
-        line = bytes(buf[start:end])
-        start = end + 1
-        head = line[:3]
-        if len(head) != 3 or not head.isdigit():
-            text = line.decode("utf-8", "replace").strip()
-            raise aiosmtplib.SMTPResponseException(-1, f"Malformed SMTP response line: {text}")
-        texts.append(line[4:].strip(b" \t\r"))
-        if line[3:4] != b"-":
-            break
-    del buf[:start]
-    return SMTPResponse(int(head), b"\n".join(texts).decode("utf-8", "surrogateescape"))
 
 
 class ReplyReader(asyncio.Protocol):
@@ -208,7 +186,8 @@ class ReplyReader(asyncio.Protocol):
 
 async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpts: Sequence[bytes], body: bytes,
                    before_body: Awaitable[object] | None, timeout: float, data_timeout: float,
-                   on_final_reply: Callable[[SMTPResponse, list[int]], None] | None = None) -> None:
+                   on_final_reply: Callable[[SMTPResponse, list[int]], None] | None = None,
+                   peek: ReplyPeek | None = None) -> None:
     """Runs one transaction, filling `replies` as the server answers. `mail` and `rcpts` are
     command lines (see `command`). `before_body` is awaited after the server's 354 and before
     the message goes: nothing the server could accept leaves before it is done.
@@ -216,13 +195,15 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
     `on_final_reply(reply, accepted)` is called with the reply to the message and the indexes of
     the recipients it applies to, from the connection's read callback itself: the caller can make
     a 250 durable before the event loop turns to anything else (a crash between the server's 250
-    and our record of it sends the message twice).
+    and our record of it sends the message twice). With `peek` and no TLS it may be called sooner,
+    between steps of other work (mta.delivery.replypeek); it is called once either way.
 
     Raises what aiosmtplib raises for a lost connection or a timeout (and closes `smtp` then, as
     its replies can no longer be told apart); with PIPELINING offered, MAIL, the RCPTs and DATA
     are sent in one write and their replies read in order afterwards (RFC 2920)."""
     reader = ReplyReader.of(smtp)
     reader.active = True
+    watched = -1
     try:
         if smtp.supports_extension("pipelining"):
             await _pipelined(reader, replies, mail, rcpts, timeout)
@@ -241,7 +222,11 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
             await before_body
         if on_final_reply is not None:
             accepted = replies.accepted()
-            reader.on_reply = lambda reply: on_final_reply(reply, accepted)
+            hook = Once(lambda reply: on_final_reply(reply, accepted))
+            reader.on_reply = hook
+            transport = reader.transport
+            if peek is not None and transport.get_extra_info("sslcontext") is None:
+                watched = peek.watch(transport.get_extra_info("socket"), hook)
         reader.write(wire_body(body))
         replies.final = await reader.read(data_timeout)
         if replies.final.code == 421:
@@ -250,6 +235,8 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
         smtp.close()
         raise
     finally:
+        if peek is not None and watched >= 0:
+            peek.unwatch(watched)
         reader.active = False
         reader.on_reply = None
         reader._early = None

@@ -22,6 +22,7 @@ from mta.config import Config
 from mta.delivery.client import ClientSettings, ConnectFailure, Connection, Source, connect
 from mta.delivery.dnsroute import MxResolver, Route
 from mta.delivery.relay import Relays, failure_reporter
+from mta.delivery.replypeek import ReplyPeek
 from mta.events import Event, EventLog, iso_time
 from mta.inbound.verp import encode as verp_encode
 from mta.metrics import Metrics
@@ -111,6 +112,9 @@ class Scheduler:
             subscribe(self._policy_state_changed)
         self.recorder = OutcomeRecorder(self)
         self.journal = DeliveryJournal(cfg.mta.spool_dir)
+        # Hears replies to sent messages between steps of other work (the submission listener
+        # calls its poll_now with each reply it sends): see mta.delivery.replypeek.
+        self.reply_peek = ReplyPeek()
         self.cancelled: set[int] = set()       # message ids deleted by an operator while in memory
         self.gate = SuppressionGate(spool, events, metrics, clock)
         self.suppressed = self.gate.filter     # where new entries are noted (bounces, unsubscribes, 5xx)
@@ -168,6 +172,7 @@ class Scheduler:
         await self.grants.close()      # feedback still pending goes to the policy daemon
         for task in list(self._tasks):
             task.cancel()
+        self.reply_peek.close()
         self.journal.close()
         self.events.flush()
 
@@ -440,7 +445,8 @@ class Scheduler:
         self.in_flight += 1
         try:
             results = await conn.send(job, body, self.return_path(job), before_data=marked,
-                                      on_delivered=lambda took: self._journal_delivered(job, took))
+                                      on_delivered=lambda took: self._journal_delivered(job, took),
+                                      peek=self.reply_peek)
         except BaseException:
             self.journal.settle(*job.take_attempt())     # no reply: DATA was never sent
             raise

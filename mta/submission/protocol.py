@@ -146,8 +146,12 @@ class MtaSMTP(SMTP):
     def __init__(self, handler: Any, *, limits: ConnectionLimits, max_line_length: int,
                  data_timeout: float, check_password: Callable[[str, str], Awaitable[Any]] | None,
                  on_refused: Callable[[str], None] | None = None, loopback_plain_auth: bool = True,
-                 pre_mail_timeout: float = 0.0, **kwargs: Any) -> None:
+                 pre_mail_timeout: float = 0.0, between_steps: Callable[[], None] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
+        # Called with each reply sent: the cheap work the daemon wants done between steps of
+        # sessions under load (hearing delivery replies early: mta.delivery.replypeek).
+        self.between_steps = between_steps
         self.conn_limits = limits
         self.max_line_length = max_line_length
         self.data_timeout = data_timeout
@@ -246,6 +250,8 @@ class MtaSMTP(SMTP):
             if not self._in_ehlo:
                 status = _with_enhanced_code(status)
             status = safe_reply(status)
+        if self.between_steps is not None:
+            self.between_steps()
         await super().push(status)
 
     async def handle_exception(self, error: Exception) -> str:

@@ -37,11 +37,13 @@ def protocol_factory(handler: Any, *, hostname: str, limits: ConnectionLimits, m
                      max_line_length: int, command_timeout: float, data_timeout: float,
                      tls: ssl.SSLContext | None, check_password: Callable[[str, str], Awaitable[Any]] | None,
                      on_refused: Callable[[str], None], ident: str = "warmup-mta ESMTP",
-                     loopback_plain_auth: bool = True, pre_mail_timeout: float = 0.0) -> Callable[[], MtaSMTP]:
+                     loopback_plain_auth: bool = True, pre_mail_timeout: float = 0.0,
+                     between_steps: Callable[[], None] | None = None) -> Callable[[], MtaSMTP]:
     def make() -> MtaSMTP:
         return MtaSMTP(handler, limits=limits, max_line_length=max_line_length, data_timeout=data_timeout,
                        check_password=check_password, on_refused=on_refused, hostname=hostname, ident=ident,
                        loopback_plain_auth=loopback_plain_auth, pre_mail_timeout=pre_mail_timeout,
+                       between_steps=between_steps,
                        data_size_limit=max_size, enable_SMTPUTF8=True, tls_context=tls, timeout=command_timeout,
                        auth_require_tls=True, loop=asyncio.get_running_loop())
     return make

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import aiosmtplib
 import pytest
 
 from mta.delivery.client import ClientSettings, Connection, Source, connect
 from mta.delivery.dnsroute_core import MxHost, Route
+from mta.delivery.replypeek import ReplyPeek
 from mta.delivery.transaction import take_reply, wire_body
 from mta.model import Job, MessageInfo, Recipient
 from tests.support.receiver import Receiver, Script, free_port
@@ -169,6 +171,50 @@ async def test_a_250_is_heard_from_the_read_callback_before_any_task_runs(port: 
         assert [r.code for r in results] == [250, 550, 250]
         assert (await rx.await_for(1))[0].rcpt_tos == ["a@example.test", "b@example.test"]
         await conn.close()
+
+
+async def _blocked_loop_hears(port: int, tls: bool, seconds: float) -> tuple[list, list, list]:
+    """Sends one message; right after the body goes, keeps the loop busy for up to `seconds`
+    calling only `ReplyPeek.poll_now`. Returns what was heard while blocked, in all, and the codes."""
+    heard: list[list[str]] = []
+    peek = ReplyPeek()
+    try:
+        with Receiver(HOST, port, tls=tls) as rx:
+            conn = await _connect(port)
+            note = asyncio.get_running_loop().create_future()
+            sending = asyncio.create_task(conn.send(_job("u@example.test"), b"Subject: x\r\n\r\nz\r\n",
+                                                    "s@sender.example", before_data=note, peek=peek,
+                                                    on_delivered=lambda took: heard.append([r.address for r in took])))
+            await asyncio.sleep(0.3)             # the body waits for the note
+            while_blocked: list[list[str]] = []
+
+            def busy() -> None:                  # the loop does other work: it does not read sockets
+                deadline = time.monotonic() + seconds
+                while not heard and time.monotonic() < deadline:
+                    peek.poll_now()
+                    time.sleep(0.005)
+                while_blocked.extend(heard)
+
+            note.set_result(None)                # the task's next step writes the body, then this runs
+            asyncio.get_running_loop().call_soon(busy)
+            codes = [r.code for r in await sending]
+            assert rx.count() == 1
+            await conn.close()
+    finally:
+        peek.close()
+    return while_blocked, heard, codes
+
+
+async def test_the_peek_hears_a_250_while_the_loop_is_busy(port: int) -> None:
+    while_blocked, heard, codes = await _blocked_loop_hears(port, tls=False, seconds=10)
+    assert codes == [250]
+    assert while_blocked == [["u@example.test"]] and heard == [["u@example.test"]]      # once
+
+
+async def test_a_tls_session_is_not_peeked_at_but_still_heard(port: int) -> None:
+    while_blocked, heard, codes = await _blocked_loop_hears(port, tls=True, seconds=1)
+    assert codes == [250]
+    assert while_blocked == [] and heard == [["u@example.test"]]
 
 
 @pytest.mark.parametrize("final", ["451 4.3.0 try later", "554 5.7.1 spam"])
