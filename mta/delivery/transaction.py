@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -227,8 +229,11 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
             transport = reader.transport
             if peek is not None and transport.get_extra_info("sslcontext") is None:
                 watched = peek.watch(transport.get_extra_info("socket"), hook)
+        aborts = _abort_on_close(reader.transport, True)
         reader.write(wire_body(body))
         replies.final = await reader.read(data_timeout)
+        if aborts:
+            _abort_on_close(reader.transport, False)
         if replies.final.code == 421:
             replies.spent = True
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPResponseException):
@@ -240,6 +245,28 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
         reader.active = False
         reader.on_reply = None
         reader._early = None
+
+
+_LINGER_ABORT = struct.pack("ii", 1, 0)
+_LINGER_DEFAULT = struct.pack("ii", 0, 0)
+
+
+def _abort_on_close(transport: asyncio.BaseTransport, abort: bool) -> bool:
+    """While a message's final reply is awaited, a close of the socket (this process killed
+    included: the kernel closes its sockets) resets the connection (SO_LINGER 0) instead of
+    ending it in order. A server that has not read the final dot yet then gets the reset, not
+    the message, and cannot accept what we would send again after a restart; before the reset
+    it was the time a busy server takes to read what we sent that a crash duplicated. RFC 5321
+    4.1.1.4: a transaction the client abandons before the final reply must not be delivered.
+    Returns whether the option was set."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT if abort else _LINGER_DEFAULT)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return True
 
 
 async def _pipelined(reader: ReplyReader, replies: Replies, mail: bytes, rcpts: Sequence[bytes],

@@ -6,6 +6,7 @@ recipient and leaves the connection usable for the next message."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 
@@ -215,6 +216,56 @@ async def test_a_tls_session_is_not_peeked_at_but_still_heard(port: int) -> None
     while_blocked, heard, codes = await _blocked_loop_hears(port, tls=True, seconds=1)
     assert codes == [250]
     assert while_blocked == [] and heard == [["u@example.test"]]
+
+
+async def test_a_client_gone_before_the_final_reply_resets_and_the_server_never_gets_the_message(
+        port: int) -> None:
+    # A real peer that is slow to read the message: it answers 354, waits, then reads. The client
+    # dies meanwhile (its socket closed as the kernel closes a killed process's sockets). With the
+    # reset armed the server reads a reset, not a whole message it would accept: the message the
+    # client will send again after its restart is not a duplicate.
+    got: dict[str, object] = {}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 slow.test ESMTP\r\n")
+        while True:
+            line = await reader.readline()
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-slow.test\r\n250 PIPELINING\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+        await asyncio.sleep(0.6)              # busy elsewhere: the body waits in our receive buffer
+        data = b""
+        try:
+            while chunk := await reader.read(65536):
+                data += chunk
+        except ConnectionResetError:
+            got["reset"] = True
+        got["whole message"] = data.endswith(b"\r\n.\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve, HOST, port)
+    try:
+        conn = await _connect(port)
+        sending = asyncio.create_task(conn.send(_job("u@example.test"), b"Subject: x\r\n\r\n" + b"z" * 5000 + b"\r\n",
+                                                "s@sender.example"))
+        await asyncio.sleep(0.3)              # the body is written; the final reply is awaited
+        assert not sending.done()
+        conn.smtp.transport.abort()           # gone, as a killed process is
+        with contextlib.suppress(Exception):
+            await sending
+        for _ in range(100):
+            if "whole message" in got:
+                break
+            await asyncio.sleep(0.02)
+        assert got == {"reset": True, "whole message": False}
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 @pytest.mark.parametrize("final", ["451 4.3.0 try later", "554 5.7.1 spam"])
