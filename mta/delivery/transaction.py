@@ -195,9 +195,9 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
     the message goes: nothing the server could accept leaves before it is done.
 
     `on_final_reply(reply, accepted)` is called with the reply to the message and the indexes of
-    the recipients it applies to, from the connection's read callback itself: the caller can make
-    a 250 durable before the event loop turns to anything else (a crash between the server's 250
-    and our record of it sends the message twice). With `peek` and no TLS it may be called sooner,
+    the recipients it applies to, from the connection's read callback itself: the caller can note
+    a 250 before the event loop turns to anything else (a crash between the server's 250 and our
+    record of it sends the message twice). With `peek` and no TLS it may be called sooner,
     between steps of other work (mta.delivery.replypeek); it is called once either way.
 
     Raises what aiosmtplib raises for a lost connection or a timeout (and closes `smtp` then, as
