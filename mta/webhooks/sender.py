@@ -81,10 +81,15 @@ class EndpointSender:
         self.backoff = Backoff(policy, clock, rand)
         self.batch_size = endpoint.batch_size     # smaller while the receiver refuses batches
         self.refusals = 0                         # of the head batch, in a row
-        self.since_refusal = 0                    # events delivered since a batch was last refused
-        self.searching = False                    # halving batches to find what the receiver refuses
+        # Events delivered since a batch was last refused; under a whole batch's worth, the sender
+        # is still halving batches to find what the receiver refuses (`searching`).
+        self.since_refusal = endpoint.batch_size
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def searching(self) -> bool:
+        return self.since_refusal < self.endpoint.batch_size
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"webhook {self.name}")
@@ -165,8 +170,6 @@ class EndpointSender:
         self.since_refusal += deleted
         # While searching, a delivered half means the refused event is in the other half: keep the
         # size. Past a whole batch's worth of events, what was refused is behind us: grow again.
-        if self.searching and self.since_refusal >= self.endpoint.batch_size:
-            self.searching = False
         if not self.searching:
             self.batch_size = next_batch_size(self.batch_size, self.endpoint.batch_size, refused=False)
 
@@ -175,7 +178,7 @@ class EndpointSender:
             # Which event does it refuse? Halve until it is alone; the others go through meanwhile.
             self.batch_size = next_batch_size(min(self.batch_size, len(batch.events)), self.endpoint.batch_size,
                                               refused=True)
-            self.searching, self.since_refusal = True, 0
+            self.since_refusal = 0
             await self.outbox.call(OutboxStore.unstamp, self.name, batch.id)
             log.warning("webhook %s: batch %s (%d events) refused with HTTP %d; sending %d at a time to find "
                         "what it refuses", self.name, batch.id, len(batch.events), status, self.batch_size)
@@ -189,7 +192,7 @@ class EndpointSender:
         self.metrics.dropped.labels(self.name, "refused").inc(deleted)
         log.error("webhook %s: dropped an event refused %d times in a row with HTTP %d (it stays in the event "
                   "log): %.300s", self.name, self.refusals, status, batch.events[0])
-        self.refusals, self.searching = 0, False
+        self.refusals, self.since_refusal = 0, self.endpoint.batch_size
         self.backoff.succeeded()           # the receiver answers: the events behind go now
         self.metrics.failures.labels(self.name).set(0)
 
