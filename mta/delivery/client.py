@@ -19,7 +19,7 @@ from aiosmtplib import SMTPResponse
 
 from mta.delivery.dnsroute import MxHost, Route, ordered_hosts
 from mta.delivery.replypeek import ReplyPeek
-from mta.delivery.transaction import Replies, command, transact
+from mta.delivery.transaction import Replies, command, end_in_order, transact
 from mta.model import Job, Recipient
 
 log = logging.getLogger("mta.delivery")
@@ -239,6 +239,7 @@ class Connection:
     async def close(self) -> None:
         try:
             if self.usable and self.smtp.is_connected:
+                end_in_order(self.smtp)
                 await self.smtp.quit(timeout=5)
         except (TimeoutError, aiosmtplib.SMTPException, OSError):
             pass

@@ -60,27 +60,35 @@ def complete_reply(data: bytes) -> SMTPResponse | None:
 
 
 class ReplyPeek:
+    """Connections are watched for their lifetime (registered once, level-triggered), so a
+    message costs no system call here: `poll_now` peeks only at ready sockets whose reader
+    awaits a final reply (`ReplyReader.on_reply` set and not yet run)."""
+
     def __init__(self) -> None:
         self._epoll = select.epoll()
         # Keyed by our own duplicate of the transport's descriptor, closed at `unwatch`: its
         # number cannot be reused for another socket while it is watched.
-        self._watched: dict[int, tuple[socket.socket, Once]] = {}
+        self._watched: dict[int, tuple[socket.socket, Any]] = {}
 
-    def watch(self, transport_socket: Any, hook: Once) -> int:
-        """Watches a connection for its next reply (call before the message is written, so that
-        reply cannot come first); returns a handle for `unwatch`, or -1 if it cannot be watched."""
+    def watch(self, transport_socket: Any, reader: Any) -> int:
+        """Watches a connection whose `reader.on_reply` is a `Once` while a final reply is
+        awaited (None otherwise); returns a handle for `unwatch`, or -1 if it cannot be watched."""
         try:
             sock = socket.socket(fileno=os.dup(transport_socket.fileno()))
         except (OSError, AttributeError, ValueError):
             return -1
         fd = sock.fileno()
         try:
-            self._epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+            self._epoll.register(fd, select.EPOLLIN)
         except OSError:
             sock.close()
             return -1
-        self._watched[fd] = (sock, hook)
+        self._watched[fd] = (sock, reader)
         return fd
+
+    @property
+    def connections(self) -> int:
+        return len(self._watched)
 
     def unwatch(self, handle: int) -> None:
         entry = self._watched.pop(handle, None)
@@ -100,7 +108,10 @@ class ReplyPeek:
             entry = self._watched.get(fd)
             if entry is None:
                 continue
-            sock, hook = entry
+            sock, reader = entry
+            hook = reader.on_reply
+            if hook is None or hook.done:
+                continue        # not awaiting a final reply, or heard it: the transport reads it
             try:
                 data = sock.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
             except OSError:
@@ -108,7 +119,8 @@ class ReplyPeek:
             reply = complete_reply(data) if data else None
             if reply is not None:
                 hook(reply)
-            # One-shot: a partial reply or a closed connection is left to the read callback.
+            # A partial reply is peeked at again next time; a closed connection is the
+            # transport's to notice.
 
     def close(self) -> None:
         for handle in list(self._watched):

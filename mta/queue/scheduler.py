@@ -458,10 +458,8 @@ class Scheduler:
 
     def _journal_delivered(self, job: Job, took: list[Recipient]) -> None:
         # From the connection's read callback: the note is written at once (safe from a crash of
-        # this process) and synced with this loop turn's notes, instead of waiting for the
-        # sending task to wake and record the outcome (a crash in between sends the message
-        # twice). Not synced here: an fdatasync per reply in the loop cost two thirds of the
-        # acceptance rate in the crash soak.
+        # this process) instead of waiting for the sending task to wake and record the outcome
+        # (a crash in between sends the message twice). Not synced: see mta.spool.journal.
         self.journal.delivered_now(r.id for r in took)
         job.journaled_delivered = True
 

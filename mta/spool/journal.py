@@ -3,13 +3,21 @@
 A crash between a remote server's 250 and the durable record of it sends that message again. The
 spool records outcomes on its writer thread, behind other commits and the GIL (several
 milliseconds under load: at a thousand deliveries a second, several duplicates per crash). This
-journal closes most of that window: the event loop itself writes the notes of one loop iteration
-into a preallocated file and fdatasyncs it (about a tenth of a millisecond; the file never grows,
-so there is no metadata to sync, and it keeps working on a full disk). Three kinds of note:
+journal closes most of that window: the event loop itself writes notes into a preallocated file
+(the file never grows, so a sync has no metadata to write, and it keeps working on a full disk).
+Three kinds of note:
 
 - *attempt*: these recipients' DATA is about to be sent (written, and synced, before DATA);
-- *delivered*: the remote server took them;
+- *delivered*: the remote server took them (written the moment the reply is read);
 - *settled*: the spool now holds their outcome (or the attempt never reached DATA).
+
+Only attempt notes are synced (fdatasync), and only when a message is about to go: the
+transaction awaits its attempt's `Durable` after the server's 354, and one sync then covers
+every note written so far, so the attempts of all the sessions whose MAIL, RCPT and DATA were
+travelling share it. A delivered or settled note needs no sync: once written it is in the
+kernel's page cache, which a crash of this process cannot lose, and a power cut that loses it
+leaves the synced attempt note, which counts the recipient as a possible duplicate. Syncing
+every loop turn's notes cost about one fdatasync per message under load.
 
 At start-up (`recorded`), each recipient's last note counts (notes carry a sequence number, as a
 recipient may be attempted, deferred and attempted again): delivered recipients are finished
@@ -30,7 +38,7 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("mta.spool")
@@ -105,17 +113,38 @@ class _Segment:
             self.fd = -1
 
 
+class Durable:
+    """Awaited before a message goes: returns once its attempt note is durable, syncing the
+    journal then if no sync has covered the note yet (without leaving the current task step)."""
+
+    __slots__ = ("_journal", "_seq")
+
+    def __init__(self, journal: DeliveryJournal, seq: int) -> None:
+        self._journal = journal
+        self._seq = seq
+
+    def done(self) -> bool:
+        return self._journal._synced_seq >= self._seq
+
+    def __await__(self) -> Generator[None, None, None]:
+        self._journal.sync_through(self._seq)
+        return
+        yield       # a generator, as __await__ must return an iterator
+
+
 class DeliveryJournal:
     def __init__(self, spool_dir: str) -> None:
         self.spool_dir = spool_dir
         self._segments = [_Segment(os.path.join(spool_dir, f"delivered.{i}")) for i in (0, 1)]
         self._active = 0
         self._pending = bytearray()
-        self._synced: asyncio.Future[None] | None = None     # done when the pending notes are durable
+        self._flush_scheduled = False
         self._failing = False
-        self._seq = 0
-        self.skipped = 0          # notes not written (segment full or write failed)
-        self._unsynced = False    # notes written by delivered_now since the last fdatasync
+        self._seq = 0                 # of the last note written (or queued)
+        self._synced_seq = 0          # every note up to this one is durable
+        self._attempt_seq = 0         # of the last attempt note
+        self.skipped = 0              # notes not written (segment full or write failed)
+        self.syncs = 0                # fdatasyncs of notes (for tests and the curious)
 
     # ------------------------------------------------------------------ start-up
     def recorded(self) -> Recorded:
@@ -142,35 +171,45 @@ class DeliveryJournal:
             os.close(fd)
 
     def close(self) -> None:
-        self.flush()
+        self.sync_through(self._seq)
         for segment in self._segments:
             segment.close()
 
     # ------------------------------------------------------------------ running
-    def attempting(self, recipient_ids: Iterable[int]) -> tuple[int, asyncio.Future[None]]:
-        """Notes an attempt; returns its token (for `settle`) and a future that is done once the
-        note is durable (at the end of this loop iteration). Await it before DATA."""
+    def attempting(self, recipient_ids: Iterable[int]) -> tuple[int, Durable]:
+        """Notes an attempt; returns its token (for `settle`) and what to await before the
+        message goes: the note is synced then, if no sync has covered it yet."""
         ids = list(recipient_ids)
         token = self._write(ids, ATTEMPT)
-        if token >= 0:
-            self._segments[token].open_attempts += len(ids)
-        synced = self._synced
-        if synced is None:                   # nothing to wait for: the note could not be written
-            synced = asyncio.get_running_loop().create_future()
-            synced.set_result(None)
-        return token, synced
+        if token < 0:                        # nothing to wait for: the note could not be written
+            return token, Durable(self, 0)
+        self._segments[token].open_attempts += len(ids)
+        self._attempt_seq = self._seq
+        return token, Durable(self, self._seq)
+
+    def sync_through(self, seq: int) -> None:
+        """Makes every note up to `seq` durable (with every other note written so far)."""
+        if self._synced_seq >= seq:
+            return
+        self.flush()
+        segment = self._segments[self._active]
+        try:
+            os.fdatasync(segment.fd)
+        except OSError as exc:
+            self._write_failed(exc, 0)
+        self.syncs += 1
+        self._synced_seq = self._seq
 
     def delivered(self, recipient_ids: Iterable[int]) -> None:
-        """Notes what the remote server took (durable by the end of this loop iteration)."""
+        """Notes what the remote server took (written by the end of this loop iteration)."""
         self._write(list(recipient_ids), DELIVERED)
 
     def delivered_now(self, recipient_ids: Iterable[int]) -> None:
-        """Notes what the remote server took, written to the file at once and synced with the
-        rest of this loop turn's notes. Called as the 250 arrives (the connection's read
-        callback): once written, the note is in the kernel's page cache, so a crash of this
-        process (SIGKILL, OOM) can no longer lose it, though only the sync makes it safe from a
-        power cut. Waiting for the turn's flush left it in memory for several milliseconds under
-        load, the window in which a crash sends a message twice."""
+        """Notes what the remote server took, written to the file at once. Called as the 250
+        arrives (the connection's read callback): once written, the note is in the kernel's page
+        cache, so a crash of this process (SIGKILL, OOM) can no longer lose it. Waiting for the
+        turn's flush left it in memory for several milliseconds under load, the window in which
+        a crash sends a message twice."""
         ids = list(recipient_ids)
         if not ids:
             return
@@ -186,13 +225,10 @@ class DeliveryJournal:
             self._write_failed(exc, len(ids))
             return
         segment.used += len(notes)
-        self._unsynced = True
-        self._flush_soon()
 
     def settle(self, token: int, recipient_ids: Iterable[int]) -> None:
         """The spool holds the outcome of these attempted recipients now (or their attempt ended
-        before DATA). The note need not be synced: were it lost, they would only be counted as
-        possible duplicates."""
+        before DATA). Were the note lost, they would only be counted as possible duplicates."""
         if token < 0:                       # no attempt note was written: nothing to settle
             return
         ids = list(recipient_ids)
@@ -206,42 +242,36 @@ class DeliveryJournal:
         if not ids:
             return -1
         segment = self._segments[self._active]
-        self._seq += 1
-        notes = b"".join(encode(r, self._seq, kind) for r in ids)
+        notes_seq = self._seq + 1
+        notes = b"".join(encode(r, notes_seq, kind) for r in ids)
         if segment.used + len(self._pending) + len(notes) > SEGMENT_BYTES:
             self.skipped += len(ids)
             if kind != SETTLED:
                 log.warning("delivery journal full (the spool is slow to record outcomes); %d notes not written",
                             len(ids))
             return -1
+        self._seq = notes_seq
         self._pending += notes
-        self._flush_soon()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
         return self._active
 
-    def _flush_soon(self) -> None:
-        if self._synced is None:
-            loop = asyncio.get_running_loop()
-            self._synced = loop.create_future()
-            loop.call_soon(self.flush)
-
     def flush(self) -> None:
-        synced, self._synced = self._synced, None
-        if self._pending or self._unsynced:
-            segment = self._segments[self._active]
-            data, self._pending = bytes(self._pending), bytearray()
-            self._unsynced = False
-            try:
-                if data:
-                    os.pwrite(segment.fd, data, segment.used)
-                os.fdatasync(segment.fd)
-            except OSError as exc:
-                self._write_failed(exc, len(data) // _NOTE.size)
-            else:
-                self._failing = False
-            segment.used += len(data)
-            self._maybe_swap()
-        if synced is not None and not synced.done():
-            synced.set_result(None)
+        """Writes the queued notes to the file (no sync: see the module's docstring)."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        segment = self._segments[self._active]
+        data, self._pending = bytes(self._pending), bytearray()
+        try:
+            os.pwrite(segment.fd, data, segment.used)
+        except OSError as exc:
+            self._write_failed(exc, len(data) // _NOTE.size)
+        else:
+            self._failing = False
+        segment.used += len(data)
+        self._maybe_swap()
 
     def _write_failed(self, exc: OSError, notes: int) -> None:
         if not self._failing:
@@ -254,6 +284,8 @@ class DeliveryJournal:
         other = self._segments[1 - self._active]
         if active.used < SEGMENT_BYTES * 3 // 4 or other.used or other.draining:
             return
+        if self._synced_seq < self._attempt_seq:     # the syncs that follow are the other file's
+            self.sync_through(self._attempt_seq)
         self._active = 1 - self._active
         active.draining = True
         if active.open_attempts <= 0:

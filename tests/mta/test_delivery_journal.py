@@ -23,7 +23,8 @@ async def test_an_attempt_note_is_durable_before_data_may_go(tmp_path) -> None:
     journal.open()
     token, synced = journal.attempting([7, 8])
     assert not synced.done()
-    await synced                                 # the end of this loop iteration
+    await synced                                 # written and synced now
+    assert synced.done() and journal.syncs == 1
     assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == {7, 8}
     journal.delivered([7])
     journal.settle(token, [7, 8])                # the spool has both outcomes now
@@ -38,7 +39,7 @@ async def test_an_attempt_note_is_durable_before_data_may_go(tmp_path) -> None:
 
 async def test_a_delivered_note_from_the_reply_is_in_the_file_before_the_loop_turns(tmp_path) -> None:
     # Written at once: another process (the daemon after a SIGKILL) reads it from the file
-    # without any flush; the turn's flush then syncs it.
+    # without any flush.
     journal = DeliveryJournal(str(tmp_path))
     journal.open()
     token, synced = journal.attempting([7, 8])
@@ -46,10 +47,32 @@ async def test_a_delivered_note_from_the_reply_is_in_the_file_before_the_loop_tu
     journal.delivered_now([7])
     notes = DeliveryJournal(str(tmp_path)).recorded()
     assert notes.delivered == {7} and notes.in_doubt == {8}
-    assert journal._synced is not None            # and a sync of it is on its way this turn
-    await asyncio.sleep(0)
-    assert journal._synced is None
     journal.settle(token, [7, 8])
+    journal.close()
+
+
+async def test_only_attempts_are_synced_and_one_sync_serves_every_attempt_written_before_it(tmp_path) -> None:
+    journal = DeliveryJournal(str(tmp_path))
+    journal.open()
+    first = [journal.attempting([i]) for i in (1, 2, 3)]      # three sessions' MAIL, RCPT, DATA travel
+    await asyncio.sleep(0)                                    # written at the turn's end, not synced
+    assert journal.syncs == 0 and DeliveryJournal(str(tmp_path)).recorded().in_doubt == {1, 2, 3}
+    await first[1][1]                                         # the first 354: one sync for all three
+    await first[0][1]
+    await first[2][1]
+    assert journal.syncs == 1 and all(durable.done() for _token, durable in first)
+    journal.delivered_now([1])                                # replies and outcomes: no sync
+    journal.delivered([2])
+    for recipient_id, (token, _durable) in zip((1, 2, 3), first, strict=True):
+        journal.settle(token, [recipient_id])
+    await asyncio.sleep(0)
+    assert journal.syncs == 1
+    notes = DeliveryJournal(str(tmp_path)).recorded()
+    assert notes.in_doubt == set() and notes.delivered == set()    # settled last
+    later = journal.attempting([4])                           # a note after the sync needs its own
+    assert not later[1].done()
+    await later[1]
+    assert journal.syncs == 2
     journal.close()
 
 

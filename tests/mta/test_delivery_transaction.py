@@ -174,48 +174,58 @@ async def test_a_250_is_heard_from_the_read_callback_before_any_task_runs(port: 
         await conn.close()
 
 
-async def _blocked_loop_hears(port: int, tls: bool, seconds: float) -> tuple[list, list, list]:
-    """Sends one message; right after the body goes, keeps the loop busy for up to `seconds`
-    calling only `ReplyPeek.poll_now`. Returns what was heard while blocked, in all, and the codes."""
+async def _blocked_loop_hears(port: int, tls: bool, seconds: float, messages: int = 1) -> tuple[list, list, list]:
+    """Sends `messages` messages on one connection, one after the other; right after each body
+    goes, keeps the loop busy for up to `seconds` calling only `ReplyPeek.poll_now`. Returns what
+    was heard while blocked, in all, and the codes."""
     heard: list[list[str]] = []
+    while_blocked: list[list[str]] = []
+    codes: list[int] = []
     peek = ReplyPeek()
     try:
         with Receiver(HOST, port, tls=tls) as rx:
             conn = await _connect(port)
-            note = asyncio.get_running_loop().create_future()
-            sending = asyncio.create_task(conn.send(_job("u@example.test"), b"Subject: x\r\n\r\nz\r\n",
-                                                    "s@sender.example", before_data=note, peek=peek,
-                                                    on_delivered=lambda took: heard.append([r.address for r in took])))
-            await asyncio.sleep(0.3)             # the body waits for the note
-            while_blocked: list[list[str]] = []
+            for n in range(messages):
+                note = asyncio.get_running_loop().create_future()
+                sending = asyncio.create_task(conn.send(
+                    _job(f"u{n}@example.test"), b"Subject: x\r\n\r\nz\r\n", "s@sender.example",
+                    before_data=note, peek=peek, on_delivered=lambda took: heard.append([r.address for r in took])))
+                await asyncio.sleep(0.3)             # the body waits for the note
+                heard_before = len(heard)
 
-            def busy() -> None:                  # the loop does other work: it does not read sockets
-                deadline = time.monotonic() + seconds
-                while not heard and time.monotonic() < deadline:
-                    peek.poll_now()
-                    time.sleep(0.005)
-                while_blocked.extend(heard)
+                def busy(heard_before: int = heard_before) -> None:   # the loop does other work: no socket reads
+                    deadline = time.monotonic() + seconds
+                    while len(heard) == heard_before and time.monotonic() < deadline:
+                        peek.poll_now()
+                        time.sleep(0.005)
+                    for _ in range(3):               # asked again before the transport reads the reply
+                        peek.poll_now()
+                    while_blocked.extend(heard[heard_before:])
 
-            note.set_result(None)                # the task's next step writes the body, then this runs
-            asyncio.get_running_loop().call_soon(busy)
-            codes = [r.code for r in await sending]
-            assert rx.count() == 1
+                note.set_result(None)                # the task's next step writes the body, then this runs
+                asyncio.get_running_loop().call_soon(busy)
+                codes += [r.code for r in await sending]
+            assert rx.count() == messages
+            assert peek.connections == (0 if tls else 1)       # watched once, for the session
             await conn.close()
+            await asyncio.sleep(0.05)
+            assert peek.connections == 0
     finally:
         peek.close()
     return while_blocked, heard, codes
 
 
 async def test_the_peek_hears_a_250_while_the_loop_is_busy(port: int) -> None:
-    while_blocked, heard, codes = await _blocked_loop_hears(port, tls=False, seconds=10)
-    assert codes == [250]
-    assert while_blocked == [["u@example.test"]] and heard == [["u@example.test"]]      # once
+    while_blocked, heard, codes = await _blocked_loop_hears(port, tls=False, seconds=10, messages=3)
+    assert codes == [250, 250, 250]
+    expected = [["u0@example.test"], ["u1@example.test"], ["u2@example.test"]]
+    assert while_blocked == expected and heard == expected      # each once
 
 
 async def test_a_tls_session_is_not_peeked_at_but_still_heard(port: int) -> None:
     while_blocked, heard, codes = await _blocked_loop_hears(port, tls=True, seconds=1)
     assert codes == [250]
-    assert while_blocked == [] and heard == [["u@example.test"]]
+    assert while_blocked == [] and heard == [["u0@example.test"]]
 
 
 async def test_a_client_gone_before_the_final_reply_resets_and_the_server_never_gets_the_message(
@@ -263,6 +273,48 @@ async def test_a_client_gone_before_the_final_reply_resets_and_the_server_never_
                 break
             await asyncio.sleep(0.02)
         assert got == {"reset": True, "whole message": False}
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_session_ended_with_quit_closes_in_order_not_with_a_reset(port: int) -> None:
+    # The reset on close is armed for the whole session; QUIT must end it in order (FIN), so a
+    # server does not log every finished session as a lost connection.
+    ending: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 plain.test ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-plain.test\r\n250 PIPELINING\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                await reader.readuntil(b"\r\n.\r\n")
+                writer.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                try:
+                    ending.append("eof" if await reader.read() == b"" else "data")
+                except ConnectionResetError:
+                    ending.append("reset")
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve, HOST, port)
+    try:
+        conn = await _connect(port)
+        results = await conn.send(_job("u@example.test"), b"Subject: x\r\n\r\nz\r\n", "s@sender.example")
+        assert [r.code for r in results] == [250]
+        await conn.close()
+        for _ in range(100):
+            if ending:
+                break
+            await asyncio.sleep(0.02)
+        assert ending == ["eof"]
     finally:
         server.close()
         await server.wait_closed()
