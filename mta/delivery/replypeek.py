@@ -60,9 +60,10 @@ def complete_reply(data: bytes) -> SMTPResponse | None:
 
 
 class ReplyPeek:
-    """Connections are watched for their lifetime (registered once, level-triggered), so a
-    message costs no system call here: `poll_now` peeks only at ready sockets whose reader
-    awaits a final reply (`ReplyReader.on_reply` set and not yet run)."""
+    """Connections are registered once for their lifetime and armed for one readiness report
+    (EPOLLONESHOT) per message, when its final reply is awaited: one system call a message, and
+    `poll_now` hears only sockets that matter (level-triggered, every socket with unread bytes
+    came back from each poll, a tenth of the loop's time under load)."""
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
@@ -72,19 +73,26 @@ class ReplyPeek:
 
     def watch(self, transport_socket: Any, reader: Any) -> int:
         """Watches a connection whose `reader.on_reply` is a `Once` while a final reply is
-        awaited (None otherwise); returns a handle for `unwatch`, or -1 if it cannot be watched."""
+        awaited (None otherwise); returns a handle for `arm` and `unwatch`, or -1 if it cannot
+        be watched."""
         try:
             sock = socket.socket(fileno=os.dup(transport_socket.fileno()))
         except (OSError, AttributeError, ValueError):
             return -1
         fd = sock.fileno()
         try:
-            self._epoll.register(fd, select.EPOLLIN)
+            self._epoll.register(fd, select.EPOLLONESHOT)     # not armed yet
         except OSError:
             sock.close()
             return -1
         self._watched[fd] = (sock, reader)
         return fd
+
+    def arm(self, handle: int) -> None:
+        """The connection's final reply is awaited: its next readiness is reported once."""
+        if handle in self._watched:
+            with contextlib.suppress(OSError):
+                self._epoll.modify(handle, select.EPOLLIN | select.EPOLLONESHOT)
 
     @property
     def connections(self) -> int:
@@ -119,8 +127,8 @@ class ReplyPeek:
             reply = complete_reply(data) if data else None
             if reply is not None:
                 hook(reply)
-            # A partial reply is peeked at again next time; a closed connection is the
-            # transport's to notice.
+            # One report per arming: a partial reply or a closed connection is left to the
+            # transport's read callback.
 
     def close(self) -> None:
         for handle in list(self._watched):

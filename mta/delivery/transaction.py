@@ -121,6 +121,13 @@ class ReplyReader(asyncio.Protocol):
             self._peek = peek
             self._peek_handle = peek.watch(self.transport.get_extra_info("socket"), self)
 
+    def expect_final_reply(self, hook: Once) -> None:
+        """`hook` hears the reply to the message about to be written, from whichever comes first:
+        this protocol's read callback or the peek."""
+        self.on_reply = hook
+        if self._peek is not None:
+            self._peek.arm(self._peek_handle)
+
     def _unwatch(self) -> None:
         if self._peek is not None:
             self._peek.unwatch(self._peek_handle)
@@ -242,7 +249,7 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
             accepted = replies.accepted()
             if peek is not None:
                 reader.watched_by(peek)
-            reader.on_reply = Once(lambda reply: on_final_reply(reply, accepted))
+            reader.expect_final_reply(Once(lambda reply: on_final_reply(reply, accepted)))
         reader.write(wire_body(body))
         replies.final = await reader.read(data_timeout)
         if replies.final.code == 421:

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING, Deferral, MessageInfo, NewMessage, Recipient
-from mta.spool.securedelete import at_least_fast
+from mta.spool.securedelete import fast
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -172,7 +172,7 @@ class SpoolStore:
         # Bodies are written once and read at most a few times: a modest page cache suffices.
         self.db.execute("PRAGMA cache_size = -16384")
         self.db.execute("PRAGMA busy_timeout = 30000")
-        at_least_fast(self.db)      # deleted rows zeroed, so an erasure can make sure an address is gone
+        fast(self.db)       # deleted cells zeroed; freed body pages are not (see mta.spool.securedelete)
         self.db.executescript(SCHEMA)
         self._migrate()
         self._columns()
