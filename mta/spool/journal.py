@@ -34,12 +34,16 @@ marker, so a torn write is recognised and skipped, never misread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import struct
 import zlib
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+from mta.spool.syncclient import SyncClient
 
 log = logging.getLogger("mta.spool")
 
@@ -114,8 +118,9 @@ class _Segment:
 
 
 class Durable:
-    """Awaited before a message goes: returns once its attempt note is durable, syncing the
-    journal then if no sync has covered the note yet (without leaving the current task step)."""
+    """Awaited before a message goes: returns once its attempt note is durable, at once if a
+    sync has covered it already, else when the syncer process has synced it (or the loop itself,
+    without one)."""
 
     __slots__ = ("_journal", "_seq")
 
@@ -126,15 +131,20 @@ class Durable:
     def done(self) -> bool:
         return self._journal._synced_seq >= self._seq
 
-    def __await__(self) -> Generator[None, None, None]:
-        self._journal.sync_through(self._seq)
-        return
-        yield       # a generator, as __await__ must return an iterator
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._journal._synced_seq >= self._seq:
+            return
+        waiting = self._journal.sync_soon(self._seq)
+        if waiting is not None:
+            yield from waiting.__await__()
 
 
 class DeliveryJournal:
-    def __init__(self, spool_dir: str) -> None:
+    def __init__(self, spool_dir: str, syncer: bool = True) -> None:
+        """With `syncer`, attempt notes are synced by a process of their own (mta.spool.syncer)."""
         self.spool_dir = spool_dir
+        self._use_syncer = syncer
+        self._syncer: SyncClient | None = None
         self._segments = [_Segment(os.path.join(spool_dir, f"delivered.{i}")) for i in (0, 1)]
         self._active = 0
         self._pending = bytearray()
@@ -169,9 +179,15 @@ class DeliveryJournal:
             os.fsync(fd)                      # the segments' names are durable too
         finally:
             os.close(fd)
+        if self._use_syncer:
+            self._syncer = SyncClient([segment.path for segment in self._segments], self._prepare_sync,
+                                      self._synced_by_syncer, self._sync_all_here)
 
     def close(self) -> None:
         self.sync_through(self._seq)
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
         for segment in self._segments:
             segment.close()
 
@@ -187,8 +203,38 @@ class DeliveryJournal:
         self._attempt_seq = self._seq
         return token, Durable(self, self._seq)
 
+    def sync_soon(self, seq: int) -> asyncio.Future[None] | None:
+        """A future done once note `seq` is durable, synced by the syncer process; None if it
+        was synced here and now (no syncer)."""
+        if self._syncer is None or not self._syncer.alive:
+            self.sync_through(seq)
+            return None
+        self.flush()
+        return self._syncer.covering(self._active, seq)
+
+    def _prepare_sync(self) -> int:
+        self.flush()
+        return self._seq
+
+    def _synced_by_syncer(self, seq: int) -> None:
+        self.syncs += 1
+        self._synced_seq = max(self._synced_seq, seq)
+
+    def _sync_all_here(self) -> None:
+        self.flush()
+        for segment in self._segments:
+            with contextlib.suppress(OSError):
+                os.fdatasync(segment.fd)
+        self.syncs += 1
+        self._synced_seq = self._seq
+
+    @property
+    def syncer_pid(self) -> int | None:
+        """The syncer process's pid while it serves (None without one)."""
+        return self._syncer.pid if self._syncer is not None and self._syncer.alive else None
+
     def sync_through(self, seq: int) -> None:
-        """Makes every note up to `seq` durable (with every other note written so far)."""
+        """Makes every note up to `seq` durable (with every other note written so far), here."""
         if self._synced_seq >= seq:
             return
         self.flush()

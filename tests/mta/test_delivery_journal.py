@@ -4,6 +4,9 @@ have been is counted."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import signal
 
 from mta.model import NewMessage
 from mta.spool.journal import ATTEMPT, DELIVERED, SEGMENT_BYTES, DeliveryJournal, Recorded, encode
@@ -173,3 +176,54 @@ async def test_each_attempt_is_on_disk_when_its_future_is_done(tmp_path) -> None
     await asyncio.gather(*(attempt(i) for i in range(1, 200)))
     journal.close()
     assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == set(range(1, 200))
+
+
+async def test_a_syncer_process_syncs_while_the_loop_goes_on_and_attempts_meanwhile_share_the_next_sync(
+        tmp_path) -> None:
+    journal = DeliveryJournal(str(tmp_path))
+    journal.open()
+    assert journal.syncer_pid is not None
+    _token, first = journal.attempting([1])
+    waiting = asyncio.ensure_future(_wait(first))
+    await asyncio.sleep(0)                        # the request is on its way; the loop is free
+    assert not first.done()
+    later = [journal.attempting([i])[1] for i in (2, 3, 4)]       # written while the sync runs
+    await asyncio.gather(waiting, *(_wait(d) for d in later))
+    assert all(d.done() for d in [first, *later])
+    assert journal.syncs == 2                     # one for the first, one shared by the three after it
+    assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == {1, 2, 3, 4}
+    pid = journal.syncer_pid
+    journal.close()
+    assert _gone(pid)                             # exits and is reaped with the journal
+
+
+async def test_a_lost_syncer_process_leaves_the_syncing_to_the_loop(tmp_path, caplog) -> None:
+    journal = DeliveryJournal(str(tmp_path))
+    journal.open()
+    _token, first = journal.attempting([1])
+    await first
+    pid = journal.syncer_pid
+    os.kill(pid, signal.SIGKILL)
+    with caplog.at_level(logging.WARNING, logger="mta.spool"):
+        _token, second = journal.attempting([2])
+        await asyncio.wait_for(_wait(second), 10)       # heard as lost, then synced here
+        assert second.done() and journal.syncer_pid is None
+        _token, third = journal.attempting([3])
+        await third                               # in the loop from now on
+        assert third.done()
+    assert sum("syncer process lost" in r.getMessage() for r in caplog.records) == 1
+    assert DeliveryJournal(str(tmp_path)).recorded().in_doubt == {1, 2, 3}
+    journal.close()
+    assert _gone(pid)
+
+
+async def _wait(durable) -> None:
+    await durable
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
