@@ -271,9 +271,12 @@ def _reset_on_close(transport: asyncio.BaseTransport, reset: bool) -> None:
     """A session's socket resets on close (SO_LINGER 0) from its first transaction until it is
     ended in order (`end_in_order`, before QUIT). A close while a message's final reply is
     awaited (this process killed included: the kernel closes its sockets) then resets the
-    connection instead of ending it in order, and a server that has not read the final dot yet
-    gets the reset, not the message, and cannot accept what we would send again after a
-    restart. RFC 5321 4.1.1.4: a transaction the client abandons before the final reply must not
+    connection instead of ending it in order: what is still in our send queue (the end of a
+    large message to a slow server) is dropped, so the server never sees the final dot, and a
+    server whose reads end at the reset (asyncio streams) abandons the transaction even with
+    the dot read by its transport. Bytes already in the server's receive queue it still reads
+    on Linux: a server that takes the message on the dot then has it, as it would without the
+    reset. RFC 5321 4.1.1.4: a transaction the client abandons before the final reply must not
     be delivered. Set once per session rather than around each message (two system calls a
     message saved); a reset between transactions costs the server nothing but a log line."""
     sock = transport.get_extra_info("socket")

@@ -230,10 +230,12 @@ async def test_a_tls_session_is_not_peeked_at_but_still_heard(port: int) -> None
 
 async def test_a_client_gone_before_the_final_reply_resets_and_the_server_never_gets_the_message(
         port: int) -> None:
-    # A real peer that is slow to read the message: it answers 354, waits, then reads. The client
-    # dies meanwhile (its socket closed as the kernel closes a killed process's sockets). With the
-    # reset armed the server reads a reset, not a whole message it would accept: the message the
-    # client will send again after its restart is not a duplicate.
+    # A real asyncio peer that is slow to handle the message: it answers 354, waits, then reads.
+    # The client dies meanwhile (its socket closed as the kernel closes a killed process's
+    # sockets). With the reset armed the server's stream ends in a reset, not in a whole message
+    # it would accept: the message the client will send again after its restart is not a
+    # duplicate. (A server reading the socket itself still gets bytes that reached its receive
+    # queue before the reset: Linux keeps them readable.)
     got: dict[str, object] = {}
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
