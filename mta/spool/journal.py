@@ -14,10 +14,13 @@ Three kinds of note:
 Only attempt notes are synced (fdatasync), and only when a message is about to go: the
 transaction awaits its attempt's `Durable` after the server's 354, and one sync then covers
 every note written so far, so the attempts of all the sessions whose MAIL, RCPT and DATA were
-travelling share it. A delivered or settled note needs no sync: once written it is in the
-kernel's page cache, which a crash of this process cannot lose, and a power cut that loses it
-leaves the synced attempt note, which counts the recipient as a possible duplicate. Syncing
-every loop turn's notes cost about one fdatasync per message under load.
+travelling share it. The sync is a small process's (mta.spool.syncer), so the event loop goes on
+meanwhile; attempts that come while one runs share the next.
+
+A delivered or settled note needs no sync: once written it is in the kernel's page cache,
+which a crash of this process cannot lose, and a power cut that loses it leaves the synced
+attempt note, which counts the recipient as a possible duplicate. Syncing every loop turn's
+notes cost about one fdatasync per message under load.
 
 At start-up (`recorded`), each recipient's last note counts (notes carry a sequence number, as a
 recipient may be attempted, deferred and attempted again): delivered recipients are finished
@@ -151,7 +154,7 @@ class DeliveryJournal:
         self._flush_scheduled = False
         self._failing = False
         self._seq = 0                 # of the last note written (or queued)
-        self._synced_seq = 0          # every note up to this one is durable
+        self._synced_seq = 0          # every attempt note up to this one is durable
         self._attempt_seq = 0         # of the last attempt note
         self.skipped = 0              # notes not written (segment full or write failed)
         self.syncs = 0                # fdatasyncs of notes (for tests and the curious)
@@ -209,12 +212,13 @@ class DeliveryJournal:
         if self._syncer is None or not self._syncer.alive:
             self.sync_through(seq)
             return None
-        self.flush()
-        return self._syncer.covering(self._active, seq)
+        return self._syncer.covering(seq)
 
-    def _prepare_sync(self) -> int:
+    def _prepare_sync(self) -> tuple[int, int]:
+        """Before the syncer starts a sync: every queued note written (which may retire the
+        active file, syncing its attempts here), and the file that holds the notes since."""
         self.flush()
-        return self._seq
+        return self._seq, self._active
 
     def _synced_by_syncer(self, seq: int) -> None:
         self.syncs += 1

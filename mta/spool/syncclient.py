@@ -1,10 +1,12 @@
 """The daemon's side of the journal's syncer process (mta.spool.syncer).
 
-`covering(index, seq)` returns a future that is done once file `index` has been synced by a
-sync that started after note `seq` was written: the one in flight if it started late enough,
-else the next one, which starts when the one in flight ends (requests meanwhile share it: a
-group commit). If the process cannot be started or goes away, `alive` turns False and whatever
-waited is synced by `fallback` in the daemon's own loop; the caller syncs in its loop from then on.
+`covering(seq)` returns a future that is done once note `seq` is durable: the sync in flight if
+it started after that note was written, else the next one, which starts when the one in flight
+ends (every request meanwhile shares it: a group commit). Each sync is of the file that is
+active when it starts (`prepare` writes the queued notes and says which file and how far): an
+older file's attempt notes were synced when the journal left it. If the process cannot be
+started or goes away, `alive` turns False and whatever waited is synced by `fallback` in the
+daemon's own loop; the caller syncs in its loop from then on.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ log = logging.getLogger("mta.spool")
 
 
 class SyncClient:
-    def __init__(self, paths: list[str], prepare: Callable[[], int], on_synced: Callable[[int], None],
+    def __init__(self, paths: list[str], prepare: Callable[[], tuple[int, int]], on_synced: Callable[[int], None],
                  fallback: Callable[[], None]) -> None:
-        """`prepare()` writes the notes still queued and returns the last note's sequence number
-        (called before each request); `on_synced(seq)` is told each sync that ended;
-        `fallback()` syncs every file in the daemon's loop."""
+        """`prepare()` writes the notes still queued and returns (the last note's sequence
+        number, the index in `paths` of the file they went to); `on_synced(seq)` is told each
+        sync that ended; `fallback()` syncs every file in the daemon's loop."""
         self._prepare = prepare
         self._on_synced = on_synced
         self._fallback = fallback
-        self._flying: list[tuple[int, asyncio.Future[None]] | None] = [None] * len(paths)
-        self._next: list[asyncio.Future[None] | None] = [None] * len(paths)
+        self._flying: tuple[int, asyncio.Future[None]] | None = None     # (seq covered, waiters)
+        self._next: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.alive = False
         mine, theirs = socket.socketpair()
@@ -53,25 +55,21 @@ class SyncClient:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def covering(self, index: int, seq: int) -> asyncio.Future[None]:
+    def covering(self, seq: int) -> asyncio.Future[None]:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(self._sock.fileno(), self._on_readable)
-        flying = self._flying[index]
-        if flying is None:
-            return self._send(index)
-        if flying[0] >= seq:
-            return flying[1]
-        if self._next[index] is None:
-            self._next[index] = self._loop.create_future()
-        return self._next[index]        # type: ignore[return-value]
+        if self._flying is None:
+            return self._send(self._loop.create_future())
+        if self._flying[0] >= seq:
+            return self._flying[1]
+        if self._next is None:
+            self._next = self._loop.create_future()
+        return self._next
 
-    def _send(self, index: int, future: asyncio.Future[None] | None = None) -> asyncio.Future[None]:
-        assert self._loop is not None
-        if future is None:
-            future = self._loop.create_future()
-        seq = self._prepare()
-        self._flying[index] = (seq, future)
+    def _send(self, future: asyncio.Future[None]) -> asyncio.Future[None]:
+        seq, index = self._prepare()
+        self._flying = (seq, future)
         try:
             self._sock.send(bytes((index,)))
         except OSError as exc:
@@ -80,27 +78,25 @@ class SyncClient:
 
     def _on_readable(self) -> None:
         try:
-            answers = self._sock.recv(256)
+            answer = self._sock.recv(256)
         except BlockingIOError:
             return
         except OSError as exc:
             self._lost(str(exc))
             return
-        if not answers:
+        if not answer:
             self._lost("it exited")
             return
-        for index in answers:
-            flying = self._flying[index]
-            if flying is None:
-                continue
-            self._flying[index] = None
-            seq, future = flying
-            self._on_synced(seq)
-            if not future.done():
-                future.set_result(None)
-            waiting, self._next[index] = self._next[index], None
-            if waiting is not None and self.alive:
-                self._send(index, waiting)
+        flying, self._flying = self._flying, None       # one request at a time: this is its answer
+        if flying is None:
+            return
+        seq, future = flying
+        self._on_synced(seq)
+        if not future.done():
+            future.set_result(None)
+        waiting, self._next = self._next, None
+        if waiting is not None and self.alive:
+            self._send(waiting)
 
     def _lost(self, why: str) -> None:
         if not self.alive:
@@ -108,9 +104,8 @@ class SyncClient:
         self.alive = False
         log.warning("delivery journal syncer process lost (%s); the event loop syncs the journal itself", why)
         self._detach()
-        waiting = [f[1] for f in self._flying if f is not None] + [f for f in self._next if f is not None]
-        self._flying = [None] * len(self._flying)
-        self._next = [None] * len(self._next)
+        waiting = [f for f in (self._flying[1] if self._flying else None, self._next) if f is not None]
+        self._flying = self._next = None
         if waiting:
             self._fallback()
         for future in waiting:

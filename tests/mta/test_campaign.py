@@ -11,6 +11,7 @@ from mta.config import ConfigError, load_config
 from mta.spool.store import SpoolStore
 from mta.submission.headers import campaign_name, read_facts
 from tests.mta.conftest import base_config, message, write_config
+from tests.support.waiting import until
 
 # The two tables as a spool written before the campaign (and the delivery's sender) existed.
 OLD_SCHEMA = """
@@ -88,12 +89,17 @@ async def test_campaign_is_stored_removed_and_in_events(start_mta, world):
     assert b"X-Campaign" not in received.data
     events = await mta.wait_event(lambda e: e["event"] in ("accepted", "delivered"), n=2)
     assert {e["campaign"] for e in events} == {"spring-sale"}
-    store = SpoolStore(mta.spool_dir, readonly=True)
-    try:
-        sender, campaign = store.db.execute("SELECT sender, campaign FROM deliveries").fetchone()
-    finally:
-        store.close()
-    assert (sender, campaign) == ("app@sender.example", "spring-sale")
+
+    def delivery_row() -> tuple | None:
+        # The delivered event comes as the reply is read; the row once the spool commits it.
+        store = SpoolStore(mta.spool_dir, readonly=True)
+        try:
+            return store.db.execute("SELECT sender, campaign FROM deliveries").fetchone()
+        finally:
+            store.close()
+
+    row = await until(delivery_row, "a row in the delivery log", timeout=30)
+    assert tuple(row) == ("app@sender.example", "spring-sale")
 
 
 async def test_campaign_header_name_is_configurable(start_mta, world):

@@ -59,11 +59,11 @@ class Load:
     """tests/support/loadproc.py in its own process."""
 
     def __init__(self, server: tuple[str, int], out: str, sessions: int, duration: float, to: str,
-                 tag: str = "m") -> None:
+                 tag: str = "m", rate: float = 0.0) -> None:
         self.out = out
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.loadproc", "--server",
                                       f"{server[0]}:{server[1]}", "--sessions", str(sessions), "--duration",
-                                      str(duration), "--out", out, "--to", to, "--tag", tag],
+                                      str(duration), "--out", out, "--to", to, "--tag", tag, "--rate", str(rate)],
                                      cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
 
     def wait(self, timeout: float) -> str:
@@ -109,8 +109,10 @@ class Rig:
         self.mta = MtaProcess(self.config_path, os.path.join(self.tmp, "mta.log")).start(self.submit)
         return self
 
-    def load(self, sessions: int, duration: float, tag: str = "m") -> Load:
-        return Load(self.submit, os.path.join(self.tmp, f"acked-{tag}.txt"), sessions, duration, self.domain, tag)
+    def load(self, sessions: int, duration: float, tag: str = "m", rate: float = 0.0) -> Load:
+        """`rate`: messages a second over all sessions (0: each session as fast as it can)."""
+        return Load(self.submit, os.path.join(self.tmp, f"acked-{tag}.txt"), sessions, duration, self.domain, tag,
+                    rate)
 
     def wait_delivered(self, wanted: set[str], timeout: float) -> set[str]:
         """Waits until every token in `wanted` arrived (or the time is up); returns the missing ones."""

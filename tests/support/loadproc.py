@@ -2,7 +2,8 @@
 `python -m tests.support.loadproc --server HOST:PORT --sessions N --duration S --out FILE --to DOMAIN`.
 
 Each session sends back to back over one connection (reconnecting after errors) until the
-duration is over or SIGTERM comes. For every message that got its 250 after DATA, the message's
+duration is over or SIGTERM comes; with `--rate R`, the sessions together start at most R
+messages a second (each session its share, evenly spaced). For every message that got its 250 after DATA, the message's
 token (also its Subject) is appended to FILE at once: that file is the list of acknowledged mail.
 Prints a JSON summary (acked, errors, worst latency) on exit.
 """
@@ -27,8 +28,10 @@ async def reply(reader: asyncio.StreamReader) -> int:
             return int(line[:3])
 
 
-async def session(host: str, port: int, tag: str, domain: str, out, stats: dict, stop: asyncio.Event) -> None:
+async def session(host: str, port: int, tag: str, domain: str, out, stats: dict, stop: asyncio.Event,
+                  gap: float = 0.0) -> None:
     n = 0
+    next_at = time.monotonic()
     while not stop.is_set():
         writer = None
         try:
@@ -38,6 +41,9 @@ async def session(host: str, port: int, tag: str, domain: str, out, stats: dict,
             writer.write(b"EHLO load.test\r\n")
             await reply(reader)
             while not stop.is_set():
+                if gap:
+                    next_at = max(next_at + gap, time.monotonic() - gap)
+                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 n += 1
                 token = f"{tag}-{n}"
                 started = time.monotonic()
@@ -74,6 +80,7 @@ async def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--to", default="example.test")
     ap.add_argument("--tag", default="m")
+    ap.add_argument("--rate", type=float, default=0.0, help="messages per second over all sessions (0: no limit)")
     args = ap.parse_args()
     host, port = args.server.rsplit(":", 1)
     stop = asyncio.Event()
@@ -81,8 +88,9 @@ async def main() -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.call_later(args.duration, stop.set)
     stats = {"acked": 0, "refused": 0, "errors": 0, "worst": 0.0}
+    gap = args.sessions / args.rate if args.rate > 0 else 0.0
     with open(args.out, "ab", buffering=0) as out:
-        await asyncio.gather(*(session(host, int(port), f"{args.tag}{i}", args.to, out, stats, stop)
+        await asyncio.gather(*(session(host, int(port), f"{args.tag}{i}", args.to, out, stats, stop, gap)
                                for i in range(args.sessions)))
     print(json.dumps(stats), flush=True)
 
