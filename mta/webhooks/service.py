@@ -48,6 +48,7 @@ class Webhooks:
         self._pending: list[tuple[str, float, str]] = []
         self._flush_wanted = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[bool] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._open = False
         self._overloaded = False
@@ -103,7 +104,12 @@ class Webhooks:
             await self._flush_wanted.wait()
             await asyncio.sleep(self.group_delay)       # let a group gather: one transaction for many events
             self._flush_wanted.clear()
-            if not await self._write_pending():
+            # Shielded: `stop` cancels this loop, and a write cut off in the middle would lose the
+            # rows it took (neither pending nor surely written); `stop` waits for it instead.
+            self._writing = asyncio.ensure_future(self._write_pending())
+            written = await asyncio.shield(self._writing)
+            self._writing = None
+            if not written:
                 await asyncio.sleep(1.0)
                 self._flush_wanted.set()
 
@@ -147,6 +153,9 @@ class Webhooks:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        if self._writing is not None:       # a write the flusher had begun ends first
+            await self._writing
+            self._writing = None
         if self._pending and not await self._write_pending():
             log.error("webhook outbox: %d events not written at shutdown", len(self._pending))
         if self._session is not None:

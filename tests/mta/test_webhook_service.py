@@ -3,7 +3,9 @@ writer is behind, filters applied before anything is stored, pending events writ
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 from mta.events import Event
@@ -57,3 +59,19 @@ async def test_events_after_stop_are_ignored(tmp_path: Path) -> None:
     await hooks.stop()
     hooks.on_event(Event("delivered", "Q1", "a@example.test", time=1.0))     # no error, nothing stored
     assert stored(tmp_path) == []
+
+
+async def test_a_write_under_way_when_stop_comes_is_finished_not_lost(tmp_path: Path) -> None:
+    # The outbox's one thread is busy (a sender's work, a slow disk) when the writer hands it a
+    # group; stop comes while that group waits its turn. Cancelling the writer then cancelled the
+    # queued insert, and the group was neither pending nor written.
+    hooks = Webhooks(endpoints(), str(tmp_path), Metrics(), group_delay=0.0)
+    await hooks.start()
+    busy = asyncio.ensure_future(hooks.outbox.call(lambda _store: time.sleep(0.5)))
+    for i in range(3):
+        hooks.on_event(Event("delivered", f"Q{i}", "a@example.test", time=1000.0 + i))
+    await asyncio.sleep(0.1)            # the writer has taken the group and waits for the thread
+    assert hooks._pending == [] and not busy.done()
+    await hooks.stop()
+    await busy
+    assert [row.split('"queue_id":"')[1][:2] for row in stored(tmp_path)] == ["Q0", "Q1", "Q2"]
