@@ -19,7 +19,6 @@ GIL and the CPU like everything else (see the README's reliability section).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import select
 import socket
@@ -30,8 +29,6 @@ from typing import Any
 from aiosmtplib import SMTPResponse, SMTPResponseException
 
 from mta.delivery.replyparse import take_reply
-
-log = logging.getLogger("mta.delivery")
 
 PEEK_BYTES = 4096       # a final reply is one short line, or a few
 POLL_GAP = 0.0002

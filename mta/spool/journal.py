@@ -37,7 +37,6 @@ marker, so a torn write is recognised and skipped, never misread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import struct
@@ -135,7 +134,7 @@ class Durable:
         return self._journal._synced_seq >= self._seq
 
     def __await__(self) -> Generator[Any, None, None]:
-        if self._journal._synced_seq >= self._seq:
+        if self.done():
             return
         waiting = self._journal.sync_soon(self._seq)
         if waiting is not None:
@@ -184,7 +183,7 @@ class DeliveryJournal:
             os.close(fd)
         if self._use_syncer:
             self._syncer = SyncClient([segment.path for segment in self._segments], self._prepare_sync,
-                                      self._synced_by_syncer, self._sync_all_here)
+                                      self._synced_by_syncer, lambda: self.sync_through(self._seq))
 
     def close(self) -> None:
         self.sync_through(self._seq)
@@ -217,20 +216,12 @@ class DeliveryJournal:
     def _prepare_sync(self) -> tuple[int, int]:
         """Before the syncer starts a sync: every queued note written (which may retire the
         active file, syncing its attempts here), and the file that holds the notes since."""
-        self.flush()
+        self._write_pending()
         return self._seq, self._active
 
     def _synced_by_syncer(self, seq: int) -> None:
         self.syncs += 1
         self._synced_seq = max(self._synced_seq, seq)
-
-    def _sync_all_here(self) -> None:
-        self.flush()
-        for segment in self._segments:
-            with contextlib.suppress(OSError):
-                os.fdatasync(segment.fd)
-        self.syncs += 1
-        self._synced_seq = self._seq
 
     @property
     def syncer_pid(self) -> int | None:
@@ -241,7 +232,7 @@ class DeliveryJournal:
         """Makes every note up to `seq` durable (with every other note written so far), here."""
         if self._synced_seq >= seq:
             return
-        self.flush()
+        self._write_pending()
         segment = self._segments[self._active]
         try:
             os.fdatasync(segment.fd)
@@ -260,21 +251,8 @@ class DeliveryJournal:
         cache, so a crash of this process (SIGKILL, OOM) can no longer lose it. Waiting for the
         turn's flush left it in memory for several milliseconds under load, the window in which
         a crash sends a message twice."""
-        ids = list(recipient_ids)
-        if not ids:
-            return
-        segment = self._segments[self._active]
-        if segment.fd < 0 or segment.used + len(self._pending) + len(ids) * _NOTE.size > SEGMENT_BYTES:
-            self._write(ids, DELIVERED)         # the usual way: queued, or counted as skipped
-            return
-        self._seq += 1
-        notes = b"".join(encode(r, self._seq, DELIVERED) for r in ids)
-        try:
-            os.pwrite(segment.fd, notes, segment.used)
-        except OSError as exc:
-            self._write_failed(exc, len(ids))
-            return
-        segment.used += len(notes)
+        if self._write(list(recipient_ids), DELIVERED) >= 0:
+            self._write_pending()
 
     def settle(self, token: int, recipient_ids: Iterable[int]) -> None:
         """The spool holds the outcome of these attempted recipients now (or their attempt ended
@@ -310,6 +288,9 @@ class DeliveryJournal:
     def flush(self) -> None:
         """Writes the queued notes to the file (no sync: see the module's docstring)."""
         self._flush_scheduled = False
+        self._write_pending()
+
+    def _write_pending(self) -> None:
         if not self._pending:
             return
         segment = self._segments[self._active]
