@@ -25,15 +25,16 @@ while [ $# -gt 0 ]; do
 done
 [ ${#revs[@]} -ge 1 ] || { echo "usage: bench/ab.sh [--rounds R] [--n N] REV [REV ...]" >&2; exit 2; }
 tmp="$(mktemp -d /tmp/ab-XXXXXX)"
+key_of() { echo "$1" | tr '/~^' '___'; }      # a revision as a file name
 cleanup() {
     for rev in "${revs[@]}"; do
-        [ "$rev" = work ] || git -C "$REPO" worktree remove --force "$tmp/tree-$(echo "$rev" | tr '/~^' '___')" 2>/dev/null || true
+        [ "$rev" = work ] || git -C "$REPO" worktree remove --force "$tmp/tree-$(key_of "$rev")" 2>/dev/null || true
     done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 for rev in "${revs[@]}"; do
-    key="$(echo "$rev" | tr '/~^' '___')"
+    key="$(key_of "$rev")"
     bin="$tmp/bin-$key"
     mkdir -p "$bin"
     if [ "$rev" = work ]; then
@@ -52,7 +53,7 @@ results="$tmp/results"
 cd /tmp     # not the repository: the working tree must not shadow a worktree on sys.path
 for round in $(seq "$rounds"); do
     for rev in "${revs[@]}"; do
-        key="$(echo "$rev" | tr '/~^' '___')"
+        key="$(key_of "$rev")"
         line=$(MTA_BIN="$tmp/bin-$key/mta" POLICYD_BIN="$tmp/bin-$key/policyd" \
                "$BENCH/run.sh" throughput --sut mta --n "$n" 2>&1 | grep '^RESULT' || true)
         rate=$(echo "$line" | grep -o 'delivered_per_s=[0-9.]*' | cut -d= -f2)
