@@ -93,6 +93,8 @@ class NewMessage:
     claimed_domains: set[str] = field(default_factory=set)
     not_before: float = 0.0    # a scheduled send: no attempt before this time (0 = now)
     variant: str = ""          # the A/B variant of its campaign, "" if none
+    # `body` goes after a 354 unchanged (mta.wireform.goes_as_is); False when nobody checked
+    body_as_is: bool = False
 
 
 @dataclass(slots=True)

@@ -148,8 +148,9 @@ class Connection:
     async def send(self, job: Job, body: bytes, sender: str,
                    before_data: Awaitable[object] | None = None,
                    on_delivered: Callable[[list[Recipient]], None] | None = None,
-                   peek: ReplyPeek | None = None) -> list[RecipientResult]:
+                   peek: ReplyPeek | None = None, body_as_is: bool = False) -> list[RecipientResult]:
         """One transaction. Sets `usable` False when the connection must not be used again.
+        `body_as_is`: `body` needs no dot-stuffing or line-end repair (see `transact`).
 
         `before_data` is awaited after the server's 354 and before the message goes: the
         journal's durable note that this attempt started, so that a crash after the remote 250
@@ -187,7 +188,8 @@ class Connection:
                     if 200 <= reply.code < 300:      # the same rule as outcomes.plan's "delivered"
                         on_delivered([rcpts[i] for i in accepted])
             await transact(smtp, replies, mail=mail, rcpts=rcpt_lines, body=body, before_body=before_data,
-                           timeout=timeout, data_timeout=max(timeout, 600.0), on_final_reply=on_final, peek=peek)
+                           timeout=timeout, data_timeout=max(timeout, 600.0), on_final_reply=on_final, peek=peek,
+                           body_as_is=body_as_is)
             return self._results(rcpts, replies)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError) as exc:
             self.usable = False

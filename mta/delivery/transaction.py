@@ -4,8 +4,9 @@ Why not aiosmtplib's `mail`, `rcpt` and `data`: `data` rewrites line endings and
 whole message with regular expressions on every attempt (a fifth of the event loop's time under
 load), although a spooled body is CRLF-only already (bare CR and LF are refused at submission);
 and its protocol takes one reply per command and drops bytes that arrive while it expects none,
-so it cannot pipeline (RFC 2920). Here a body is checked for bare CR/LF and dot-stuffed with one
-`bytes.replace`; MAIL, every RCPT and DATA go in one write when the server offers PIPELINING; and
+so it cannot pipeline (RFC 2920). Here a body known to need nothing goes as it is, any other is
+checked for bare CR/LF and dot-stuffed with one `bytes.replace` (mta.wireform); MAIL, every RCPT
+and DATA go in one write when the server offers PIPELINING; and
 a `ReplyReader` takes the connection's incoming bytes while a transaction runs. aiosmtplib keeps
 the rest of the session: connect, EHLO, STARTTLS, RSET, QUIT.
 
@@ -27,8 +28,8 @@ from aiosmtplib import SMTPResponse
 
 from mta.delivery.replyparse import take_reply
 from mta.delivery.replypeek import Once, ReplyPeek
+from mta.wireform import TERMINATOR, wire_body
 
-_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -52,22 +53,6 @@ class Replies:
         if self.mail is None or self.mail.code != 250:
             return []
         return [i for i, r in enumerate(self.rcpts) if r.code in (250, 251)]
-
-
-def wire_body(body: bytes) -> bytes:
-    """`body` as it goes after a 354: CRLF line endings, dot-stuffed (RFC 5321 4.5.2), ending with
-    the CRLF . CRLF terminator. Bodies from the spool are CRLF-only already, so the usual cost is
-    three counts and one replace; any other body is normalised first (a bare LF must never
-    reach a server that could read "\\n.\\n" as the end of the data)."""
-    crlf = body.count(b"\r\n")
-    if body.count(b"\n") != crlf or body.count(b"\r") != crlf:
-        body = _LINE_ENDINGS.sub(b"\r\n", body)
-    if body.startswith(b"."):
-        body = b"." + body
-    body = body.replace(b"\r\n.", b"\r\n..")
-    if body and not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    return body + b".\r\n"
 
 
 def command(verb: bytes, address: str, options: Sequence[str], encoding: str) -> bytes:
@@ -213,10 +198,11 @@ class ReplyReader(asyncio.Protocol):
 async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpts: Sequence[bytes], body: bytes,
                    before_body: Awaitable[object] | None, timeout: float, data_timeout: float,
                    on_final_reply: Callable[[SMTPResponse, list[int]], None] | None = None,
-                   peek: ReplyPeek | None = None) -> None:
+                   peek: ReplyPeek | None = None, body_as_is: bool = False) -> None:
     """Runs one transaction, filling `replies` as the server answers. `mail` and `rcpts` are
     command lines (see `command`). `before_body` is awaited after the server's 354 and before
-    the message goes: nothing the server could accept leaves before it is done.
+    the message goes: nothing the server could accept leaves before it is done. `body_as_is`:
+    the caller knows `body` needs no dot-stuffing or line-end repair (mta.wireform.goes_as_is).
 
     `on_final_reply(reply, accepted)` is called with the reply to the message and the indexes of
     the recipients it applies to, from the connection's read callback itself: the caller can note
@@ -250,7 +236,7 @@ async def transact(smtp: aiosmtplib.SMTP, replies: Replies, *, mail: bytes, rcpt
             if peek is not None:
                 reader.watched_by(peek)
             reader.expect_final_reply(Once(lambda reply: on_final_reply(reply, accepted)))
-        reader.write(wire_body(body))
+        reader.write(body + TERMINATOR if body_as_is else wire_body(body))
         replies.final = await reader.read(data_timeout)
         if replies.final.code == 421:
             replies.spent = True

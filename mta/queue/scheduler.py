@@ -230,7 +230,7 @@ class Scheduler:
                                        message_id=msg.header_message_id, campaign=msg.campaign,
                                        variant=msg.variant, text=f"not before {iso_time(msg.not_before)}"))
         if claimed:
-            self.bodies.put(mid, msg.body, refs=len(claimed))
+            self.bodies.put(mid, msg.body, refs=len(claimed), as_is=msg.body_as_is)
         for d, group in groups.items():
             if d in claimed:
                 self.router.route(self._job(info, d, group))
@@ -446,7 +446,7 @@ class Scheduler:
         try:
             results = await conn.send(job, body, self.return_path(job), before_data=marked,
                                       on_delivered=lambda took: self._journal_delivered(job, took),
-                                      peek=self.reply_peek)
+                                      peek=self.reply_peek, body_as_is=self.bodies.as_is(msg.id))
         except BaseException:
             self.journal.settle(*job.take_attempt())     # no reply: DATA was never sent
             raise

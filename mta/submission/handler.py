@@ -134,5 +134,6 @@ class SubmissionHandler:
                          tenant=user.tenant if user and user.tenant else "",
                          header_tenant=not (user and user.tenant) and self._trusted(session),
                          stream=user.stream if user else "", stream_fixed=bool(user and user.stream),
-                         auth_user=user.name if user else "", smtputf8=bool(envelope.smtp_utf8))
+                         auth_user=user.name if user else "", smtputf8=bool(envelope.smtp_utf8),
+                         content_as_is=envelope.content_as_is)
         return self.builder.build(sub, now)

@@ -28,6 +28,7 @@ from mta.spool.ids import new_queue_id
 from mta.submission import headers as hdr
 from mta.tracking.inject import opted_out, track_message
 from mta.tracking.tokens import TrackingTokens
+from mta.wireform import goes_as_is
 
 log = logging.getLogger("mta.submission")
 
@@ -54,6 +55,7 @@ class Submission:
     send_at: float = 0.0         # not due before this time (a scheduled send); 0 = now
     track: bool | None = None    # open/click tracking: None = as the stream or tenant says; False = off
     variant: str = ""            # A/B variant name, carried in tracking tokens and events
+    content_as_is: bool = False  # the front end checked: `content` goes on the wire unchanged
 
 
 class Outcome(enum.Enum):
@@ -109,17 +111,24 @@ class MessageBuilder:
             added += hdr.date_field(max(now, sub.send_at))
         head += self._unsubscribe_fields(stream, rcpts, tenant, sending_domain, qid, head)
         content = head + rest
-        if track and self.tracking_tokens is not None:
+        rewritten = track and self.tracking_tokens is not None
+        if rewritten:
             # Before signing: the signature must cover the rewritten links and the pixel.
             t = self.cfg.tracking
             content = track_message(content, self.tracking_tokens, base_url=t.base_url, queue_id=qid,
                                     recipient=rcpts[0], tenant=tenant, campaign=sub.campaign or facts.campaign,
                                     variant=sub.variant, accepted_at=now, clicks=t.clicks, opens=t.opens).message
         body = added + content
+        # After the header block the content is the client's, which the front end checked: only
+        # the lines made here are asked (a few hundred bytes, where the whole body would cost a
+        # full scan at every delivery attempt).
+        as_is = sub.content_as_is and not rewritten and goes_as_is(added) and goes_as_is(head)
         if self.signer is not None and not self.defer_signing:
             # Last, so the signature covers every header we added (RFC 8058 wants List-Unsubscribe
             # signed); once per message, never per delivery attempt.
-            body = self.signer.sign(body, facts.from_domain or sending_domain) + body
+            signature = self.signer.sign(body, facts.from_domain or sending_domain)
+            body = signature + body
+            as_is = as_is and goes_as_is(signature)
         stream_cfg = cfg.stream(stream)
         # A scheduled message's queue age (and so its expiry) counts from its send time.
         created = sub.send_at if sub.send_at > now else now
@@ -128,7 +137,7 @@ class MessageBuilder:
                           sending_domain=sending_domain, header_message_id=message_id,
                           campaign=sub.campaign or facts.campaign, smtputf8=sub.smtputf8, client=sub.client_ip,
                           auth_user=sub.auth_user, not_before=sub.send_at if sub.send_at > now else 0.0,
-                          variant=sub.variant)
+                          variant=sub.variant, body_as_is=as_is)
 
     def _tracks(self, sub: Submission, stream: str, tenant: str, head: bytes) -> bool:
         """Tracked: a tracked stream or tenant, not turned off by the request or the message's
@@ -183,7 +192,9 @@ class Injector:
         try:
             if self.sign_worker is not None:
                 # Last, as in MessageBuilder.build: the signature covers every header added there.
-                msg.body = await self.sign_worker.sign(msg.body, msg.sending_domain) + msg.body
+                signature = await self.sign_worker.sign(msg.body, msg.sending_domain)
+                msg.body = signature + msg.body
+                msg.body_as_is = msg.body_as_is and goes_as_is(signature)
             info = await (self.accept(msg, also) if also is not None else self.accept(msg))
         except SpoolClosed:
             return Accepted(Outcome.SHUTTING_DOWN)

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
 
 from mta.submission.sanitize import SYNTAX_REPLY, reply_for_exception, safe_reply
 
@@ -140,6 +140,16 @@ class DataRefused(Exception):
         self.reason = reason
 
 
+class SubmissionEnvelope(Envelope):
+    """aiosmtpd's envelope, and what the data reader learnt of the content on its way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # CRLF line ends only and no line starting with a period: the content goes on the wire
+        # as it is (mta.wireform.goes_as_is), which the reader knows without another scan.
+        self.content_as_is = False
+
+
 class MtaSMTP(SMTP):
     """One SMTP session. Per-connection knobs are class-independent constructor arguments."""
 
@@ -170,6 +180,9 @@ class MtaSMTP(SMTP):
         self.last_active = 0.0
         if check_password is None:
             self._auth_methods = {}
+
+    def _create_envelope(self) -> SubmissionEnvelope:
+        return SubmissionEnvelope()
 
     # ------------------------------------------------------------------ connections
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -343,7 +356,7 @@ class MtaSMTP(SMTP):
     async def _data_transaction(self) -> None:
         assert self.envelope is not None
         try:
-            content = await self._read_data()
+            content, as_is = await self._read_data()
         except DataRefused as refused:
             self._set_post_data_state()
             if self.on_refused:
@@ -360,12 +373,14 @@ class MtaSMTP(SMTP):
             return
         self.envelope.content = content
         self.envelope.original_content = content
+        self.envelope.content_as_is = as_is
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 2.0.0 OK" if not isinstance(status, str) else status)
 
-    async def _read_data(self) -> bytes:
-        """Reads up to CRLF.CRLF; returns the un-dot-stuffed content or raises DataRefused."""
+    async def _read_data(self) -> tuple[bytes, bool]:
+        """Reads up to CRLF.CRLF; returns the un-dot-stuffed content, and whether it goes on the
+        wire as it is (no line of it starts with a period), or raises DataRefused."""
         reader = self._reader
         limit = self.data_size_limit or 0
         # A virtual CRLF in front lets an empty message (".\r\n" at once) end like any other.
@@ -404,8 +419,10 @@ class MtaSMTP(SMTP):
         if not len(lines) == data.count(b"\n") == data.count(b"\r"):
             raise DataRefused("554 5.6.0 Message refused: bare CR or LF in message data (RFC 5321 2.3.8)",
                               "bare_newline")
-        # Undo dot-stuffing (RFC 5321 4.5.2); the leading virtual CRLF covers the first line.
-        unstuffed = data.replace(b"\r\n..", b"\r\n.")
+        # Undo dot-stuffing: a line's leading period goes (RFC 5321 4.5.2: a client that did not
+        # stuff ".x" loses the period, as with any other receiver); the leading virtual CRLF
+        # covers the first line. No line started with one if nothing was removed.
+        unstuffed = data.replace(b"\r\n.", b"\r\n")
         content = unstuffed[2:]
         if limit and len(content) > limit:
             raise DataRefused("552 5.3.4 Message size exceeds fixed maximum message size", "too_big")
@@ -415,7 +432,7 @@ class MtaSMTP(SMTP):
                 len(unstuffed) == len(data) or max(map(len, content.splitlines())) > longest):
             raise DataRefused(f"500 5.5.2 Line too long (limit {longest} octets, RFC 5321 4.5.3.1.6)",
                               "line_too_long")
-        return content
+        return content, len(unstuffed) == len(data)
 
     # ------------------------------------------------------------------ AUTH
     async def auth_PLAIN(self, _server: Any, args: list[str]) -> AuthResult:

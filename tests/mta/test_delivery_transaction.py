@@ -381,6 +381,22 @@ async def test_pipelined_replies_arriving_byte_by_byte(port: int) -> None:
         await server.wait_closed()
 
 
+async def test_a_body_known_to_go_as_is_is_sent_unchanged(port: int) -> None:
+    seen: list[bytes] = []
+    server = await _trickle_server(port, seen)
+    body = b"Subject: plain\r\n\r\nno line here starts with a period.\r\n"
+    try:
+        conn = await _connect(port, timeout=10)
+        results = await conn.send(_job("a@example.test", "nobody@example.test", "b@example.test"), body,
+                                  "s@sender.example", body_as_is=True)
+        assert [r.code for r in results] == [250, 550, 250]
+        assert seen[1] == body + b".\r\n" == wire_body(body)
+        await conn.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_silent_server_times_out_and_the_connection_is_dropped(port: int) -> None:
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 hi\r\n")

@@ -7,7 +7,8 @@ add List-Unsubscribe / List-Unsubscribe-Post with a signed token; DKIM-sign last
 what DATA lets through: any bytes with CRLF line ends only (a bare CR or LF is refused as SMTP
 smuggling). Properties: nothing raises; the output keeps CRLF-only line ends; the stream and
 tenant headers are gone; Message-ID and Date are there; a List-Unsubscribe we add carries a token
-that verifies to the recipient; the DKIM signature verifies with dkimpy.
+that verifies to the recipient; the DKIM signature verifies with dkimpy; the body is marked as going
+on the wire unchanged exactly when it needs no dot-stuffing (mta.wireform).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from mta.metrics import Metrics
 from mta.submission import headers as hdr
 from mta.submission.addresses import check_recipient
 from mta.submission.handler import SubmissionHandler
+from mta.wireform import goes_as_is
 from tests.support.fuzz import fuzz, fuzz_examples
 
 NOW = 1_795_500_000.0
@@ -166,13 +168,20 @@ def build(acceptance: Acceptance, data: bytes, helo: str, rcpts: list[str], smtp
           authenticated: bool) -> Any:
     session = SimpleNamespace(peer=("127.0.0.1", 40000), host_name=helo, extended_smtp=True, ssl=ssl or None,
                               authenticated=authenticated, auth_data=None)
-    envelope = SimpleNamespace(content=data, mail_from="app@example.com", rcpt_tos=rcpts, smtp_utf8=smtputf8)
+    # What the data reader found: CRLF-only here (see as_data), so only a line's leading period counts.
+    content_as_is = not data.startswith(b".") and b"\n." not in data
+    envelope = SimpleNamespace(content=data, mail_from="app@example.com", rcpt_tos=rcpts, smtp_utf8=smtputf8,
+                               content_as_is=content_as_is)
     return acceptance.handler.build(session, envelope, NOW)
 
 
 def check_message(acceptance: Acceptance, data: bytes, msg: Any, rcpts: list[str], verify_dkim: bool) -> None:
     body = msg.body
     assert crlf_only(body), body[:500]
+    # A body marked as going on the wire unchanged really needs no stuffing; and one made from
+    # content that needed none is marked, unless our own lines need some (then it must not be).
+    content_as_is = not data.startswith(b".") and b"\n." not in data
+    assert msg.body_as_is == (content_as_is and goes_as_is(body)), body[:500]
     head, _rest = hdr.split_headers(body)
     names_out = field_names(head)
     assert b"x-stream" not in names_out and b"x-tenant" not in names_out, head[:1000]
