@@ -58,9 +58,9 @@ class RelayConnection(Connection):
     async def send(self, job: Job, body: bytes, sender: str,
                    before_data: Awaitable[object] | None = None,
                    on_delivered: Callable[[list[Recipient]], None] | None = None,
-                   peek: ReplyPeek | None = None) -> list[RecipientResult]:
+                   peek: ReplyPeek | None = None, body_as_is: bool = False) -> list[RecipientResult]:
         # A 2xx is never rewritten below, so what `on_delivered` hears stays true.
-        results = await super().send(job, body, sender, before_data, on_delivered, peek)
+        results = await super().send(job, body, sender, before_data, on_delivered, peek, body_as_is)
         if not any(r.code in AUTH_REPLY_CODES for r in results):
             return results
         first = next(r for r in results if r.code in AUTH_REPLY_CODES)
