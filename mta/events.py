@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import operator
 import os
 import time
 from collections.abc import Callable
@@ -47,14 +49,35 @@ class Event:
     machine: bool = False       # opened/clicked by a machine (privacy proxy, link scanner): reason says which
 
     def to_json(self) -> str:
-        d = {name: getattr(self, name) for name in self.__slots__}  # scalars only: no deep copy needed
+        d = dict(zip(_FIELDS, _values(self), strict=True))  # scalars only: no deep copy needed
         d["time"] = _iso(self.time)
         d["queued_at"] = _iso(self.queued_at) if self.queued_at else ""
-        return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+        return _ENCODE(d)
+
+
+_FIELDS: tuple[str, ...] = Event.__slots__  # type: ignore[attr-defined]
+_values = operator.attrgetter(*_FIELDS)
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_seconds: dict[int, str] = {}     # recent seconds formatted: event time, queue time, API times
 
 
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339, UTC, milliseconds: what datetime's isoformat(timespec="milliseconds") writes for
+    `t` (rounded to the microsecond, then cut to the millisecond), with the date and time of day
+    formatted once per second (two events are written per message, each with two times)."""
+    fraction, whole = math.modf(t)
+    micro = round(fraction * 1e6)        # half to even, as datetime.fromtimestamp rounds
+    second = int(whole)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:
+        second, micro = second - 1, micro + 1_000_000
+    text = _seconds.get(second)
+    if text is None:
+        if len(_seconds) >= 256:
+            _seconds.clear()
+        text = _seconds[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{micro // 1000:03d}Z"
 
 
 iso_time = _iso     # RFC 3339 in UTC with milliseconds, as the event log writes times

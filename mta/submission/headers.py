@@ -58,18 +58,27 @@ def read_facts(headers: bytes, stream_header: str, campaign_header: str = "") ->
         key = wanted.get(name)
         if key and key not in found:
             found[key] = _value(headers, start, end)
-    from_domain = ""
-    if "from" in found:
-        _name, addr = email.utils.parseaddr(found["from"])
-        from_domain = addr.rpartition("@")[2].lower() if "@" in addr else ""
     return HeaderFacts(
         stream=found.get("stream", "").strip().lower(),
         tenant=found.get("tenant", "").strip(),
-        from_domain=from_domain.rstrip(">").strip(),
+        from_domain=from_domain(found["from"]) if "from" in found else "",
         message_id=found.get("message_id", ""),
         has_date="date" in found,
         campaign=campaign_name(found.get("campaign", "")),
     )
+
+
+# The usual From values, "Name <user@example.com>" and "user@example.com": no quotes, comments,
+# groups, lists or escapes, for which email.utils.parseaddr (about 20 us) finds the same address.
+_ADDR = r'([^\s"(),:;<>@\[\]\\]+@[^\s"(),:;<>@\[\]\\]+)'
+_PLAIN_FROM = re.compile(rf'\s*(?:[^"(),:;<>@\[\]\\]*<\s*{_ADDR}\s*>|{_ADDR})\s*')
+
+
+def from_domain(value: str) -> str:
+    """The lower-case domain of the From field's address, "" if it has none."""
+    plain = _PLAIN_FROM.fullmatch(value)
+    addr = (plain.group(1) or plain.group(2)) if plain is not None else email.utils.parseaddr(value)[1]
+    return addr.rpartition("@")[2].lower().rstrip(">").strip() if "@" in addr else ""
 
 
 MAX_CAMPAIGN = 100
@@ -97,7 +106,7 @@ def remove_fields(headers: bytes, names: set[bytes]) -> bytes:
 
 def received_field(*, helo: str, client_ip: str, hostname: str, protocol: str, queue_id: str,
                    recipient: str | None, now: float) -> bytes:
-    when = email.utils.formatdate(now, localtime=False)
+    when = rfc5322_date(now)
     for_part = f"\r\n\tfor <{recipient}>" if recipient else ""
     helo = re.sub(r"[^\x21-\x7e]", "?", helo)[:255]
     return (f"Received: from {helo} ([{client_ip}])\r\n\tby {hostname} (warmup-mta) with {protocol}"
@@ -109,4 +118,17 @@ def make_message_id(queue_id: str, hostname: str) -> str:
 
 
 def date_field(now: float) -> bytes:
-    return f"Date: {email.utils.formatdate(now, localtime=False)}\r\n".encode()
+    return f"Date: {rfc5322_date(now)}\r\n".encode()
+
+
+_last_date: tuple[int, str] = (-1, "")
+
+
+def rfc5322_date(now: float) -> str:
+    """The date-time of the second `now` is in, in UTC ("Tue, 01 Dec 2026 10:00:00 -0000"),
+    formatted once per second: every message of that second gets the same text."""
+    global _last_date
+    second = int(now // 1)
+    if _last_date[0] != second:
+        _last_date = (second, email.utils.formatdate(second, localtime=False))
+    return _last_date[1]

@@ -13,6 +13,7 @@ on the wire unchanged exactly when it needs no dot-stuffing (mta.wireform).
 
 from __future__ import annotations
 
+import email.utils
 import os
 import re
 from collections.abc import Iterator
@@ -243,3 +244,25 @@ def test_the_pure_header_functions_never_raise_on_arbitrary_bytes(acceptance: Ac
         assert crlf_only(received) and received.endswith(b"\r\n")
         signature = signer.sign(raw, SIGNING_DOMAIN)
         assert crlf_only(signature) and signature.startswith(b"DKIM-Signature:")
+
+
+def _from_domain_by_parseaddr(value: str) -> str:
+    addr = email.utils.parseaddr(value)[1]
+    return addr.rpartition("@")[2].lower().rstrip(">").strip() if "@" in addr else ""
+
+
+from_values = st.text(st.sampled_from(list('aZ.-_+é @<>"(),:;[]\\ \t')), max_size=30) | st.builds(
+    lambda name, local, domain: f"{name} <{local}@{domain}>", st.text(max_size=12), ascii_locals, domains)
+
+
+@fuzz_examples(quick=400, fuzz=100_000)
+def test_from_domain_agrees_with_parseaddr(max_examples: int, quick: bool) -> None:
+    # hdr.from_domain reads the common forms itself and leaves the rest to email.utils.parseaddr.
+    @fuzz(max_examples, quick, from_values)
+    def check(value: str) -> None:
+        assert hdr.from_domain(value) == _from_domain_by_parseaddr(value), value
+
+
+def test_dates_are_formatted_once_a_second_as_email_utils_does() -> None:
+    for t in (NOW, NOW + 0.25, NOW + 0.999999, NOW + 1.5, NOW + 86_400.01):
+        assert hdr.rfc5322_date(t) == email.utils.formatdate(int(t), localtime=False)
