@@ -69,7 +69,8 @@ def read_facts(headers: bytes, stream_header: str, campaign_header: str = "") ->
 
 
 # The usual From values, "Name <user@example.com>" and "user@example.com": no quotes, comments,
-# groups, lists or escapes, for which email.utils.parseaddr (about 20 us) finds the same address.
+# groups, lists or escapes, for which email.utils.parseaddr (7 us, against 0.5 us here) finds the
+# same address.
 _ADDR = r'([^\s"(),:;<>@\[\]\\]+@[^\s"(),:;<>@\[\]\\]+)'
 _PLAIN_FROM = re.compile(rf'\s*(?:[^"(),:;<>@\[\]\\]*<\s*{_ADDR}\s*>|{_ADDR})\s*')
 
