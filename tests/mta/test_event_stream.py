@@ -4,12 +4,11 @@ overflows the bounded buffer (counted), and the MTA reconnects by itself."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from mta.metrics import Metrics
 from tests.mta.conftest import RunningMta, World, message
 from tests.support.receiver import free_port
 from tests.support.redisserver import start_redis
+from tests.support.waiting import until
 
 STREAM = "warmup-mta:events"
 
@@ -59,13 +59,6 @@ def redis_proc(tmp_path: Path) -> Iterator[RedisProcess]:
 
 def sample(mta: RunningMta, name: str, **labels: str) -> float:
     return mta.daemon.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-async def until(pred: Callable[[], Any], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await pred():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def send(mta: RunningMta, n: int, tag: str) -> None:
@@ -112,19 +105,19 @@ async def test_redis_stopped_and_restarted_while_mail_flows(start_mta, world: Wo
     mta = await start_mta(events={"redis": redis_proc.url})
     client = aioredis.Redis.from_url(redis_proc.url)
     await send(mta, 1, "before")
-    await until(lambda: _xlen_at_least(client, 2))
+    await until(lambda: _xlen_at_least(client, 2), "2 entries in the stream")
     await client.aclose()
 
     with caplog.at_level(logging.INFO, logger="mta.eventstream"):
         redis_proc.stop()
         await send(mta, 3, "during")        # accepted and delivered while Redis is down
         await mta.wait_event(lambda e: e["event"] == "delivered", n=4)
-        await _wait_for(lambda: sample(mta, "mta_event_stream_connected") == 0)
+        await until(lambda: sample(mta, "mta_event_stream_connected") == 0, "disconnected")
         assert sample(mta, "mta_event_stream_buffered") >= 6
         redis_proc.start()                   # empty: this test's Redis keeps nothing on disk
         client = aioredis.Redis.from_url(redis_proc.url)
-        await until(lambda: _xlen_at_least(client, 6))
-        await _wait_for(lambda: sample(mta, "mta_event_stream_connected") == 1)
+        await until(lambda: _xlen_at_least(client, 6), "6 entries in the stream")
+        await until(lambda: sample(mta, "mta_event_stream_connected") == 1, "connected again")
     during = {e["queue_id"] for e in mta.events() if e["event"] == "accepted"} - _first_queue_ids(mta, 1)
     in_stream = stream_events(await client.xrange(STREAM))
     assert {(e["event"], e["queue_id"]) for e in in_stream} >= {(k, q) for q in during
@@ -146,8 +139,8 @@ async def test_buffer_bound_drops_and_counts_then_catches_up(start_mta, world: W
         assert sample(mta, "mta_event_stream_dropped_total") == 3
         redis_proc.start()
         client = aioredis.Redis.from_url(redis_proc.url)
-        await until(lambda: _xlen_at_least(client, 3))
-        await _wait_for(lambda: sample(mta, "mta_event_stream_buffered") == 0)
+        await until(lambda: _xlen_at_least(client, 3), "3 entries in the stream")
+        await until(lambda: sample(mta, "mta_event_stream_buffered") == 0, "buffer empty")
     assert await client.xlen(STREAM) == 3                # the first three events, the rest were dropped
     first = [e for e in mta.events() if e["event"] in ("accepted", "delivered")][:3]
     assert stream_events(await client.xrange(STREAM)) == first
@@ -166,7 +159,7 @@ async def test_stream_length_is_capped(start_mta, world: World, redis_proc: Redi
     mta = await start_mta(events={"redis": redis_proc.url, "redis_maxlen": 3})
     await send(mta, 5, "c")
     await mta.wait_event(lambda e: e["event"] == "delivered", n=5)
-    await _wait_for(lambda: sample(mta, "mta_event_stream_written_total") == 10)
+    await until(lambda: sample(mta, "mta_event_stream_written_total") == 10, "10 written")
     assert await client.xlen(STREAM) <= 3 + 2
     last = stream_events(await client.xrevrange(STREAM, count=1))[0]
     assert last == [e for e in mta.events() if e["event"] in ("accepted", "delivered")][-1]
@@ -208,12 +201,6 @@ async def _xlen_at_least(client: aioredis.Redis, n: int) -> bool:
         return int(await client.xlen(STREAM)) >= n
     except (OSError, aioredis.ConnectionError):
         return False
-
-
-async def _wait_for(pred: Callable[[], bool], timeout: float = 20.0) -> None:
-    async def check() -> bool:
-        return pred()
-    await until(check, timeout)
 
 
 def _first_queue_ids(mta: RunningMta, n: int) -> set[str]:

@@ -24,6 +24,7 @@ from tests.mta.proc import MtaProcess
 from tests.support.receiver import Script
 from tests.support.smalldisk import fill, free_bytes, small_disk
 from tests.support.smtpclient import RawClient
+from tests.support.waiting import until
 
 
 @pytest.fixture
@@ -53,13 +54,6 @@ def refusals(mta, reason: str) -> float:
     return mta.daemon.metrics.registry.get_sample_value("mta_smtp_refusals_total", {"reason": reason}) or 0.0
 
 
-async def until(pred, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_below_the_reserve_new_mail_gets_452_and_comes_back_when_space_returns(
         start_mta, world, disk, caplog):
     world.domain("example.test")
@@ -79,7 +73,8 @@ async def test_below_the_reserve_new_mail_gets_452_and_comes_back_when_space_ret
             assert mail.startswith("452 4.3.1"), mail
         assert mta.daemon.metrics.registry.get_sample_value("mta_spool_space_low") == 1
         os.unlink(filler)
-        await until(lambda: mta.daemon.metrics.registry.get_sample_value("mta_spool_space_low") == 0)
+        await until(lambda: mta.daemon.metrics.registry.get_sample_value("mta_spool_space_low") == 0,
+                    "space no longer low")
         assert (await try_submit(host, port))[1].startswith("250")
     warnings = [r.getMessage() for r in caplog.records if r.name == "mta.disk" and r.levelno >= logging.WARNING]
     assert len([w for w in warnings if "refusing new mail" in w]) == 1, warnings     # one per episode

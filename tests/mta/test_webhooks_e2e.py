@@ -4,13 +4,11 @@ fails (500), goes away (closed port) and comes back; the MTA restarts with event
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import os
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiosmtplib
@@ -18,6 +16,7 @@ import pytest
 
 from tests.mta.conftest import RunningMta, World, base_config, message, write_config
 from tests.mta.proc import MtaProcess
+from tests.support.waiting import until
 from tests.support.webhook_receiver import WebhookReceiver, make_secret
 
 FAST_RETRY = {"retry_base": 0.2, "retry_max": 1.0}
@@ -52,13 +51,6 @@ async def send(mta: RunningMta, n: int, to: str = "user@example.test", headers: 
         await mta.send("app@sender.example", [to], message(subject=f"m{i}", to=to, extra_headers=headers))
 
 
-async def until(pred: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_events_arrive_signed_in_batches_exactly_as_logged(start_mta, world: World,
                                                                  receiver: WebhookReceiver) -> None:
     world.domain("example.test")
@@ -71,7 +63,7 @@ async def test_events_arrive_signed_in_batches_exactly_as_logged(start_mta, worl
     assert all(p.webhook_id.startswith("msg_") for p in receiver.posts)
     logged = [e for e in mta.events() if e["event"] in ("accepted", "delivered")]
     assert sorted(receiver.events(), key=str) == sorted(logged, key=str)      # same objects, field for field
-    await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=receiver.url()) == 0)
+    await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=receiver.url()) == 0, "the backlog drained")
     assert sample(mta, "mta_webhook_events_delivered_total", endpoint=receiver.url()) == 6
     assert sample(mta, "mta_webhook_posts_total", endpoint=receiver.url(), result="2xx") == len(receiver.posts)
 
@@ -101,13 +93,14 @@ async def test_failing_then_down_then_back_loses_nothing_and_backs_off(start_mta
         await receiver.stop()                       # now the port is closed: connection refused
         await send(mta, 2)
         await mta.wait_event(lambda e: e["event"] == "delivered", n=4)
-        await until(lambda: sample(mta, "mta_webhook_posts_total", endpoint=name, result="connect_error") >= 2)
+        await until(lambda: sample(mta, "mta_webhook_posts_total", endpoint=name, result="connect_error") >= 2,
+                    "two connect errors")
         assert sample(mta, "mta_webhook_backlog", endpoint=name) == 8
 
         receiver.status = 200
         await receiver.start()
         await receiver.wait(lambda r: len(r.events()) >= 8)
-        await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=name) == 0)
+        await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=name) == 0, "the backlog drained")
     logged = [e for e in mta.events() if e["event"] in ("accepted", "delivered")]
     assert len(logged) == 8 and keys(receiver.events()) == keys(logged)
     assert len(receiver.events()) == 8                  # each event once (per webhook-id)
@@ -134,12 +127,13 @@ async def test_an_event_the_receiver_refuses_is_found_and_dropped_and_the_rest_g
         await send(mta, 1, to="poison@example.test")
         await send(mta, 3)
         await mta.wait_event(lambda e: e["event"] == "delivered", n=7)
-        await until(lambda: sample(mta, "mta_webhook_events_dropped_total", endpoint=name, reason="refused") == 1)
+        await until(lambda: sample(mta, "mta_webhook_events_dropped_total", endpoint=name, reason="refused") == 1,
+                    "one refused event dropped")
         await receiver.wait(lambda r: len(r.events()) == 13)
     logged = [e for e in mta.events() if e["event"] in ("accepted", "delivered")]
     wanted = [e for e in logged if not (e["recipient"] == "poison@example.test" and e["event"] == "accepted")]
     assert receiver.events() == wanted                      # in the order they happened
-    await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=name) == 0)
+    await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=name) == 0, "the backlog drained")
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("refused 3 times in a row with HTTP 422" in m and "poison@example.test" in m for m in errors), errors
 
@@ -161,7 +155,7 @@ async def test_outbox_survives_a_restart_and_resends_under_the_same_id(start_mta
     receiver.status = 200
     second = await start_mta(**extra)                   # same spool directory
     await receiver.wait(lambda r: len(r.events()) >= 4)
-    await until(lambda: outbox_rows(second) == 0)
+    await until(lambda: outbox_rows(second) == 0, "the outbox empty")
     logged = [e for e in second.events() if e["event"] in ("accepted", "delivered")]
     assert keys(receiver.events()) == keys(logged) and len(receiver.events()) == 4
     assert receiver.accepted()[0].webhook_id in tried
@@ -178,7 +172,7 @@ async def test_tenant_and_event_filters(start_mta, world: World, receiver: Webho
     await mta.wait_event(lambda e: e["event"] == "delivered", n=2)
     await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=receiver.url("/acme")) == 0
                 and sample(mta, "mta_webhook_backlog", endpoint=receiver.url("/delivered")) == 0
-                and len(receiver.events()) >= 4)
+                and len(receiver.events()) >= 4, "both backlogs drained, 4 events received")
     logged = mta.events()
     acme = [e for e in logged if e["tenant"] == "acme" and e["event"] in ("accepted", "delivered")]
     delivered = [e for e in logged if e["event"] == "delivered"]
@@ -197,10 +191,11 @@ async def test_events_older_than_max_age_are_dropped_logged_and_counted(start_mt
     await send(mta, 1)
     await mta.wait_event(lambda e: e["event"] == "delivered")
     await receiver.wait(lambda r: len(r.posts) >= 2)
-    await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=name) == 2)
+    await until(lambda: sample(mta, "mta_webhook_backlog", endpoint=name) == 2, "two events in the backlog")
     with caplog.at_level(logging.ERROR, logger="mta.webhooks"):
         mta.clock.advance(86400 + 60)
-        await until(lambda: sample(mta, "mta_webhook_events_dropped_total", endpoint=name, reason="expired") == 2)
+        await until(lambda: sample(mta, "mta_webhook_events_dropped_total", endpoint=name, reason="expired") == 2,
+                    "two expired events dropped")
     assert sample(mta, "mta_webhook_backlog", endpoint=name) == 0 and outbox_rows(mta) == 0
     assert any("dropped 2 events older than max_age" in r.getMessage() for r in caplog.records)
 
@@ -213,9 +208,10 @@ async def test_backlog_cap_drops_new_events_and_counts_them(start_mta, world: Wo
     name = receiver.url()
     await send(mta, 3)                                  # 6 events: 3 kept, 3 dropped
     await mta.wait_event(lambda e: e["event"] == "delivered", n=3)
-    await until(lambda: sample(mta, "mta_webhook_events_dropped_total", endpoint=name, reason="backlog_full") == 3)
+    await until(lambda: sample(mta, "mta_webhook_events_dropped_total", endpoint=name, reason="backlog_full") == 3,
+                "three dropped for a full backlog")
     assert sample(mta, "mta_webhook_backlog", endpoint=name) == 3
-    await until(lambda: outbox_rows(mta) == 3)
+    await until(lambda: outbox_rows(mta) == 3, "three rows in the outbox")
 
 
 async def test_a_hanging_endpoint_times_out_and_mail_flows_meanwhile(start_mta, world: World,
@@ -227,7 +223,7 @@ async def test_a_hanging_endpoint_times_out_and_mail_flows_meanwhile(start_mta, 
     name = receiver.url()
     await send(mta, 2)
     await mta.wait_event(lambda e: e["event"] == "delivered", n=2)
-    await until(lambda: sample(mta, "mta_webhook_posts_total", endpoint=name, result="timeout") >= 2)
+    await until(lambda: sample(mta, "mta_webhook_posts_total", endpoint=name, result="timeout") >= 2, "two timeouts")
     await send(mta, 2)                                  # still accepted and delivered while it hangs
     await mta.wait_event(lambda e: e["event"] == "delivered", n=4)
     receiver.delay = 0.0
@@ -254,7 +250,7 @@ async def test_events_in_the_outbox_survive_kill9(tmp_path, world: World, dns_se
                 _errors, reply = await smtp.sendmail("app@sender.example", ["user@example.test"],
                                                      message(subject=f"k{i}").encode())
                 queue_ids.append(reply.rsplit(" ", 1)[1])
-        await until(lambda: len(rx.messages) == 3 and _rows(outbox) == 6)
+        await until(lambda: len(rx.messages) == 3 and _rows(outbox) == 6, "3 messages and 6 outbox rows")
         await receiver.wait(lambda r: len(r.posts) >= 1)
         proc.kill9()
 
@@ -264,7 +260,7 @@ async def test_events_in_the_outbox_survive_kill9(tmp_path, world: World, dns_se
         assert {(e["event"], e["queue_id"]) for e in receiver.events()} == {
             (kind, q) for q in queue_ids for kind in ("accepted", "delivered")}
         assert len(receiver.events()) == 6 and all(p.signature_ok for p in receiver.posts)
-        await until(lambda: _rows(outbox) == 0)         # deleted once answered 2xx
+        await until(lambda: _rows(outbox) == 0, "the outbox empty")         # deleted once answered 2xx
         assert proc.terminate() == 0
     finally:
         if proc.proc and proc.proc.poll() is None:

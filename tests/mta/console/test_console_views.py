@@ -14,19 +14,11 @@ from tests.mta.api.conftest import simple
 from tests.mta.conftest import message
 from tests.mta.policyd import ONE_SOURCE, isp_domains
 from tests.support.receiver import Script
+from tests.support.waiting import until
 
 
 def audits(api) -> list[dict[str, Any]]:
     return [e for e in api.mta.events() if e["event"] == "operator_action"]
-
-
-async def until(check, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.1)
 
 
 async def test_warmup_and_decisions_come_from_policyd_and_pause_reaches_it(start_api, browser, world, dns_server,
@@ -44,7 +36,7 @@ async def test_warmup_and_decisions_come_from_policyd_and_pause_reaches_it(start
         found = [p for p in view["pairs"] if (p["kind"], p["name"], p["isp"]) == ("ip", "ip1", "google")]
         return found[0] if found and found[0]["used_today"] >= 3 else None
 
-    pair = await until(google_pair)
+    pair = await until(google_pair, "the Google pair on the page")
     assert pair is not None and pair["day"] == 0 and pair["volume"] == 40 and not pair["operator_paused"]
     status, view, _h = await api.call("GET", "/console/api/warmup", "op")
     assert view["policyd"] == {"connected": True, "address": policyd.address, "error": ""}
@@ -116,7 +108,7 @@ async def test_queue_per_site_with_replies_and_hold_release_flush(start_api, wor
         rows = [s for s in view["sites"] if s["site"] == "mx.slow.example"]
         return rows[0] if rows and rows[0]["deferred"] == 3 else None
 
-    row = await until(site_row)
+    row = await until(site_row, "the site's row")
     assert row is not None, (await api.call("GET", "/console/api/queue", "op"))[1]
     assert row["queued"] == 0 and row["held"] == 0 and row["oldest_age"] >= 0
     assert row["last_replies"] == ["451 4.3.0 mailbox busy, try later"]
@@ -132,7 +124,7 @@ async def test_queue_per_site_with_replies_and_hold_release_flush(start_api, wor
         rows = [s for s in view["sites"] if s["site"] == "mx.slow.example" and s["held"] == 3]
         return rows[0] if rows else None
 
-    assert await until(held)
+    assert await until(held, "held")
     deferring["on"] = False
     # Flushing a held site sends nothing; releasing it makes the mail due at once (retry_base is 10 min).
     status, body, _h = await api.call("POST", "/console/api/action", "op", json={"action": "flush",
@@ -201,7 +193,7 @@ async def test_deliverability_survives_a_restart_from_the_event_log(start_api, w
             _s, view, _h = await api.call("GET", "/console/api/deliverability?by=isp&hours=24", "op")
             return sum(h.get("delivered", 0) for h in view["series"].get("mx.ok.example", []))
 
-        assert await until(counted) == 1
+        assert await until(counted, "counted") == 1
     finally:
         await again.stop()
 
@@ -261,7 +253,7 @@ async def test_mail_waiting_in_memory_for_a_paused_pair_says_why_and_can_be_held
         rows = [s for s in view["sites"] if s["site"] == site and s["in_memory"] == 2 and "paused" in s["waiting"]]
         return rows[0] if rows else None
 
-    row = await until(waiting)
+    row = await until(waiting, "a waiting row")
     assert row is not None, (await api.call("GET", "/console/api/queue", "op"))[1]
     assert row["queued"] == 2 and "ip1 -> google" in row["waiting"]
     status, body, _h = await api.call("POST", "/console/api/action", "op", json={"action": "hold", "site": site})
@@ -290,7 +282,7 @@ async def test_with_policyd_down_the_console_says_so_and_actions_are_503(start_a
         _s, view, _h = await api.call("GET", "/console/api/warmup", "op")
         return view if not view["policyd"]["connected"] else None
 
-    view = await until(down)
+    view = await until(down, "the down view")
     assert view is not None and policyd.address in view["policyd"]["error"] and view["pairs"] == []
     status, body, _h = await api.call("POST", "/console/api/action", "op",
                                       json={"action": "pause", "source": "ip1", "isp": "google"})
