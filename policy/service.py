@@ -15,9 +15,10 @@ from typing import Any, Protocol
 
 from policy.engine import operator
 from policy.engine.bucket import TakePlan, TakeResult, refill
+from policy.engine.culprits import Assessment
 from policy.engine.health import AUTH, Health
 from policy.engine.model import Action
-from policy.engine.policy import Assessment, Policy
+from policy.engine.policy import Policy
 from policy.engine.rules import Verdict
 from policy.engine.state import ANY_ISP, CAMPAIGN, DOMAIN, FOREVER, IP, ISP, MAILBOX, SENDER, TENANT, PairKey, PairState
 from policy.store.base import HEALTH, PAIR, Store

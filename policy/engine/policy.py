@@ -8,13 +8,13 @@ simulator, a test) loads and stores. Every method takes `now` explicitly.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from policy.engine import rules, why
+from policy.engine import culprits, rules, why
 from policy.engine.bucket import UNLIMITED, BucketSpec, BucketState, TakePlan, TakeResult, seconds_until_one
+from policy.engine.culprits import Assessment
 from policy.engine.health import AUTH, OTHER_PART, Counts, Health, classify, part_id
 from policy.engine.isp import OTHER, IspCatalog
 from policy.engine.model import Action
@@ -33,12 +33,10 @@ from policy.engine.state import (
     PairKey,
     PairState,
 )
+from policy.engine.windows import HealthWindows
 from warmup_base.policy_protocol.model import Grant, GrantRequest, Outcome
 
 TENANT_QUOTA = "tenant"    # tenant quotas are buckets only ("tenant|name|*"), with no warm-up state
-# Culprit dimensions of a part id ("tenant|domain|campaign|sender"), most specific first
-_DIMENSIONS = ((CAMPAIGN, 2), (SENDER, 3), (DOMAIN, 1), (TENANT, 0))
-_NAMES = {CAMPAIGN: "campaign", SENDER: "sender", DOMAIN: "sending domain", TENANT: "tenant"}
 
 
 @dataclass
@@ -70,18 +68,11 @@ class Observations:
             by_cls[cls] = by_cls.get(cls, 0) + count
 
 
-@dataclass
-class Assessment:
-    """A pair's health judged by culprit: verdicts on culprits, and per slot what is left."""
-
-    verdicts: list[rules.Verdict] = field(default_factory=list)
-    rest: dict[int, Counts] = field(default_factory=dict)     # slot -> counts no culprit explains
-
-
 class Policy:
     def __init__(self, settings: PolicySettings) -> None:
         self.settings = settings
         self.rules = settings.rules
+        self.windows = HealthWindows(settings.rules)
         self.calendar = Calendar(settings.warmup)
         self.catalog = IspCatalog(settings.isps)
         self.schedules = {name: Schedule.from_settings(name, s) for name, s in settings.schedules.items()}
@@ -404,16 +395,7 @@ class Policy:
         return seen
 
     def slot(self, now: float) -> int:
-        return math.floor(now / self._slot_seconds)
-
-    @functools.cached_property
-    def _slot_seconds(self) -> float:
-        return self.rules.health_window / max(1, self.rules.health_slots)
-
-    @functools.cached_property
-    def _recent_slots(self) -> int:
-        """Slots of the recent window, the current one included."""
-        return min(self.rules.health_slots, max(1, math.ceil(self.rules.recent_window / self._slot_seconds)))
+        return self.windows.slot(now)
 
     def record(self, health: Health, observed: rules.Observed, now: float,
                parts: Mapping[str, Mapping[str, int]] | None = None) -> Health:
@@ -434,153 +416,8 @@ class Policy:
 
     def assess(self, key: PairKey, health: Health, now: float,
                observed: rules.Observed | None = None) -> Assessment:
-        """Judges a pair's mail by culprit: a tenant, sending domain, campaign or sender whose own
-        bounce or complaint rate is over a threshold gets the verdict, and its mail (on this pair)
-        is set aside, so the pair's own rules judge only what is left, the trouble spread over the
-        rest. Two or more culprits of one kind that carry most of the pair's mail are no culprits:
-        that is spread trouble too (the next, coarser kind may still explain it). A culprit's
-        counts, once acted on, are not judged again (Health.since); updates `health.since`."""
-        out = Assessment()
-        if key.kind not in (IP, DOMAIN):
-            return out
-        slot, n = self.slot(now), self.rules.health_slots
-        first_recent = slot - self._recent_slots
-        by_part = health.part_windows(slot, n)
-        totals = {s: c for s, c in health.slots.items() if slot - n < s <= slot}
-        out.rest = {s: c.copy() for s, c in totals.items()}
-        if not by_part:
-            return out
-
-        def judged_from(part: str) -> int:
-            values = part.split("|")
-            if len(values) != 4:
-                return -1
-            return max((health.since.get(f"{dim}:{values[i]}", -1) for dim, i in _DIMENSIONS if values[i]),
-                       default=-1)
-
-        # Mail already acted on is set aside first.
-        live: dict[str, dict[int, Counts]] = {}
-        for part, slots in by_part.items():
-            after = judged_from(part)
-            for s, counts in slots.items():
-                if s <= after:
-                    out.rest[s] = out.rest.get(s, Counts()).minus(counts)
-                else:
-                    live.setdefault(part, {})[s] = counts
-        sent_all = sum(c.sent for c in out.rest.values())
-        # a domain pair judges what is finer than the domain only
-        dimensions = [(d, i) for d, i in _DIMENSIONS if key.kind != DOMAIN or d not in (DOMAIN, TENANT)]
-        for rank, (dim, index) in enumerate(dimensions):
-            groups: dict[str, list[str]] = {}
-            for part in live:
-                values = part.split("|")
-                if len(values) == 4 and values[index]:
-                    groups.setdefault(values[index], []).append(part)
-            found: list[tuple[str, list[rules.Verdict], list[str], int]] = []
-            for value, parts in groups.items():
-                full, recent = Counts(), Counts()
-                for part in parts:
-                    for s, counts in live[part].items():
-                        full.merge(counts)
-                        if s > first_recent:
-                            recent.merge(counts)
-                culprit = PairKey(dim, value, key.isp)
-                what = f"{_NAMES[dim]} {value} on {key}: "
-                windows = [(self._window_label(), full), (self._recent_label(), recent)]
-                found_here = rules.verdicts(culprit, windows, observed or {}, self.rules, what)
-                if found_here:
-                    found.append((value, found_here, parts, full.sent))
-            found = [f for f in found
-                     if not self._left_to_a_finer_culprit(dimensions[:rank], f[1], f[2], live, out.rest)]
-            if not found:
-                continue
-            if len(found) >= 2 and sum(f[3] for f in found) > 0.5 * max(1, sent_all):
-                continue        # most of the pair's mail is bad: spread, not one culprit
-            for value, found_here, parts, _sent in found:
-                rest_note = self._rest_note(out.rest, live, parts)
-                out.verdicts += [replace(v, reason=f"{v.reason}; {rest_note}") for v in found_here]
-                if any(v.rule in rules.PAUSES for v in found_here):
-                    health.since[f"{dim}:{value}"] = slot     # acted on: not judged again
-                for part in parts:      # explained by its culprit: not the pair's own trouble
-                    for s, counts in live.pop(part, {}).items():
-                        out.rest[s] = out.rest.get(s, Counts()).minus(counts)
-        # The pair itself is the coarsest culprit of all: the same wait for a finer one applies.
-        full, recent = Counts(), Counts()
-        for slots in live.values():
-            for s, counts in slots.items():
-                full.merge(counts)
-                if s > first_recent:
-                    recent.merge(counts)
-        windows = [(self._window_label(), full), (self._recent_label(), recent)]
-        pair_found = rules.verdicts(key, windows, {}, self.rules)
-        if pair_found:
-            self._left_to_a_finer_culprit(dimensions, pair_found, list(live), live, out.rest)
-        return out
-
-    def _left_to_a_finer_culprit(self, finer: list[tuple[str, int]], found: list[rules.Verdict], parts: list[str],
-                                 live: dict[str, dict[int, Counts]], rest: dict[int, Counts]) -> bool:
-        """Whether a coarser culprit's verdicts (a sender's, a domain's, the pair's own) wait for a
-        finer one (of the `finer` dimensions): when one campaign (or sender, ...) still too small to
-        judge carries the trouble and the rest of the coarser one's mail (`parts`) is under the
-        verdicts' levels, the trouble is that finer culprit's. The coarser one reaches `min_sample`
-        first because it carries more mail; judging it then would make the verdict depend on how
-        finely feedback happens to be batched. The finer culprit's mail is set aside (not live, not
-        the pair's rest) until it has enough to be judged."""
-        levels = [rules.level_of(v.rule, self.rules) for v in found]
-        whole = Counts()
-        for part in parts:
-            for counts in live[part].values():
-                whole.merge(counts)
-        for _dim, index in finer:
-            by_value: dict[str, list[str]] = {}
-            for part in parts:
-                values = part.split("|")
-                if len(values) == 4 and values[index]:
-                    by_value.setdefault(values[index], []).append(part)
-            for value_parts in by_value.values():
-                own = Counts()
-                for part in value_parts:
-                    for counts in live[part].values():
-                        own.merge(counts)
-                others = whole.minus(own)
-                if all(rules.too_small_to_judge(own, cls, self.rules) and others.rate(cls) <= level
-                       for cls, level in levels):
-                    for part in value_parts:
-                        for s, counts in live.pop(part).items():
-                            rest[s] = rest.get(s, Counts()).minus(counts)
-                    return True
-        return False
-
-    def _rest_note(self, rest: Mapping[int, Counts], live: Mapping[str, Mapping[int, Counts]],
-                   parts: list[str]) -> str:
-        total = Counts()
-        for counts in rest.values():
-            total.merge(counts)
-        for part in parts:
-            for counts in live.get(part, {}).values():
-                total = total.minus(counts)
-        return (f"the rest of the pair: hard bounces {total.hard_bounce} of {total.sent} sent, "
-                f"complaints {total.complaint} of {total.delivered} delivered")
-
-    def _window_label(self) -> str:
-        return f"{rules._duration(self.rules.health_window)}"
-
-    def _recent_label(self) -> str:
-        return f"the last {rules._duration(self._recent_slots * self._slot_seconds)}"
-
-    def pair_windows(self, state: PairState, rest: Mapping[int, Counts], now: float) -> rules.Windows:
-        """The health window and the recent window of what no culprit explains, counting only mail
-        after the pair's last pause for rates (state.judged_after)."""
-        slot = self.slot(now)
-        after = self.slot(state.judged_after) if state.judged_after else -1
-        full, recent = Counts(), Counts()
-        for s, counts in rest.items():
-            if s <= after or s <= slot - self.rules.health_slots:
-                continue
-            full.merge(counts)
-            if s > slot - self._recent_slots:
-                recent.merge(counts)
-        return [(self._window_label(), full), (self._recent_label(), recent)]
+        """The pair's mail judged by culprit (policy.engine.culprits); updates `health.since`."""
+        return culprits.assess(key, health, now, observed, self.rules, self.windows)
 
     def react(self, key: PairKey, state: PairState, health: Health, observed: rules.Observed,
               now: float, rest: Mapping[int, Counts] | None = None) -> tuple[PairState, list[Action]]:
@@ -588,7 +425,7 @@ class Policy:
         if rest is None:
             slot = self.slot(now)
             rest = {s: c for s, c in health.slots.items() if slot - self.rules.health_slots < s <= slot}
-        return rules.observe(key, state, self.pair_windows(state, rest, now), observed, now,
+        return rules.observe(key, state, self.windows.of_rest(state, rest, now), observed, now,
                              self.calendar.day_index(now), self.rules)
 
     def apply_verdict(self, verdict: rules.Verdict, state: PairState, now: float) -> tuple[PairState, list[Action]]:
