@@ -137,6 +137,13 @@ class Scheduler:
             ds.due = backlog.next_due
             self.note_on_disk(backlog.domain, backlog.waiting)
             heapq.heappush(self._due, (backlog.next_due, backlog.domain))
+        now = self.clock()
+        for gone in report.cancelled:
+            log.info("message %s was cancelled while an attempt ran: its %d recipients left are removed",
+                     gone.queue_id, len(gone.cancelled))
+            for address in gone.cancelled:
+                self.events.emit(Event("cancelled", gone.queue_id, address, gone.sender, now, tenant=gone.tenant,
+                                       reason="cancelled", text="cancelled through the API"))
         if report.possible_duplicates:
             self.metrics.possible_duplicates.inc(report.possible_duplicates)
             log.warning("recovered %d recipients whose delivery was in progress at the last stop: "

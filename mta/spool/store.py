@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING, Deferral, MessageInfo, NewMessage, Recipient
 from mta.spool.securedelete import fast
@@ -100,6 +100,8 @@ ADDED_COLUMNS = (
     ("messages", "send_at", "REAL NOT NULL DEFAULT 0"),
     ("messages", "variant", "TEXT NOT NULL DEFAULT ''"),
     ("deliveries", "variant", "TEXT NOT NULL DEFAULT ''"),
+    # 1: cancelled through the API while an attempt ran; what that attempt leaves goes at start-up
+    ("messages", "cancelled", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 _MESSAGE_COLUMNS = ("m.id, m.queue_id, m.sender, m.created, m.size, m.stream, m.priority, m.tenant, m.pool, "
@@ -138,6 +140,8 @@ class RecoveryReport:
     possible_duplicates: int        # rows whose attempt had started: the MX may have them already
     domains: list[DomainBacklog]
     journaled: int = 0              # delivered recipients known only from the delivery journal
+    # recipients of messages cancelled while an attempt ran, removed now instead of re-queued
+    cancelled: list[CancelledMessage] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +354,8 @@ class SpoolStore:
         if delivered:
             journaled = len(self._select_in("SELECT id FROM recipients WHERE id IN ({})", sorted(set(delivered))))
             self.finish(sorted(set(delivered)))
+        # Before counting doubtful rows: a cancelled message's are removed, not sent again.
+        cancelled = self._remove_cancelled()
         doubtful = {row[0] for row in self._select_in("SELECT id FROM recipients WHERE id IN ({})",
                                                       sorted(set(in_doubt)))}
         doubtful |= {row[0] for row in self.db.execute("SELECT id FROM recipients WHERE state = ?", (ATTEMPTING,))
@@ -360,7 +366,20 @@ class SpoolStore:
         if duplicates:
             total = int(self.get_meta("possible_duplicates") or 0) + duplicates
             self.set_meta("possible_duplicates", str(total))
-        return RecoveryReport(recovered, duplicates, self.domain_backlog(), journaled)
+        return RecoveryReport(recovered, duplicates, self.domain_backlog(), journaled, cancelled)
+
+    def _remove_cancelled(self) -> list[CancelledMessage]:
+        """The recipients left of messages cancelled while an attempt ran (start-up: nothing runs
+        now), with the messages themselves."""
+        found = self.db.execute("SELECT id, queue_id, sender, tenant FROM messages WHERE cancelled = 1").fetchall()
+        out = []
+        for mid, queue_id, sender, tenant in found:
+            rows = self.db.execute("SELECT id, address FROM recipients WHERE message = ?", (mid,)).fetchall()
+            self.db.execute("DELETE FROM recipients WHERE message = ?", (mid,))
+            self.db.execute("DELETE FROM messages WHERE id = ?", (mid,))
+            self.db.execute("DELETE FROM bodies WHERE id = ?", (mid,))
+            out.append(CancelledMessage(mid, queue_id, sender, tenant, [a for _r, a in rows], []))
+        return out
 
     def retry_all(self, now: float) -> int:
         """Makes every waiting recipient due now, but those of scheduled sends whose time has not
@@ -444,6 +463,10 @@ class SpoolStore:
         if not in_flight:
             self.db.execute("DELETE FROM messages WHERE id = ?", (mid,))
             self.db.execute("DELETE FROM bodies WHERE id = ?", (mid,))
+        else:
+            # Should the attempt end deferred and this process stop before the daemon drops its
+            # rows (Scheduler.cancelled is memory), the next start removes them (recover).
+            self.db.execute("UPDATE messages SET cancelled = 1 WHERE id = ?", (mid,))
         return CancelledMessage(mid, queue_id.upper(), sender, msg_tenant, [a for _r, a in cancelled], in_flight)
 
     def cancel_rows(self, recipient_ids: Sequence[int]) -> list[int]:

@@ -4,11 +4,15 @@ daemon runs on an injected clock); DELETE cancels what has not left yet."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 
+from mta.model import ATTEMPTING
+from mta.spool.store import SpoolStore
 from tests.mta.api.conftest import simple
 from tests.mta.conftest import FakeClock
 from tests.support.receiver import Script
+from tests.support.waiting import until
 
 
 def rfc3339(t: float) -> str:
@@ -79,6 +83,45 @@ async def test_cancel_a_deferred_message_stops_its_retries(start_api, world):
     seen = rx.rcpt_seen["user@example.test"]
     await asyncio.sleep(3)       # retry_base is 1 s in tests: a retry would have come by now
     assert rx.rcpt_seen["user@example.test"] == seen
+
+
+def _attempting(spool_dir: str) -> bool:
+    store = SpoolStore(spool_dir, readonly=True)
+    try:
+        return store.db.execute("SELECT COUNT(*) FROM recipients WHERE state = ?", (ATTEMPTING,)).fetchone()[0] > 0
+    finally:
+        store.close()
+
+
+async def test_a_cancel_during_an_attempt_holds_across_a_restart(start_api, world, start_mta):
+    """The attempt running at the cancel ends deferred, and the daemon stops before that
+    recipient comes round again (where the running daemon would drop it): the next start removes
+    it instead of sending it."""
+    release = {"yes": False}
+
+    def rcpt(_address: str, n: int) -> str | None:
+        if n > 1:
+            return None
+        deadline = time.monotonic() + 60
+        while not release["yes"] and time.monotonic() < deadline:     # holds the receiver's loop
+            time.sleep(0.05)
+        return "451 4.3.0 try again later"
+
+    rx = world.domain("example.test", script=Script(rcpt=rcpt))
+    clock = FakeClock()           # stands still: the deferred recipient is not due again here
+    api = await start_api(clock=clock)
+    sent = await api.send(simple())
+    await until(lambda: _attempting(api.mta.spool_dir), "an attempt under way")
+    status, body, _h = await api.call("DELETE", f"/v1/messages/{sent['id']}")
+    assert status == 200 and body["in_flight"] == ["user@example.test"] and body["cancelled"] == [], body
+    release["yes"] = True
+    await api.mta.wait_event(lambda e: e["event"] == "deferred")
+    await api.mta.daemon.stop()
+    again = await start_mta(clock=clock, api={"listen": ""})
+    await again.wait_event(lambda e: e["event"] == "cancelled" and e["queue_id"] == sent["id"])
+    clock.advance(3600)
+    await asyncio.sleep(2.5)      # the scheduler looks at its due list at least once a second
+    assert rx.count() == 0 and rx.rcpt_seen["user@example.test"] == 1
 
 
 async def test_a_due_time_marked_while_a_claim_runs_is_not_lost(start_api, world):
