@@ -147,37 +147,25 @@ async def test_bare_cr_or_lf_refused_and_nothing_smuggled(start_mta, payload):
     assert queued_messages(mta.spool_dir) == 0
 
 
-async def test_dot_stuffing_is_undone(start_mta, world):
+_PLAIN = b"Subject: plain\r\n\r\n" + b"".join(b"line %d. ends with a period.\r\n" % i for i in range(500))
+
+
+@pytest.mark.parametrize(("data", "arrives"), [
+    # dot-stuffing undone at submission, done again on the way out
+    (b"Subject: dots\r\n\r\n..leading dot\r\n...\r\n", b"\r\n\r\n.leading dot\r\n..\r\n"),
+    # RFC 5321 4.5.2: the receiver deletes the first period of any line that starts with one
+    (b"Subject: dots\r\n\r\n.not stuffed\r\nplain. text.\r\n", b"\r\n\r\nnot stuffed\r\nplain. text.\r\n"),
+    # nothing to stuff: the body goes after the 354 unchanged (mta.wireform), every byte of it
+    (_PLAIN, b"\r\n" + _PLAIN),
+], ids=["stuffed", "unstuffed-client", "as-is"])
+async def test_the_message_arrives_as_the_client_meant_it(start_mta, world, data, arrives):
     rx = world.domain("example.test")
     mta = await start_mta()
     c = await in_data(mta)
-    c.send(b"Subject: dots\r\n\r\n..leading dot\r\n...\r\n.\r\n")
+    c.send(data + b".\r\n")
     assert (await c.reply()).startswith("250")
     got = await rx.await_for(1)
-    assert got[0].data.endswith(b"\r\n\r\n.leading dot\r\n..\r\n")
-
-
-async def test_a_leading_period_goes_even_if_the_client_did_not_stuff(start_mta, world):
-    # RFC 5321 4.5.2: the receiver deletes the first period of any line that starts with one.
-    rx = world.domain("example.test")
-    mta = await start_mta()
-    c = await in_data(mta)
-    c.send(b"Subject: dots\r\n\r\n.not stuffed\r\nplain. text.\r\n.\r\n")
-    assert (await c.reply()).startswith("250")
-    got = await rx.await_for(1)
-    assert got[0].data.endswith(b"\r\n\r\nnot stuffed\r\nplain. text.\r\n")
-
-
-async def test_a_message_without_stuffing_arrives_as_it_was_sent(start_mta, world):
-    # The body goes after the 354 unchanged (mta.wireform): every byte of it must arrive.
-    rx = world.domain("example.test")
-    mta = await start_mta()
-    c = await in_data(mta)
-    text = b"Subject: plain\r\n\r\n" + b"".join(b"line %d. ends with a period.\r\n" % i for i in range(500))
-    c.send(text + b".\r\n")
-    assert (await c.reply()).startswith("250")
-    got = await rx.await_for(1)
-    assert got[0].data.endswith(b"\r\n" + text)
+    assert got[0].data.endswith(arrives)
 
 
 async def test_disconnect_mid_data_queues_nothing(start_mta):
