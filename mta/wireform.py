@@ -16,20 +16,24 @@ TERMINATOR = b".\r\n"          # after the body's last CRLF
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 
 
+def _crlf_only(text: bytes) -> bool:
+    """Every CR and every LF in `text` is part of a CRLF."""
+    crlf = text.count(b"\r\n")
+    return text.count(b"\n") == crlf == text.count(b"\r")
+
+
 def goes_as_is(text: bytes) -> bool:
     """True if `text` can go after a 354 unchanged: CRLF line ends only, no line starting with a
     period, and empty or ending with CRLF. Two such texts joined are such a text again."""
-    crlf = text.count(b"\r\n")
-    return (text.count(b"\n") == crlf == text.count(b"\r") and not text.startswith(b".")
-            and b"\n." not in text and (not text or text.endswith(b"\r\n")))
+    return (_crlf_only(text) and not text.startswith(b".") and b"\n." not in text
+            and (not text or text.endswith(b"\r\n")))
 
 
 def wire_body(body: bytes) -> bytes:
     """`body` as it goes after a 354: CRLF line endings, dot-stuffed, ending with the CRLF . CRLF
     terminator. Any body is normalised first: a bare LF must never reach a server that could read
     "\\n.\\n" as the end of the data."""
-    crlf = body.count(b"\r\n")
-    if body.count(b"\n") != crlf or body.count(b"\r") != crlf:
+    if not _crlf_only(body):
         body = _LINE_ENDINGS.sub(b"\r\n", body)
     if body.startswith(b"."):
         body = b"." + body

@@ -120,24 +120,23 @@ class MessageBuilder:
                                     variant=sub.variant, accepted_at=now, clicks=t.clicks, opens=t.opens).message
         body = added + content
         # After the header block the content is the client's, which the front end checked: only
-        # the lines made here are asked (a few hundred bytes, where the whole body would cost a
-        # full scan at every delivery attempt).
+        # the fields added here and the (edited) header block are asked, a few hundred bytes,
+        # where the whole body would cost a full scan at every delivery attempt.
         as_is = sub.content_as_is and not rewritten and goes_as_is(added) and goes_as_is(head)
-        if self.signer is not None and not self.defer_signing:
-            # Last, so the signature covers every header we added (RFC 8058 wants List-Unsubscribe
-            # signed); once per message, never per delivery attempt.
-            signature = self.signer.sign(body, facts.from_domain or sending_domain)
-            body = signature + body
-            as_is = as_is and goes_as_is(signature)
         stream_cfg = cfg.stream(stream)
         # A scheduled message's queue age (and so its expiry) counts from its send time.
         created = sub.send_at if sub.send_at > now else now
-        return NewMessage(queue_id=qid, sender=sub.sender, recipients=list(rcpts), body=body, created=created,
-                          stream=stream, priority=stream_cfg.priority, tenant=tenant, pool=stream_cfg.pool,
-                          sending_domain=sending_domain, header_message_id=message_id,
-                          campaign=sub.campaign or facts.campaign, smtputf8=sub.smtputf8, client=sub.client_ip,
-                          auth_user=sub.auth_user, not_before=sub.send_at if sub.send_at > now else 0.0,
-                          variant=sub.variant, body_as_is=as_is)
+        msg = NewMessage(queue_id=qid, sender=sub.sender, recipients=list(rcpts), body=body, created=created,
+                         stream=stream, priority=stream_cfg.priority, tenant=tenant, pool=stream_cfg.pool,
+                         sending_domain=sending_domain, header_message_id=message_id,
+                         campaign=sub.campaign or facts.campaign, smtputf8=sub.smtputf8, client=sub.client_ip,
+                         auth_user=sub.auth_user, not_before=sub.send_at if sub.send_at > now else 0.0,
+                         variant=sub.variant, body_as_is=as_is)
+        if self.signer is not None and not self.defer_signing:
+            # Last, so the signature covers every header we added (RFC 8058 wants List-Unsubscribe
+            # signed); once per message, never per delivery attempt.
+            prepend_signature(msg, self.signer.sign(body, facts.from_domain or sending_domain))
+        return msg
 
     def _tracks(self, sub: Submission, stream: str, tenant: str, head: bytes) -> bool:
         """Tracked: a tracked stream or tenant, not turned off by the request or the message's
@@ -170,6 +169,13 @@ class MessageBuilder:
                                         mailto_domain=u.mailto_domain)
 
 
+def prepend_signature(msg: NewMessage, signature: bytes) -> None:
+    """Puts a DKIM-Signature field in front of the message; it still goes as it is only if the
+    signature's own lines do."""
+    msg.body = signature + msg.body
+    msg.body_as_is = msg.body_as_is and goes_as_is(signature)
+
+
 class Injector:
     """The durable write every front end ends with: the answer comes only after the fsync."""
 
@@ -192,9 +198,7 @@ class Injector:
         try:
             if self.sign_worker is not None:
                 # Last, as in MessageBuilder.build: the signature covers every header added there.
-                signature = await self.sign_worker.sign(msg.body, msg.sending_domain)
-                msg.body = signature + msg.body
-                msg.body_as_is = msg.body_as_is and goes_as_is(signature)
+                prepend_signature(msg, await self.sign_worker.sign(msg.body, msg.sending_domain))
             info = await (self.accept(msg, also) if also is not None else self.accept(msg))
         except SpoolClosed:
             return Accepted(Outcome.SHUTTING_DOWN)

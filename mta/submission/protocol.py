@@ -423,16 +423,17 @@ class MtaSMTP(SMTP):
         # stuff ".x" loses the period, as with any other receiver); the leading virtual CRLF
         # covers the first line. No line started with one if nothing was removed.
         unstuffed = data.replace(b"\r\n.", b"\r\n")
+        as_is = len(unstuffed) == len(data)
         content = unstuffed[2:]
         if limit and len(content) > limit:
             raise DataRefused("552 5.3.4 Message size exceeds fixed maximum message size", "too_big")
         longest = self.max_line_length
         if len(content) > longest and max(map(len, lines)) > longest and (
                 # a stuffed line is one longer than the line: measure again if any was stuffed
-                len(unstuffed) == len(data) or max(map(len, content.splitlines())) > longest):
+                as_is or max(map(len, content.splitlines())) > longest):
             raise DataRefused(f"500 5.5.2 Line too long (limit {longest} octets, RFC 5321 4.5.3.1.6)",
                               "line_too_long")
-        return content, len(unstuffed) == len(data)
+        return content, as_is
 
     # ------------------------------------------------------------------ AUTH
     async def auth_PLAIN(self, _server: Any, args: list[str]) -> AuthResult:
