@@ -178,6 +178,7 @@ class MtaSMTP(SMTP):
         self._mail_seen = False
         self._in_data = False
         self.last_active = 0.0
+        self._deadline = 0.0          # the session times out at this loop time
         if check_password is None:
             self._auth_methods = {}
 
@@ -238,10 +239,26 @@ class MtaSMTP(SMTP):
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         # Called on connect and after each command (and each DATA chunk): the activity clock.
-        self.last_active = self.loop.time()
+        # The timer is lazy: a later deadline only moves `_deadline`, and the timer, when it
+        # fires, waits for the rest. Cancelling and arming a loop timer several times a message
+        # cost more than the command's own handling; a shorter deadline re-arms at once.
+        now = self.last_active = self.loop.time()
         if duration is None and self.pre_mail_timeout and not self._mail_seen and not self.privileged():
             duration = self.pre_mail_timeout
-        super()._reset_timeout(duration)
+        if not duration:
+            duration = self._timeout_duration
+        deadline = self._deadline = now + duration
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._deadline_reached)
+
+    def _deadline_reached(self) -> None:
+        if self._deadline > self.loop.time():   # active since the timer was armed
+            self._timeout_handle = self.loop.call_at(self._deadline, self._deadline_reached)
+        else:
+            self._timeout_cb()
 
     def eof_received(self) -> bool | None:
         if self._rejected:

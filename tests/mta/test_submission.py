@@ -213,6 +213,24 @@ async def test_command_timeout_closes_with_421(start_mta):
     assert await c.closed()
 
 
+async def test_the_timeout_counts_from_the_last_command(start_mta):
+    # The session timer is armed once and moved lazily: activity past the first deadline keeps
+    # the session, and the full timeout after the last command still closes it.
+    mta = await start_mta(submission={"command_timeout": 1})
+    c = await session(mta)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while True:
+        assert (await c.cmd("NOOP")).startswith("250")
+        last_command = loop.time()
+        if last_command - start > 2.5:
+            break
+        await asyncio.sleep(0.3)
+    assert (await c.reply(timeout=5)).startswith("421 4.4.2")
+    assert 0.8 <= loop.time() - last_command <= 3
+    assert await c.closed()
+
+
 async def test_data_timeout_queues_nothing(start_mta):
     mta = await start_mta(submission={"data_timeout": 1, "command_timeout": 30})
     c = await in_data(mta)
