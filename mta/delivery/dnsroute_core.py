@@ -7,6 +7,7 @@ shell that asks DNS lives in `mta.delivery.dnsroute`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 import re
@@ -93,11 +94,14 @@ def _idna_codec() -> dns.name.IDNACodec:
     return dns.name.IDNA_DEFAULT
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize_domain(domain: str) -> str:
     """The A-label, lower-case, dot-less form of a mail domain, or RouteError 5.1.2.
 
     Accepts mixed case, one trailing dot and U-labels. Rejects what cannot be a mail domain:
     empty names, empty labels, non-LDH characters, over-long labels and IP literals.
+    Cached (a refusal is not): every message asks for its domain's route, and the IDNA
+    conversion took 11 us of it.
     """
     text = domain.strip()
     if text.endswith("."):

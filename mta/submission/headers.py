@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 _HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+_FOLD = re.compile(r"\r?\n[ \t]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,10 @@ def split_headers(data: bytes) -> tuple[bytes, bytes]:
     return data[:end + 2], data[end + 2:]
 
 
-def _fields(headers: bytes) -> list[tuple[bytes, int, int]]:
+Fields = list[tuple[bytes, int, int]]
+
+
+def header_fields(headers: bytes) -> Fields:
     """(lower-case name, start, end) of each header field, folded continuation lines included."""
     starts = [(m.group(1).lower(), m.start()) for m in _HEADER_NAME.finditer(headers)
               if m.start() == 0 or headers[m.start() - 1:m.start()] == b"\n"]
@@ -44,17 +48,19 @@ def _fields(headers: bytes) -> list[tuple[bytes, int, int]]:
 def _value(headers: bytes, start: int, end: int) -> str:
     raw = headers[start:end]
     raw = raw[raw.index(b":") + 1:]
-    text = raw.decode("utf-8", "replace")
-    return re.sub(r"\r?\n[ \t]+", " ", text).strip()
+    text = raw.decode("utf-8", "replace").strip()
+    return _FOLD.sub(" ", text).strip() if "\n" in text else text     # unfolded: most fields
 
 
-def read_facts(headers: bytes, stream_header: str, campaign_header: str = "") -> HeaderFacts:
+def read_facts(headers: bytes, stream_header: str, campaign_header: str = "",
+               fields: Fields | None = None) -> HeaderFacts:
+    """The facts acceptance needs; `fields`: header_fields(headers), if the caller has them."""
     wanted = {stream_header.lower().encode(): "stream", b"x-tenant": "tenant", b"from": "from",
               b"message-id": "message_id", b"date": "date"}
     if campaign_header:
         wanted[campaign_header.lower().encode()] = "campaign"
     found: dict[str, str] = {}
-    for name, start, end in _fields(headers):
+    for name, start, end in header_fields(headers) if fields is None else fields:
         key = wanted.get(name)
         if key and key not in found:
             found[key] = _value(headers, start, end)
@@ -92,9 +98,9 @@ def campaign_name(value: str) -> str:
     return " ".join(_NOT_IN_CAMPAIGN.sub(" ", value).split())[:MAX_CAMPAIGN].strip()
 
 
-def remove_fields(headers: bytes, names: set[bytes]) -> bytes:
-    """Drops every field whose lower-case name is in `names`."""
-    spans = [(s, e) for name, s, e in _fields(headers) if name in names]
+def remove_fields(headers: bytes, names: set[bytes], fields: Fields | None = None) -> bytes:
+    """Drops every field whose lower-case name is in `names`; `fields` as for read_facts."""
+    spans = [(s, e) for name, s, e in (header_fields(headers) if fields is None else fields) if name in names]
     if not spans:
         return headers
     out, pos = [], 0

@@ -93,11 +93,12 @@ class MessageBuilder:
         cfg = self.cfg
         qid = new_queue_id()
         head, rest = hdr.split_headers(sub.content)
-        facts = hdr.read_facts(head, self.stream_header, self.campaign_header)
+        fields = hdr.header_fields(head)
+        facts = hdr.read_facts(head, self.stream_header, self.campaign_header, fields)
         stream = self.stream(sub, facts.stream)
         tenant = sub.tenant or (facts.tenant if sub.header_tenant else "")
         track = self._tracks(sub, stream, tenant, head)
-        head = hdr.remove_fields(head, self.strip)
+        head = hdr.remove_fields(head, self.strip, fields)
         sending_domain = facts.from_domain or sub.sender.rpartition("@")[2].lower() or cfg.mta.hostname
         rcpts = sub.recipients
         added = hdr.received_field(helo=sub.helo or "unknown", client_ip=sub.client_ip, hostname=cfg.mta.hostname,
@@ -110,15 +111,16 @@ class MessageBuilder:
         if not facts.has_date:
             added += hdr.date_field(max(now, sub.send_at))
         head += self._unsubscribe_fields(stream, rcpts, tenant, sending_domain, qid, head)
-        content = head + rest
         rewritten = track and self.tracking_tokens is not None
         if rewritten:
             # Before signing: the signature must cover the rewritten links and the pixel.
             t = self.cfg.tracking
-            content = track_message(content, self.tracking_tokens, base_url=t.base_url, queue_id=qid,
+            content = track_message(head + rest, self.tracking_tokens, base_url=t.base_url, queue_id=qid,
                                     recipient=rcpts[0], tenant=tenant, campaign=sub.campaign or facts.campaign,
                                     variant=sub.variant, accepted_at=now, clicks=t.clicks, opens=t.opens).message
-        body = added + content
+            body = added + content
+        else:
+            body = b"".join((added, head, rest))    # one copy of the content, not two
         # After the header block the content is the client's, which the front end checked: only
         # the fields added here and the (edited) header block are asked, a few hundred bytes,
         # where the whole body would cost a full scan at every delivery attempt.
