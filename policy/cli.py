@@ -28,6 +28,7 @@ from policy.engine.state import FOREVER
 from policy.operations import Selector
 from policy.service import PairStatus, PolicyService, selector_key
 from policy.store import StoreError, open_store
+from warmup_base import eventloop
 from warmup_base.cliutil import quiet_broken_pipe, version_text
 from warmup_base.configload import ConfigError, unwritable_dir
 from warmup_base.gctune import tune_for_daemon
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from policy.daemon import serve
             tune_for_daemon()
-            return asyncio.run(serve(args.config))
+            return eventloop.run(serve(args.config))
         if args.command == "simulate":
             from policy.sim.command import simulate  # here: the other commands never load the simulator
             return simulate(args)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
 import sys
 
 from mta.config import ConfigError, load_config, require_serving_keys
+from warmup_base import eventloop
 from warmup_base.cliutil import quiet_broken_pipe, version_text
 from warmup_base.configload import unwritable_dir
 from warmup_base.gctune import tune_for_daemon
@@ -137,18 +137,13 @@ def _serve(cfg) -> int:  # type: ignore[no-untyped-def]
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from mta.daemon.serve import MtaDaemon
 
-    try:
-        import uvloop
-    except ImportError:  # optional: the daemon runs on the standard loop too
-        uvloop = None
-    runner = uvloop.run if uvloop is not None else asyncio.run
     # The spool writer thread needs the GIL back between its SQLite statements; at the default
     # 5 ms switch interval a busy event loop makes every commit wait several of those, which is
     # the window in which a crash duplicates delivered mail.
     sys.setswitchinterval(0.0005)
     tune_for_daemon()
     try:
-        return runner(MtaDaemon(cfg).run())
+        return eventloop.run(MtaDaemon(cfg).run())
     except OSError as exc:
         logging.getLogger("mta").error("cannot start: %s", exc)
         return 1
