@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING, Deferral, MessageInfo, NewMessage, Recipient
 from mta.spool.securedelete import fast
 
-PAGE_SIZE = 8192
-WAL_CHECKPOINT_PAGES = 2000     # 16 MB of WAL at 8 KB pages
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -174,14 +171,8 @@ class SpoolStore:
             return
         os.makedirs(spool_dir, mode=0o750, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        # A new spool's pages are 8 KB: a 20 KB body then takes 3 overflow pages, not 6, and a
-        # message costs the writer fewer WAL frames (an existing spool keeps its page size).
-        self.db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = FULL")
-        # Bodies live for a moment: with a longer WAL, a page freed and reused several times is
-        # copied back into the database once per checkpoint, not once per version.
-        self.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         # Bodies are written once and read at most a few times: a modest page cache suffices.
         self.db.execute("PRAGMA cache_size = -16384")
         self.db.execute("PRAGMA busy_timeout = 30000")
