@@ -1,8 +1,8 @@
 """The event loop both daemons run on: uvloop where it is installed (Linux), else asyncio's own.
 
-uvloop's loop, transports and timers are C: in policyd under the side-by-side throughput
-benchmark, asyncio's selector loop and stream transports were about a third of the daemon's
-samples. Both loops behave the same for everything the daemons use."""
+uvloop's loop, transports and timers are C. Under the side-by-side throughput benchmark policyd
+used 56-62 us of CPU per relayed message on it, against 63-73 us on asyncio's selector loop
+(alternating runs). Both loops behave the same for everything the daemons use."""
 
 from __future__ import annotations
 
