@@ -106,7 +106,7 @@ class OutcomeRecorder:
             if deferrals:
                 store.defer(deferrals)
             if done_ids:
-                store.finish(done_ids)
+                store.finish_later(done_ids)
             if warned_id is not None:
                 store.set_warned(warned_id)
             if delivered_rows:

@@ -62,5 +62,5 @@ class SuppressionGate:
                                    message_id=msg.header_message_id, campaign=msg.campaign,
                                    variant=msg.variant))
         ids = list(gone)
-        self.spool.post(lambda s: s.finish(ids))
+        self.spool.post(lambda s: s.finish_later(ids))
         return len(job.recipients)

@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING, Deferral, MessageInfo, NewMessage, Recipient
+from mta.spool.heldwrites import (
+    BODY_COLUMNS,
+    DELIVERY_COLUMNS,
+    MESSAGE_COLUMNS,
+    RECIPIENT_COLUMNS,
+    HeldWrites,
+    concatenated_ids,
+    id_chunks,
+    insert_rows,
+)
 from mta.spool.securedelete import fast
+
+_T = TypeVar("_T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -161,16 +174,19 @@ class SpoolStore:
         self.spool_dir = spool_dir
         self.path = os.path.join(spool_dir, "queue.db")
         self._engagement = False        # attach_engagement() was called
+        self._held: HeldWrites | None = None         # see mta.spool.heldwrites
+        self._next_message_id: int | None = None      # assigned ids in this transaction
+        self._next_recipient_id = 0
         if readonly:
             if not os.path.exists(self.path):
                 raise FileNotFoundError(f"no spool at {self.path}")
-            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
                                       check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA query_only = ON")
             self._columns()
             return
         os.makedirs(spool_dir, mode=0o750, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = FULL")
         # Bodies are written once and read at most a few times: a modest page cache suffices.
@@ -213,64 +229,146 @@ class SpoolStore:
         self.message_columns = _MESSAGE_COLUMNS.format(campaign=campaign, variant=variant)
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, with the writes held back in this transaction done first, so whatever
+        runs SQL on it (here or in an operation's own code) sees them."""
+        if self._held is not None:
+            self.flush()
+        return self._db
 
     # ------------------------------------------------------------------ transactions
     def begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
+        self._next_message_id = None    # another process may have written since: ask again
 
     def commit(self) -> None:
         self.db.execute("COMMIT")
 
     def rollback(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+        self._held = None
+        self._next_message_id = None
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _hold(self) -> HeldWrites | None:
+        """Where to hold a write back: inside a transaction (a writer group) only; outside one,
+        a write is its own transaction and is done at once."""
+        if not self._db.in_transaction:
+            return None
+        if self._held is None:
+            self._held = HeldWrites()
+        return self._held
+
+    def flush(self) -> None:
+        """Does the held-back writes, one statement per table (or per few hundred rows)."""
+        held, self._held = self._held, None     # first: a failed flush must not run again
+        if held is None:
+            return
+        db = self._db
+        insert_rows(db, "messages", MESSAGE_COLUMNS, held.messages)
+        insert_rows(db, "bodies", BODY_COLUMNS, held.bodies)
+        insert_rows(db, "recipients", RECIPIENT_COLUMNS, held.recipients)
+        for chunk, marks in id_chunks(held.attempting):
+            db.execute(f"UPDATE recipients SET state = ? WHERE id IN ({marks}) AND state IN (?, ?)",
+                       (ATTEMPTING, *chunk, CLAIMED, ATTEMPTING))
+        if held.finished:
+            self._finish_now(held.finished)
+        insert_rows(db, "deliveries", DELIVERY_COLUMNS, held.deliveries)
+
+    def _take_ids(self, recipients: int) -> tuple[int, int]:
+        """A new message id and the first of `recipients` new recipient ids. The tables are
+        AUTOINCREMENT: an id is above every id the table ever had (sqlite_sequence), and an
+        explicit id moves that mark like a generated one. Read once per transaction, under its
+        write lock, so no other writer can take the same ids."""
+        if self._next_message_id is None:
+            row = self._db.execute(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),"
+                " coalesce((SELECT max(id) FROM messages), 0)),"
+                " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'recipients'), 0),"
+                " coalesce((SELECT max(id) FROM recipients), 0))").fetchone()
+            self._next_message_id, self._next_recipient_id = row[0] + 1, row[1] + 1
+        mid, rid = self._next_message_id, self._next_recipient_id
+        self._next_message_id += 1
+        self._next_recipient_id += recipients
+        return mid, rid
 
     # ------------------------------------------------------------------ writes
     def insert(self, msg: NewMessage, now: float) -> tuple[int, list[Recipient]]:
-        cur = self.db.execute(
-            "INSERT INTO messages (queue_id, sender, created, size, stream, priority, tenant, pool,"
-            " sending_domain, header_message_id, smtputf8, client, auth_user, campaign, send_at, variant)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority, msg.tenant,
-             msg.pool, msg.sending_domain, msg.header_message_id, int(msg.smtputf8), msg.client,
-             msg.auth_user, msg.campaign, msg.not_before, msg.variant))
-        mid = cur.lastrowid
-        assert mid is not None
-        self.db.execute("INSERT INTO bodies (id, data) VALUES (?, ?)", (mid, msg.body))
+        held = self._hold()
+        if held is None:
+            return self._autocommitted(lambda: self.insert(msg, now))
+        mid, rid = self._take_ids(len(msg.recipients))
+        held.messages.append((mid, msg.queue_id, msg.sender, msg.created, len(msg.body), msg.stream, msg.priority,
+                              msg.tenant, msg.pool, msg.sending_domain, msg.header_message_id, int(msg.smtputf8),
+                              msg.client, msg.auth_user, msg.campaign, msg.not_before, msg.variant))
+        held.bodies.append((mid, msg.body))
         rcpts = []
         due = max(now, msg.not_before)
         for address in msg.recipients:
             domain = address.rpartition("@")[2].lower()
             state = CLAIMED if domain in msg.claimed_domains else WAITING
-            cur = self.db.execute(
-                "INSERT INTO recipients (message, address, domain, priority, state, next_attempt)"
-                " VALUES (?,?,?,?,?,?)", (mid, address, domain, msg.priority, state, due))
-            rid = cur.lastrowid
-            assert rid is not None
+            held.recipients.append((rid, mid, address, domain, msg.priority, state, due))
             rcpts.append(Recipient(rid, address, domain))
+            rid += 1
         return mid, rcpts
+
+    def _autocommitted(self, write: Callable[[], _T]) -> _T:
+        """A write outside a writer group (a CLI, a test) in a transaction of its own."""
+        self.begin()
+        try:
+            result = write()
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        return result
 
     def mark_attempting(self, recipient_ids: Sequence[int]) -> None:
         """Only rows in memory: the mark is a regular write, so the attempt's outcome (an urgent
         one) may be committed first, and a deferred (or held) row must not be marked after it,
         where no claim would ever find it again."""
-        self.db.executemany("UPDATE recipients SET state = ? WHERE id = ? AND state IN (?, ?)",
-                            [(ATTEMPTING, r, CLAIMED, ATTEMPTING) for r in recipient_ids])
+        held = self._hold()
+        if held is not None:
+            held.attempting += recipient_ids
+            return
+        for chunk, marks in id_chunks(list(recipient_ids)):
+            self.db.execute(f"UPDATE recipients SET state = ? WHERE id IN ({marks}) AND state IN (?, ?)",
+                            (ATTEMPTING, *chunk, CLAIMED, ATTEMPTING))
 
     def finish(self, recipient_ids: Sequence[int]) -> list[int]:
         """Removes recipients that reached a final state; returns ids of messages now complete."""
+        self.flush()
+        return self._finish_now(recipient_ids)
+
+    def finish_later(self, recipient_ids: Sequence[int]) -> None:
+        """finish() for a caller that needs no answer: in a writer group, held back to go with
+        the group's other removals."""
+        held = self._hold()
+        if held is not None:
+            held.finished += recipient_ids
+        else:
+            self._finish_now(recipient_ids)
+
+    def _finish_now(self, recipient_ids: Sequence[int]) -> list[int]:
         if not recipient_ids:
             return []
-        # Three statements whatever the count (the writer thread pays a GIL round trip for each).
-        messages = sorted({row[0] for row in self._select_in(
-            "DELETE FROM recipients WHERE id IN ({}) RETURNING message", recipient_ids)})
-        done = [row[0] for row in self._select_in(
-            "DELETE FROM messages WHERE id IN ({}) AND NOT EXISTS"
-            " (SELECT 1 FROM recipients r WHERE r.message = messages.id) RETURNING id", messages)]
-        if done:
-            self._select_in("DELETE FROM bodies WHERE id IN ({})", done)
-        return done
+        db = self._db
+        # A fixed handful of steps whatever the count: each step gives up the GIL (see heldwrites).
+        ids = sorted(set(recipient_ids))
+        messages = sorted(set(concatenated_ids(
+            db, "SELECT group_concat(message) FROM recipients WHERE id IN ({})", ids)))
+        for chunk, marks in id_chunks(ids):
+            db.execute(f"DELETE FROM recipients WHERE id IN ({marks})", chunk)
+        done = concatenated_ids(
+            db, "SELECT group_concat(id) FROM messages WHERE id IN ({}) AND NOT EXISTS"
+                " (SELECT 1 FROM recipients r WHERE r.message = messages.id)", messages)
+        for chunk, marks in id_chunks(done):
+            db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+            db.execute(f"DELETE FROM bodies WHERE id IN ({marks})", chunk)
+        return sorted(done)
 
     def defer(self, deferrals: Iterable[Deferral]) -> None:
         self.db.executemany(
@@ -289,9 +387,11 @@ class SpoolStore:
         sender, campaign[, variant])."""
         if rows and len(rows[0]) == 12:
             rows = [(*r, "") for r in rows]
-        self.db.executemany("INSERT INTO deliveries (queue_id, recipient, time, source, site, mx_hosts,"
-                            " sending_domain, tenant, stream, header_message_id, sender, campaign, variant)"
-                            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        held = self._hold()
+        if held is not None:
+            held.deliveries += rows
+        else:
+            insert_rows(self.db, "deliveries", DELIVERY_COLUMNS, rows)
 
     def prune_deliveries(self, before: float, limit: int = 10000) -> int:
         return self.db.execute("DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries"

@@ -271,8 +271,8 @@ class Spool:
             for op in group:
                 store.db.execute("SAVEPOINT op")
                 try:
-                    results.append((True, op.fn(store)))
-                    store.db.execute("RELEASE op")
+                    result = op.fn(store)
+                    store.db.execute("RELEASE op")      # with the op's held-back writes first
                 except Exception as exc:  # one bad operation must not sink the group
                     store.db.execute("ROLLBACK TO op")
                     store.db.execute("RELEASE op")
@@ -281,6 +281,8 @@ class Spool:
                     else:
                         log.exception("spool operation failed")
                     results.append((False, exc))
+                else:
+                    results.append((True, result))
             store.commit()
         except sqlite3.Error as exc:
             # The commit (or BEGIN, or a rollback SQLite already did itself on SQLITE_FULL) failed:
