@@ -428,29 +428,7 @@ class MtaSMTP(SMTP):
         self._reset_timeout()
         if too_big:
             raise DataRefused("552 5.3.4 Message size exceeds fixed maximum message size", "too_big")
-        data = bytes(buf[:idx + 2])           # ends with the last line's CRLF
-        del buf
-        # One split serves both checks. splitlines() ends a line at CRLF, a lone CR or a lone LF,
-        # so the line count equals the count of LFs and of CRs only if every line ends in CRLF.
-        lines = data.splitlines()
-        if not len(lines) == data.count(b"\n") == data.count(b"\r"):
-            raise DataRefused("554 5.6.0 Message refused: bare CR or LF in message data (RFC 5321 2.3.8)",
-                              "bare_newline")
-        # Undo dot-stuffing: a line's leading period goes (RFC 5321 4.5.2: a client that did not
-        # stuff ".x" loses the period, as with any other receiver); the leading virtual CRLF
-        # covers the first line. No line started with one if nothing was removed.
-        unstuffed = data.replace(b"\r\n.", b"\r\n")
-        as_is = len(unstuffed) == len(data)
-        content = unstuffed[2:]
-        if limit and len(content) > limit:
-            raise DataRefused("552 5.3.4 Message size exceeds fixed maximum message size", "too_big")
-        longest = self.max_line_length
-        if len(content) > longest and max(map(len, lines)) > longest and (
-                # a stuffed line is one longer than the line: measure again if any was stuffed
-                as_is or max(map(len, content.splitlines())) > longest):
-            raise DataRefused(f"500 5.5.2 Line too long (limit {longest} octets, RFC 5321 4.5.3.1.6)",
-                              "line_too_long")
-        return content, as_is
+        return unstuffed_content(bytes(buf[:idx + 2]), limit, self.max_line_length)
 
     # ------------------------------------------------------------------ AUTH
     async def auth_PLAIN(self, _server: Any, args: list[str]) -> AuthResult:
@@ -514,6 +492,34 @@ def plain_path(arg: str) -> tuple[str, str] | None:
         return None
     return m.group(1) or "<>", m.group(2) or ""
 
+
+
+def unstuffed_content(data: bytes, limit: int, longest: int) -> tuple[bytes, bool]:
+    """The message in `data` (what came before the final dot, behind a virtual CRLF, ending with
+    its last line's CRLF): its content without dot-stuffing, and whether it goes on the wire as
+    it is (no line starts with a period); or DataRefused for a bare CR or LF, a size over
+    `limit` (0: none) or a line longer than `longest`."""
+    # One split serves both checks. splitlines() ends a line at CRLF (two octets), a lone CR
+    # or a lone LF (one): the lines and two octets each add up to the data only if every line
+    # ends in CRLF.
+    lengths = list(map(len, data.splitlines()))
+    if sum(lengths) + 2 * len(lengths) != len(data):
+        raise DataRefused("554 5.6.0 Message refused: bare CR or LF in message data (RFC 5321 2.3.8)",
+                          "bare_newline")
+    # Undo dot-stuffing: a line's leading period goes (RFC 5321 4.5.2: a client that did not
+    # stuff ".x" loses the period, as with any other receiver); the leading virtual CRLF covers
+    # the first line. No line started with one if nothing was removed.
+    unstuffed = data.replace(b"\r\n.", b"\r\n")
+    as_is = len(unstuffed) == len(data)
+    content = unstuffed[2:]
+    if limit and len(content) > limit:
+        raise DataRefused("552 5.3.4 Message size exceeds fixed maximum message size", "too_big")
+    if len(content) > longest and max(lengths) > longest and (
+            # a stuffed line is one longer than the line: measure again if any was stuffed
+            as_is or max(map(len, content.splitlines())) > longest):
+        raise DataRefused(f"500 5.5.2 Line too long (limit {longest} octets, RFC 5321 4.5.3.1.6)",
+                          "line_too_long")
+    return content, as_is
 
 def _with_enhanced_code(status: str) -> str:
     """Adds an enhanced status code to a final reply line that lacks one."""
