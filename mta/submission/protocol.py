@@ -282,7 +282,14 @@ class MtaSMTP(SMTP):
             status = safe_reply(status)
         if self.between_steps is not None:
             self.between_steps()
-        await super().push(status)
+        # aiosmtpd's push, less a drain() after every reply: it only waits when the transport
+        # holds more than its high-water mark (a client that does not read its replies), so it
+        # is asked only when something is left unsent.
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        self._writer.write(status + b"\r\n")
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            await self._writer.drain()
 
     async def handle_exception(self, error: Exception) -> str:
         """A command whose handling raised: a plain reply, the detail in the log and a metric
