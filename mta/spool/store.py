@@ -192,11 +192,6 @@ class SpoolStore:
         # Bodies are written once and read at most a few times: a modest page cache suffices.
         self.db.execute("PRAGMA cache_size = -16384")
         self.db.execute("PRAGMA busy_timeout = 30000")
-        # A checkpoint copies each page changed since the last one once, however often it changed,
-        # and a delivered body's pages are reused by the next messages many times in between. At
-        # 4,000 pages (16 MB of WAL) rather than SQLite's 1,000, the writer's CPU per message was
-        # 8-16% lower at 3 and 10 messages per commit and within 2% at one (in-process runs).
-        self.db.execute("PRAGMA wal_autocheckpoint = 4000")
         fast(self.db)       # deleted cells zeroed; freed body pages are not (see mta.spool.securedelete)
         self.db.executescript(SCHEMA)
         self._migrate()
