@@ -253,6 +253,11 @@ class SpoolStore:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
+    def drop_held(self) -> None:
+        """Forgets the held-back writes unwritten: their operation failed, and goes back to its
+        savepoint (written, a bad one would fail again there and sink the whole group)."""
+        self._held = None
+
     def _hold(self) -> HeldWrites | None:
         """Where to hold a write back: inside a transaction (a writer group) only; outside one,
         a write is its own transaction and is done at once."""

@@ -274,6 +274,7 @@ class Spool:
                     result = op.fn(store)
                     store.db.execute("RELEASE op")      # with the op's held-back writes first
                 except Exception as exc:  # one bad operation must not sink the group
+                    store.drop_held()
                     store.db.execute("ROLLBACK TO op")
                     store.db.execute("RELEASE op")
                     if is_storage_error(exc):

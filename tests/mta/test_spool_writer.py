@@ -175,3 +175,27 @@ async def test_a_held_write_that_fails_at_the_commit_fails_its_operation_only(tm
         assert [(m, r) for m, _q, r in stored[1:]] == [(mid, rcpts[0].id) for mid, rcpts in results]
     finally:
         await spool.close()
+
+
+async def test_an_operation_that_raises_after_a_bad_held_write_sinks_none_of_its_group(tmp_path) -> None:
+    """An operation whose held-back insert would break a constraint raises something else before
+    it returns: its writes are dropped unwritten with it, and the rest of its group commits."""
+    spool = Spool(str(tmp_path))
+    spool.start()
+    try:
+        await spool.call(lambda s: s.insert(_new("DUP", ["a@example.test"]), 0.0))
+
+        def insert_then_fail(store: SpoolStore) -> None:
+            store.insert(_new("DUP", ["b@example.test"]), 0.0)
+            raise ValueError("the operation's own failure")
+
+        ok = [spool.submit(lambda s, i=i: s.insert(_new(f"A{i}", ["a@example.test"]), 0.0)) for i in range(3)]
+        bad = spool.submit(insert_then_fail)
+        more = [spool.submit(lambda s, i=i: s.insert(_new(f"B{i}", ["a@example.test"]), 0.0)) for i in range(3)]
+        assert len(await asyncio.gather(*ok, *more)) == 6
+        with pytest.raises(ValueError, match="own failure"):
+            await bad
+        stored = await spool.read(lambda s: [r[0] for r in s.db.execute("SELECT queue_id FROM messages ORDER BY id")])
+        assert stored == ["DUP", "A0", "A1", "A2", "B0", "B1", "B2"]
+    finally:
+        await spool.close()
