@@ -26,6 +26,9 @@ DELIVERY_COLUMNS = ("queue_id", "recipient", "time", "source", "site", "mx_hosts
                     "stream", "header_message_id", "sender", "campaign", "variant")
 
 IDS_PER_STATEMENT = 500
+# SQLite copies every bound blob until the statement is done: bodies go in statements of at most
+# this many bytes, so a group of large messages costs no more memory than one of them at a time.
+BODY_BYTES_PER_STATEMENT = 4 << 20
 
 
 @dataclass(slots=True)
@@ -54,6 +57,17 @@ def insert_rows(db: sqlite3.Connection, table: str, columns: Sequence[str], rows
     for i in range(0, len(rows), per_statement):
         chunk = rows[i:i + per_statement]
         db.execute(head + ",".join([one] * len(chunk)), [v for row in chunk for v in row])
+
+
+def insert_bodies(db: sqlite3.Connection, rows: Sequence[tuple[int, bytes]]) -> None:
+    """(id, data) rows into `bodies`, in statements of at most BODY_BYTES_PER_STATEMENT (or one body)."""
+    start, size = 0, 0
+    for i, (_id, data) in enumerate(rows):
+        if i > start and size + len(data) > BODY_BYTES_PER_STATEMENT:
+            insert_rows(db, "bodies", BODY_COLUMNS, rows[start:i])
+            start, size = i, 0
+        size += len(data)
+    insert_rows(db, "bodies", BODY_COLUMNS, rows[start:])
 
 
 def id_chunks(ids: Sequence[int]) -> list[tuple[Sequence[int], str]]:

@@ -15,13 +15,13 @@ from typing import TypeVar
 
 from mta.model import ATTEMPTING, CLAIMED, HELD, WAITING, Deferral, MessageInfo, NewMessage, Recipient
 from mta.spool.heldwrites import (
-    BODY_COLUMNS,
     DELIVERY_COLUMNS,
     MESSAGE_COLUMNS,
     RECIPIENT_COLUMNS,
     HeldWrites,
     concatenated_ids,
     id_chunks,
+    insert_bodies,
     insert_rows,
 )
 from mta.spool.securedelete import fast
@@ -274,7 +274,7 @@ class SpoolStore:
             return
         db = self._db
         insert_rows(db, "messages", MESSAGE_COLUMNS, held.messages)
-        insert_rows(db, "bodies", BODY_COLUMNS, held.bodies)
+        insert_bodies(db, held.bodies)
         insert_rows(db, "recipients", RECIPIENT_COLUMNS, held.recipients)
         for chunk, marks in id_chunks(held.attempting):
             db.execute(f"UPDATE recipients SET state = ? WHERE id IN ({marks}) AND state IN (?, ?)",

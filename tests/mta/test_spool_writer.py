@@ -199,3 +199,23 @@ async def test_an_operation_that_raises_after_a_bad_held_write_sinks_none_of_its
         assert stored == ["DUP", "A0", "A1", "A2", "B0", "B1", "B2"]
     finally:
         await spool.close()
+
+
+def test_held_bodies_go_in_statements_of_a_few_megabytes(tmp_path) -> None:
+    """SQLite copies each bound blob until its statement is done: large bodies go one or a few
+    per statement, small ones many per statement, and each arrives whole."""
+    from mta.spool.heldwrites import BODY_BYTES_PER_STATEMENT
+
+    store = SpoolStore(str(tmp_path))
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+    large = BODY_BYTES_PER_STATEMENT * 3 // 4
+    bodies = [bytes([65 + i]) * large for i in range(3)] + [bytes([97 + i]) * 1000 for i in range(20)]
+    store.begin()
+    ids = [store.insert(_new(f"Q{i}", ["a@example.test"], body=b), 0.0)[0] for i, b in enumerate(bodies)]
+    store.commit()
+    store.db.set_trace_callback(None)
+    body_inserts = [s for s in statements if s.startswith("INSERT INTO bodies")]
+    assert len(body_inserts) == 3        # each large one alone; the last shares with the 20 small ones
+    assert [store.body(mid) for mid in ids] == bodies
+    store.close()
