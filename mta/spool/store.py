@@ -620,9 +620,8 @@ class SpoolStore:
 
     def _select_in(self, sql: str, ids: Sequence[int]) -> list[tuple]:
         out: list[tuple] = []
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            out += self.db.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+        for chunk, marks in id_chunks(ids):
+            out += self.db.execute(sql.format(marks), chunk).fetchall()
         return out
 
 
