@@ -276,9 +276,7 @@ class SpoolStore:
         insert_rows(db, "messages", MESSAGE_COLUMNS, held.messages)
         insert_bodies(db, held.bodies)
         insert_rows(db, "recipients", RECIPIENT_COLUMNS, held.recipients)
-        for chunk, marks in id_chunks(held.attempting):
-            db.execute(f"UPDATE recipients SET state = ? WHERE id IN ({marks}) AND state IN (?, ?)",
-                       (ATTEMPTING, *chunk, CLAIMED, ATTEMPTING))
+        self._mark_attempting_now(held.attempting)
         if held.finished:
             self._finish_now(held.finished)
         insert_rows(db, "deliveries", DELIVERY_COLUMNS, held.deliveries)
@@ -338,10 +336,13 @@ class SpoolStore:
         held = self._hold()
         if held is not None:
             held.attempting += recipient_ids
-            return
-        for chunk, marks in id_chunks(list(recipient_ids)):
-            self.db.execute(f"UPDATE recipients SET state = ? WHERE id IN ({marks}) AND state IN (?, ?)",
-                            (ATTEMPTING, *chunk, CLAIMED, ATTEMPTING))
+        else:
+            self._mark_attempting_now(list(recipient_ids))
+
+    def _mark_attempting_now(self, recipient_ids: Sequence[int]) -> None:
+        for chunk, marks in id_chunks(recipient_ids):
+            self._db.execute(f"UPDATE recipients SET state = ? WHERE id IN ({marks}) AND state IN (?, ?)",
+                             (ATTEMPTING, *chunk, CLAIMED, ATTEMPTING))
 
     def finish(self, recipient_ids: Sequence[int]) -> list[int]:
         """Removes recipients that reached a final state; returns ids of messages now complete."""

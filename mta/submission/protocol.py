@@ -500,7 +500,6 @@ def plain_path(arg: str) -> tuple[str, str] | None:
     return m.group(1) or "<>", m.group(2) or ""
 
 
-
 def unstuffed_content(data: bytes, limit: int, longest: int) -> tuple[bytes, bool]:
     """The message in `data` (what came before the final dot, behind a virtual CRLF, ending with
     its last line's CRLF): its content without dot-stuffing, and whether it goes on the wire as
@@ -527,6 +526,7 @@ def unstuffed_content(data: bytes, limit: int, longest: int) -> tuple[bytes, boo
         raise DataRefused(f"500 5.5.2 Line too long (limit {longest} octets, RFC 5321 4.5.3.1.6)",
                           "line_too_long")
     return content, as_is
+
 
 def _with_enhanced_code(status: str) -> str:
     """Adds an enhanced status code to a final reply line that lacks one."""
